@@ -1,0 +1,54 @@
+# fescontrol — every target installs what it needs into .venv first.
+# NOT A CLEARED MEDICAL DEVICE: use on a person only under clinical supervision.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+KERNEL := fescontrol/_kernel$(shell $(PYTHON) -c "import sysconfig;print(sysconfig.get_config_var('EXT_SUFFIX'))")
+PYTEST_ARGS ?=
+
+.PHONY: install build test test-fast demo bench lint diagram clean help
+
+help:
+	@echo "make install  venv + editable install + Cython build"
+	@echo "make demo     simulated walk on bundled real gait data with the default profile"
+	@echo "make test     full test suite (both kernels, real pseudo-terminals)"
+	@echo "make bench    throughput and real-time latency benchmarks -> bench/results.json"
+	@echo "make lint     ruff"
+
+$(STAMP): setup.py pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "cython>=3.0" "setuptools>=64" wheel
+	$(BIN)/python -m pip install -q --no-build-isolation -e ".[test,build]"
+	touch $(STAMP)
+
+$(KERNEL): fescontrol/_kernel.pyx $(STAMP)
+	$(BIN)/python setup.py -q build_ext --inplace
+
+install: $(STAMP) $(KERNEL)
+
+build: $(KERNEL)
+
+test: install
+	FES_REQUIRE_COMPILED=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-fast: install
+	FES_REQUIRE_COMPILED=1 $(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+demo: install
+	$(BIN)/fes sim --recording physionet:GaCo01 --plot out/demo.png --json out/demo.json
+
+bench: install
+	FES_REQUIRE_COMPILED=1 $(BIN)/python bench/run.py
+
+lint: install
+	$(BIN)/python -m pip install -q "ruff>=0.4"
+	$(BIN)/ruff check fescontrol drivers sim tests bench
+
+diagram: install
+	$(BIN)/fes diagram docs/gait-machine.png
+
+clean:
+	rm -rf build *.egg-info fescontrol/_kernel.c fescontrol/*.so .pytest_cache .hypothesis

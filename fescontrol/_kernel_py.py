@@ -1,0 +1,554 @@
+"""Pure-Python per-sample kernel: the reference twin of ``_kernel.pyx``.
+
+Per sensor frame it runs, in this order: parse → sample guard (the supervisor's
+per-sample checks) → filters and gait detectors → envelope → max-stimulation
+cut-off → output. Both kernels implement exactly the same arithmetic in the
+same order on IEEE doubles and 64-bit integers, so their outputs agree bit for
+bit (tests/test_kernel_twins.py replays the same bytes through both).
+
+Invariants kept on every sample:
+  * output current = level × amplitude_ma with 0 ≤ level ≤ 1;
+  * level rises by at most dt/ramp_up and falls by at most dt/ramp_down,
+    except a drop to zero on a fault or at the max-stimulation back-stop;
+  * a burst's nonzero samples all lie within max_stim_ms of its first one;
+  * after a fault the output is zero on that very sample and stays zero
+    until ``clear_fault()``.
+
+Time is the sensor's own clock (µs, unwrapped to int64), so a replay gives
+the same outputs whatever the machine does; wall-clock checks (staleness
+when no frame arrives) live in ``run_fd`` only.
+"""
+from __future__ import annotations
+
+import math
+import os
+import select
+import time
+
+import numpy as np
+
+from drivers import sensor_protocol as sp
+
+from .codes import Event, Fault, Phase, Ret
+from .profile import CutoffMode, Profile, TriggerMode
+
+# stride (detection) states
+STRIDE_IDLE, STRIDE_ACTIVE, STRIDE_LOCKOUT = 0, 1, 2
+# tilt detector states
+TILT_STANCE_WAIT, TILT_ARMED, TILT_ONSET, TILT_SWING = 0, 1, 2, 3
+
+INPUT_BUFFER_BYTES = 65536
+EVENT_QUEUE_LEN = 16
+LATENESS_BIN_US = 100
+LATENESS_BINS = 101  # last bin: ≥ 10 ms
+
+TRACE_FIELDS = ("t_us", "heel_n", "pitch_rate_dps", "level", "current_ma", "phase", "events", "fault")
+
+
+def lowpass_alpha(dt_us: int, cutoff_hz: float) -> float:
+    """Coefficient of a one-pole low-pass for one step of dt_us."""
+    dt_s = dt_us / 1e6
+    tau_s = 1.0 / (2.0 * math.pi * cutoff_hz)
+    return dt_s / (tau_s + dt_s)
+
+
+class KernelParams:
+    """Plain numbers taken from a profile once; both kernels read the same ones."""
+
+    def __init__(self, profile: Profile):
+        mode = profile.trigger.mode
+        self.need_heel = 1 if mode.needs_heel else 0
+        self.need_imu = 1 if mode.needs_imu else 0
+        self.mode_heel = 1 if mode == TriggerMode.HEEL else 0
+        self.mode_tilt = 1 if mode == TriggerMode.TILT else 0
+        env, heel, tilt, dev = profile.envelope, profile.trigger.heel, profile.trigger.tilt, profile.device
+        self.ramp_up_us = env.ramp_up_ms * 1000
+        self.ramp_down_us = env.ramp_down_ms * 1000
+        self.max_stim_us = env.max_stim_ms * 1000
+        self.cutoff_zero = 1 if env.cutoff == CutoffMode.ZERO else 0
+        self.heel_off_fraction = heel.off_fraction
+        self.heel_on_fraction = heel.on_fraction
+        self.heel_off_min_n = heel.off_min_n
+        self.heel_on_min_n = heel.on_min_n
+        self.heel_debounce_us = heel.debounce_ms * 1000
+        self.heel_peak_decay_s = heel.peak_decay_s
+        self.heel_filter_hz = heel.filter_hz
+        self.heel_stuck_us = heel.stuck_ms * 1000
+        self.tilt_onset_dps = tilt.onset_rate_dps
+        self.tilt_swing_dps = tilt.swing_rate_dps
+        self.tilt_strike_dps = tilt.strike_rate_dps
+        self.tilt_stance_dps = tilt.stance_rate_dps
+        self.tilt_min_stance_us = tilt.min_stance_ms * 1000
+        self.tilt_debounce_us = tilt.debounce_ms * 1000
+        self.tilt_filter_hz = tilt.filter_hz
+        self.stale_us = dev.stale_ms * 1000
+        self.max_missing = dev.max_missing_frames
+        self.deliver_interval_us = int(round(1e6 / profile.stimulation.frequency_hz))
+        self.period_us = int(round(1e6 / dev.sample_rate_hz))
+        self.amplitude_max_ma = profile.stimulation.amplitude_ma
+
+
+class PyKernel:
+    """Per-sample detection, envelope and sample guard, in pure Python."""
+
+    implementation = "python"
+
+    def __init__(self, profile: Profile, trace_capacity: int = 0):
+        self.p = KernelParams(profile)
+        self._parser = sp.FrameParser()
+        self._events: list[int] = []
+        self.trace_capacity = int(trace_capacity)
+        self.trace = {name: np.zeros(self.trace_capacity, dtype=np.int64 if name in ("t_us",) else
+                                     np.int8 if name in ("phase", "fault") else
+                                     np.int32 if name == "events" else np.float64)
+                      for name in TRACE_FIELDS}
+        self.trace_len = 0
+        self.amplitude_ma = profile.start_amplitude_ma
+        self.pending_amplitude_ma = self.amplitude_ma
+        self.lateness_hist = np.zeros(LATENESS_BINS, dtype=np.int64)
+        self.missed_deadlines = 0
+        self.max_lateness_us = 0
+        self._reset_state()
+
+    # ----- state ---------------------------------------------------------------------------
+    def _reset_state(self) -> None:
+        self.fault = 0
+        self.phase = int(Phase.FALL)
+        self.level = 0.0
+        self.current_ma = 0.0
+        self.detection_enabled = 0
+        self.hold_limit_us = 0
+        self.hold_us = 0
+        self.rise_done_sent = 1
+        self.fall_done_pending = 0
+        self.burst_start_us = -1
+        self.max_stim_sent = 0
+        self.have_frame = 0
+        self.last_seq = 0
+        self.last_ts = 0
+        self.t_us = 0
+        self.frames = 0
+        self.seq_gaps = 0
+        self.frames_lost = 0
+        self.crc_recent = 0
+        self.good_since_crc = 0
+        self.last_crc_total = 0
+        self.heel_n = 0.0
+        self.heel_lp = 0.0
+        self.heel_peak = 0.0
+        self.heel_loaded = 0
+        self.heel_timer_us = 0
+        self.heel_last_raw = -1
+        self.heel_same_us = 0
+        self.pitch_lp = 0.0
+        self.tilt_state = TILT_STANCE_WAIT
+        self.tilt_timer_us = 0
+        self.stride = STRIDE_LOCKOUT
+        self.delivered_ma = 0.0
+        self.last_deliver_us = 0
+        self.deliver_due = 0
+        self.overruns = 0
+        self.anchor_wall_us = 0
+        self.anchor_dev_us = 0
+        self.last_valid_wall_us = 0
+
+    # ----- counters from the parser -------------------------------------------------------
+    @property
+    def crc_errors(self) -> int:
+        return self._parser.counters.crc_errors
+
+    @property
+    def length_errors(self) -> int:
+        return self._parser.counters.length_errors
+
+    @property
+    def garbage_bytes(self) -> int:
+        return self._parser.counters.garbage_bytes
+
+    # ----- commands from the event level (the gait machine and the supervisor) -----------
+    def set_phase(self, phase: int, hold_limit_us: int = 0) -> None:
+        """Set what the envelope does from the next sample on. Ignored while faulted."""
+        if self.fault:
+            return
+        self.phase = int(phase)
+        if phase == Phase.RISE:
+            self.rise_done_sent = 0
+        elif phase == Phase.HOLD:
+            self.hold_us = 0
+            self.hold_limit_us = int(hold_limit_us)
+        elif phase == Phase.FALL:
+            # RAMP_DOWN_DONE is owed only for a ramp that still has somewhere to go
+            # (or one the cut-off already started)
+            if self.level > 0.0:
+                self.fall_done_pending = 1
+        elif phase == Phase.OFF:
+            self.level = 0.0
+            self.current_ma = 0.0
+
+    def set_detection(self, enabled: bool) -> None:
+        """Enable or disable gait events. On enabling, wait for a stance before any onset."""
+        self.detection_enabled = 1 if enabled else 0
+        self.stride = STRIDE_LOCKOUT
+        self.tilt_state = TILT_STANCE_WAIT
+        self.tilt_timer_us = 0
+
+    def request_amplitude(self, amplitude_ma: float) -> None:
+        """Plateau amplitude for the next burst; applied only while the output is zero."""
+        if not (0.0 <= amplitude_ma <= self.p.amplitude_max_ma):
+            raise ValueError(f"amplitude_ma {amplitude_ma:g} outside 0..{self.p.amplitude_max_ma:g}")
+        self.pending_amplitude_ma = float(amplitude_ma)
+        if self.level == 0.0:
+            self.amplitude_ma = self.pending_amplitude_ma
+
+    def latch_fault(self, code: int) -> None:
+        """Force zero output now and latch ``code`` (first reason wins). Called from the
+        event level, so no FAULT event is queued; the kernel's own checks use _fault()."""
+        if not self.fault:
+            self.fault = int(code)
+        self.phase = int(Phase.OFF)
+        self.level = 0.0
+        self.current_ma = 0.0
+        self.detection_enabled = 0
+        self.deliver_due = 1
+
+    def _fault(self, code: int) -> None:
+        if not self.fault:
+            self._queue(Event.FAULT)
+        self.latch_fault(code)
+
+    def clear_fault(self) -> None:
+        """Leave the fault (a person asked for it). Output stays zero; continuity checks restart."""
+        self.fault = 0
+        self.have_frame = 0
+        self.phase = int(Phase.FALL)
+        self.fall_done_pending = 0
+        self.burst_start_us = -1
+        self.crc_recent = 0
+        self.good_since_crc = 0
+        self.heel_same_us = 0
+        self.last_crc_total = self._parser.counters.crc_errors
+
+    def mark_delivered(self) -> None:
+        """The current output was sent to the stimulator."""
+        self.delivered_ma = self.current_ma
+        self.last_deliver_us = self.t_us
+        self.deliver_due = 0
+
+    def pop_event(self) -> int:
+        return self._events.pop(0) if self._events else 0
+
+    def trace_clear(self) -> None:
+        self.trace_len = 0
+
+    # ----- input ---------------------------------------------------------------------------
+    def feed(self, data: bytes) -> int:
+        """Buffer sensor bytes. Returns Ret flags (EVENT when an overrun latched a fault)."""
+        if len(self._parser._buf) + len(data) > INPUT_BUFFER_BYTES:
+            self.overruns += 1
+            self._parser._buf.clear()
+            self._fault(Fault.BUFFER_OVERRUN)
+            return int(Ret.EVENT)
+        self._parser._buf += data
+        return 0
+
+    def process(self) -> int:
+        """Run buffered frames until something needs the event level. Returns Ret flags."""
+        while True:
+            if self.trace_capacity and self.trace_len >= self.trace_capacity:
+                return int(Ret.TRACE_FULL)
+            frame = self._parser.next_frame()
+            self._check_link()
+            if frame is not None:
+                self._sample(frame)
+            ret = (int(Ret.EVENT) if self._events else 0) | (int(Ret.DELIVER) if self.deliver_due else 0)
+            if ret or frame is None:
+                return ret
+
+    def _check_link(self) -> None:
+        total = self._parser.counters.crc_errors
+        if total != self.last_crc_total:
+            self.crc_recent += total - self.last_crc_total
+            self.last_crc_total = total
+            self.good_since_crc = 0
+            if self.crc_recent > self.p.max_missing and not self.fault:
+                self._fault(Fault.LINK_ERRORS)
+
+    def _queue(self, event: int) -> None:
+        if len(self._events) < EVENT_QUEUE_LEN:
+            self._events.append(int(event))
+
+    # ----- one sample ----------------------------------------------------------------------
+    def _sample(self, f: sp.SensorFrame) -> None:
+        p = self.p
+        events_before = len(self._events)
+        self.frames += 1
+        self.good_since_crc += 1
+        if self.good_since_crc >= 100:
+            self.crc_recent = 0
+        # --- sample guard: continuity, clock, content -------------------------------------
+        dt_us = p.period_us
+        if self.have_frame:
+            gap = (f.seq - self.last_seq - 1) & 0xFFFF
+            dt_us = (f.timestamp_us - self.last_ts) & 0xFFFFFFFF
+            if gap:
+                self.seq_gaps += 1
+                self.frames_lost += gap
+            if gap > p.max_missing:
+                self._fault(Fault.SEQUENCE_GAP)
+            elif dt_us == 0 or dt_us > p.stale_us:
+                self._fault(Fault.CLOCK_JUMP)
+        if self.frames == 1:
+            self.t_us = f.timestamp_us
+        else:
+            self.t_us += dt_us
+        self.have_frame = 1
+        self.last_seq = f.seq
+        self.last_ts = f.timestamp_us
+        if f.version != sp.VERSION:
+            self._fault(Fault.PARSE_ERROR)
+        flags = f.flags
+        if p.need_heel and not (flags & sp.FLAG_HEEL_PRESENT):
+            self._fault(Fault.CHANNEL_MISSING)
+        if p.need_imu and not (flags & sp.FLAG_IMU_PRESENT):
+            self._fault(Fault.CHANNEL_MISSING)
+        if p.need_heel and (flags & sp.FLAG_HEEL_FAULT):
+            self._fault(Fault.HEEL_SENSOR_FAULT)
+        if p.need_imu and (flags & sp.FLAG_IMU_SATURATED):
+            self._fault(Fault.IMU_SATURATED)
+        # --- filters ---------------------------------------------------------------------
+        heel = f.heel_force * sp.HEEL_N_PER_COUNT
+        pitch = -(f.gyro[1] * sp.GYRO_DPS_PER_COUNT)
+        if self.frames == 1:
+            self.heel_lp = heel
+            self.pitch_lp = pitch
+        else:
+            self.heel_lp += lowpass_alpha(dt_us, p.heel_filter_hz) * (heel - self.heel_lp)
+            self.pitch_lp += lowpass_alpha(dt_us, p.tilt_filter_hz) * (pitch - self.pitch_lp)
+        self.heel_n = heel
+        decayed = self.heel_peak - self.heel_peak * (dt_us / 1e6) / p.heel_peak_decay_s
+        self.heel_peak = self.heel_lp if self.heel_lp > decayed else decayed
+        if f.heel_force == self.heel_last_raw:
+            self.heel_same_us += dt_us
+        else:
+            self.heel_same_us = 0
+            self.heel_last_raw = f.heel_force
+        if p.need_heel and self.detection_enabled and self.heel_same_us >= p.heel_stuck_us:
+            self._fault(Fault.HEEL_STUCK)
+        # --- detectors ---------------------------------------------------------------------
+        heel_edge_off = heel_edge_on = 0
+        thr_off = max(p.heel_off_min_n, p.heel_off_fraction * self.heel_peak)
+        thr_on = max(p.heel_on_min_n, p.heel_on_fraction * self.heel_peak)
+        if self.heel_loaded:
+            if self.heel_lp < thr_off:
+                self.heel_timer_us += dt_us
+                if self.heel_timer_us >= p.heel_debounce_us:
+                    self.heel_loaded = 0
+                    self.heel_timer_us = 0
+                    heel_edge_off = 1
+            else:
+                self.heel_timer_us = 0
+        else:
+            if self.heel_lp > thr_on:
+                self.heel_timer_us += dt_us
+                if self.heel_timer_us >= p.heel_debounce_us:
+                    self.heel_loaded = 1
+                    self.heel_timer_us = 0
+                    heel_edge_on = 1
+            else:
+                self.heel_timer_us = 0
+        tilt_edge_onset = tilt_edge_strike = 0
+        w = self.pitch_lp
+        ts = self.tilt_state
+        if ts == TILT_STANCE_WAIT:
+            if -p.tilt_stance_dps < w < p.tilt_stance_dps:
+                self.tilt_timer_us += dt_us
+                if self.tilt_timer_us >= p.tilt_min_stance_us:
+                    self.tilt_state = TILT_ARMED
+                    self.tilt_timer_us = 0
+            else:
+                self.tilt_timer_us = 0
+        elif ts == TILT_ARMED:
+            if w < -p.tilt_onset_dps:
+                self.tilt_timer_us += dt_us
+                if self.tilt_timer_us >= p.tilt_debounce_us:
+                    self.tilt_state = TILT_ONSET
+                    self.tilt_timer_us = 0
+                    tilt_edge_onset = 1
+            else:
+                self.tilt_timer_us = 0
+        elif ts == TILT_ONSET:
+            # the timer runs from onset; a swing that never comes must not block re-arming
+            self.tilt_timer_us += dt_us
+            if w > p.tilt_swing_dps:
+                self.tilt_state = TILT_SWING
+            elif self.tilt_timer_us >= p.max_stim_us:
+                self.tilt_state = TILT_STANCE_WAIT
+                self.tilt_timer_us = 0
+        else:  # TILT_SWING
+            self.tilt_timer_us += dt_us
+            if w < p.tilt_strike_dps:
+                self.tilt_state = TILT_STANCE_WAIT
+                self.tilt_timer_us = 0
+                tilt_edge_strike = 1
+            elif self.tilt_timer_us >= p.max_stim_us:
+                self.tilt_state = TILT_STANCE_WAIT
+                self.tilt_timer_us = 0
+        if heel_edge_on and not p.mode_heel and not p.mode_tilt and self.tilt_state >= TILT_ONSET:
+            # heel+tilt: the heel loading ends any stride the tilt detector still follows
+            self.tilt_state = TILT_STANCE_WAIT
+            self.tilt_timer_us = 0
+        if p.mode_heel:
+            onset, strike, ready = heel_edge_off, heel_edge_on, self.heel_loaded
+        elif p.mode_tilt:
+            onset, strike, ready = tilt_edge_onset, tilt_edge_strike, self.tilt_state == TILT_ARMED
+        else:
+            onset = 1 if (not self.heel_loaded and self.tilt_state == TILT_ONSET
+                          and (heel_edge_off or tilt_edge_onset)) else 0
+            strike = 1 if (heel_edge_on or tilt_edge_strike) else 0
+            ready = self.heel_loaded and self.tilt_state == TILT_ARMED
+        if self.detection_enabled and not self.fault:
+            if self.stride == STRIDE_IDLE:
+                if onset:
+                    self.stride = STRIDE_ACTIVE
+                    self._queue(Event.HEEL_OFF)
+            elif self.stride == STRIDE_ACTIVE:
+                if strike:
+                    self.stride = STRIDE_IDLE if ready else STRIDE_LOCKOUT
+                    self._queue(Event.HEEL_STRIKE)
+            elif ready:
+                self.stride = STRIDE_IDLE
+        # --- envelope ----------------------------------------------------------------------
+        if self.level == 0.0:
+            self.amplitude_ma = self.pending_amplitude_ma
+        ph = self.phase
+        if ph == Phase.OFF:
+            self.level = 0.0
+        elif ph == Phase.RISE:
+            if p.ramp_up_us == 0:
+                self.level = 1.0
+            else:
+                self.level = min(1.0, self.level + dt_us / p.ramp_up_us)
+            if self.level >= 1.0 and not self.rise_done_sent:
+                self.rise_done_sent = 1
+                self._queue(Event.RAMP_UP_DONE)
+        elif ph == Phase.HOLD:
+            self.hold_us += dt_us
+            if self.hold_limit_us > 0 and self.hold_us >= self.hold_limit_us:
+                self.hold_limit_us = 0
+                self._queue(Event.HOLD_DONE)
+        else:  # FALL
+            if p.ramp_down_us == 0:
+                self.level = 0.0
+            else:
+                self.level = max(0.0, self.level - dt_us / p.ramp_down_us)
+            if self.level == 0.0 and self.fall_done_pending:
+                self.fall_done_pending = 0
+                self._queue(Event.RAMP_DOWN_DONE)
+        # --- max-stimulation cut-off and back-stop -----------------------------------------
+        if self.level > 0.0:
+            if self.burst_start_us < 0:
+                self.burst_start_us = self.t_us
+                self.max_stim_sent = 0
+            on_us = self.t_us - self.burst_start_us
+            cut = 0
+            if on_us >= p.max_stim_us:
+                self.level = 0.0
+                cut = 1
+            elif p.cutoff_zero:
+                if on_us + dt_us >= p.max_stim_us:
+                    self.level = 0.0
+                    cut = 1
+            elif self.phase != Phase.FALL and on_us + self.level * p.ramp_down_us + dt_us >= p.max_stim_us:
+                cut = 1
+            if cut:
+                self.phase = int(Phase.FALL)
+                self.fall_done_pending = 1
+                if self.stride == STRIDE_ACTIVE:
+                    self.stride = STRIDE_LOCKOUT
+                self.tilt_state = TILT_STANCE_WAIT
+                self.tilt_timer_us = 0
+                if not self.max_stim_sent:
+                    self.max_stim_sent = 1
+                    self._queue(Event.MAX_STIM)
+        if self.level == 0.0:
+            self.burst_start_us = -1
+        if self.fault:
+            self.level = 0.0
+        self.current_ma = self.level * self.amplitude_ma
+        # --- delivery decision -------------------------------------------------------------
+        if self.current_ma != self.delivered_ma:
+            if self.current_ma == 0.0 or self.t_us - self.last_deliver_us >= p.deliver_interval_us:
+                self.deliver_due = 1
+        # --- trace ---------------------------------------------------------------------------
+        if self.trace_capacity:
+            i = self.trace_len
+            tr = self.trace
+            mask = 0
+            for e in self._events[events_before:]:
+                mask |= 1 << e
+            tr["t_us"][i] = self.t_us
+            tr["heel_n"][i] = self.heel_lp
+            tr["pitch_rate_dps"][i] = self.pitch_lp
+            tr["level"][i] = self.level
+            tr["current_ma"][i] = self.current_ma
+            tr["phase"][i] = self.phase
+            tr["events"][i] = mask
+            tr["fault"][i] = self.fault
+            self.trace_len = i + 1
+
+    # ----- real-time reading from a file descriptor ------------------------------------------
+    def run_fd(self, fd: int, wake_us: int) -> int:
+        """Read and process frames from ``fd`` until something needs the event level.
+
+        Returns at the latest after ``wake_us`` of wall time (Ret.TIMEOUT) so the
+        caller can service the stimulator. No valid frame for stale_ms of wall time
+        latches SENSOR_STALE. Lateness of each frame against the sensor clock is
+        accumulated in ``lateness_hist`` (100 µs bins).
+        """
+        now = time.monotonic_ns() // 1000
+        if self.last_valid_wall_us == 0:
+            self.last_valid_wall_us = now
+        deadline = now + wake_us
+        while True:
+            frames_before = self.frames
+            ret = self.process()
+            if self.frames != frames_before:
+                self._account_lateness(time.monotonic_ns() // 1000)
+            if ret:
+                return ret
+            now = time.monotonic_ns() // 1000
+            if not self.fault and now - self.last_valid_wall_us > self.p.stale_us:
+                self._fault(Fault.SENSOR_STALE)
+                return int(Ret.EVENT | Ret.DELIVER)
+            if now >= deadline:
+                return int(Ret.TIMEOUT)
+            wait_us = min(deadline, self.last_valid_wall_us + self.p.stale_us + 1) - now
+            readable, _, _ = select.select([fd], [], [], max(wait_us, 0) / 1e6)
+            if not readable:
+                continue
+            try:
+                data = os.read(fd, 4096)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                return int(Ret.CLOSED)
+            ret = self.feed(data)
+            if ret:
+                return ret
+
+    def _account_lateness(self, now_us: int) -> None:
+        self.last_valid_wall_us = now_us
+        expected = self.anchor_wall_us + (self.t_us - self.anchor_dev_us)
+        late = now_us - expected
+        if self.anchor_wall_us == 0 or late < 0:
+            self.anchor_wall_us = now_us
+            self.anchor_dev_us = self.t_us
+            late = 0
+        b = late // LATENESS_BIN_US
+        self.lateness_hist[b if b < LATENESS_BINS - 1 else LATENESS_BINS - 1] += 1
+        if late > self.max_lateness_us:
+            self.max_lateness_us = late
+        if late > self.p.period_us:
+            self.missed_deadlines += 1

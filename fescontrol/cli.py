@@ -1,0 +1,148 @@
+"""The ``fes`` command line."""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from . import DISCLAIMER, __version__
+from .kernel import COMPILED, DEFAULT_IMPLEMENTATION
+from .profile import (Profile, ProfileError, bundled_profile_path, default_profile_for, load_profile,
+                      profile_to_yaml)
+
+
+def _version_text() -> str:
+    kernel = "compiled Cython kernel" if DEFAULT_IMPLEMENTATION == "cython" else (
+        "pure-Python kernel" + ("" if COMPILED else " (Cython extension not built)"))
+    return f"fes {__version__} — {kernel} active\n{DISCLAIMER}"
+
+
+@click.group(help=f"fescontrol: drop-foot functional electrical stimulation.\n\n{DISCLAIMER}",
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, message=_version_text())
+def main() -> None:
+    pass
+
+
+def _load(path: str | None, fallback: str = "default") -> Profile:
+    try:
+        return load_profile(path or bundled_profile_path(fallback))
+    except ProfileError as err:
+        click.echo(str(err), err=True)
+        sys.exit(2)
+
+
+# ----- config ---------------------------------------------------------------------------
+@main.group()
+def config() -> None:
+    """Check profiles and print their schema."""
+
+
+@config.command("check")
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+def config_check(files: tuple[str, ...]) -> None:
+    """Validate profile FILES; print 'ok' and a summary, or every problem."""
+    failed = False
+    for file in files:
+        try:
+            p = load_profile(file)
+        except ProfileError as err:
+            click.echo(str(err), err=True)
+            failed = True
+            continue
+        s, e, t = p.stimulation, p.envelope, p.trigger
+        click.echo(f"{file}: ok — {p.name} ({p.side} leg): {s.amplitude_ma:g} mA, {s.pulse_width_us} µs, "
+                   f"{s.frequency_hz:g} Hz, {s.waveform.value}; ramps {e.ramp_up_ms}/{e.ramp_down_ms} ms, "
+                   f"extension {e.extension_ms} ms, max {e.max_stim_ms} ms ({e.cutoff.value}); "
+                   f"trigger {t.mode.value}; patient {p.patient.amplitude_min_ma:g}–"
+                   f"{p.patient.amplitude_max_ma:g} mA in {p.patient.step_ma:g} mA steps")
+    sys.exit(1 if failed else 0)
+
+
+@config.command("schema")
+def config_schema() -> None:
+    """Print the profile JSON Schema (for editors)."""
+    click.echo(json.dumps(Profile.model_json_schema(), indent=2, ensure_ascii=False))
+
+
+@config.command("show")
+@click.argument("name_or_file", default="default")
+def config_show(name_or_file: str) -> None:
+    """Print a profile (bundled name or file) with every default filled in."""
+    path = name_or_file if Path(name_or_file).exists() else None
+    click.echo(profile_to_yaml(_load(path, name_or_file)), nl=False)
+
+
+# ----- diagram ------------------------------------------------------------------------------
+@main.command()
+@click.argument("out", required=False)
+def diagram(out: str | None) -> None:
+    """Draw the gait state machine: PNG via graphviz when present, else DOT text."""
+    from .gait_machine import write_diagram
+    result = write_diagram(out)
+    click.echo(result if out else result, nl=not out or True)
+
+
+# ----- run ----------------------------------------------------------------------------------
+@main.command()
+@click.option("--sensor", required=True, help="sensor port: device path, pty or pyserial URL")
+@click.option("--stim", required=True,
+              help="stimulator port for the profile's backend, BACKEND:PORT, or 'emulator' for the "
+                   "built-in RehaStim2 emulator on a pseudo-terminal")
+@click.option("--profile", "profile_path", type=click.Path(exists=True), help="profile YAML (default: bundled)")
+@click.option("--duration", type=float, help="stop after this many seconds")
+@click.option("--allow-pure-python", is_flag=True, help="run even without the compiled kernel")
+@click.option("--sensor-baud", type=int, default=921600, show_default=True)
+def run(sensor: str, stim: str, profile_path: str | None, duration: float | None,
+        allow_pure_python: bool, sensor_baud: int) -> None:
+    """Run the device: sensor in, supervised stimulation out. Ctrl-C or SIGTERM stops
+    stimulation first (zero current, then Stop), then exits."""
+    from .runner import run_device
+    profile = _load(profile_path)
+    if DEFAULT_IMPLEMENTATION != "cython" and not allow_pure_python:
+        click.echo("refusing to run on the pure-Python kernel (the Cython extension is not built); "
+                   "run `make install`, or pass --allow-pure-python for testing", err=True)
+        sys.exit(2)
+    sys.exit(run_device(profile, sensor, stim, duration_s=duration, sensor_baud=sensor_baud,
+                        echo=click.echo))
+
+
+# ----- sim ----------------------------------------------------------------------------------
+@main.command("sim")
+@click.option("--recording", required=True, help="bundled name (see --list) or a file path")
+@click.option("--side", type=click.Choice(["left", "right"]), default="left", show_default=True)
+@click.option("--profile", "profile_path", type=click.Path(exists=True),
+              help="profile YAML (default: the bundled default for the recording's channels)")
+@click.option("--fault", "faults", multiple=True, help="inject a fault (see docs/simulator.md)")
+@click.option("--realtime", is_flag=True, help="replay at real-time speed over pseudo-terminals")
+@click.option("--json", "json_out", type=click.Path(), help="write the report as JSON")
+@click.option("--plot", "plot_out", type=click.Path(), help="write a PNG of signals, events and envelope")
+@click.option("--window", nargs=2, type=float, help="plot window start end (s)")
+@click.option("--kernel", type=click.Choice(["auto", "cython", "python"]), default="auto")
+def sim_command(recording: str, side: str, profile_path: str | None, faults: tuple[str, ...],
+                realtime: bool, json_out: str | None, plot_out: str | None, window, kernel: str) -> None:
+    """Simulated walk: replay a real (or synthetic) recording through the device and score it."""
+    from sim.run import run_simulation
+    try:
+        code = run_simulation(recording, side=side, profile_path=profile_path, faults=faults,
+                              realtime=realtime, json_out=json_out, plot_out=plot_out, window=window,
+                              implementation=kernel, echo=click.echo)
+    except ProfileError as err:
+        click.echo(str(err), err=True)
+        code = 2
+    sys.exit(code)
+
+
+@main.command("emulator")
+def emulator() -> None:
+    """Start the RehaStim2 emulator on a pseudo-terminal and print its port."""
+    from sim.rehastim2 import main as emulator_main
+    sys.exit(emulator_main(["--pty"]))
+
+
+if __name__ == "__main__":
+    main()

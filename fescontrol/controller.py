@@ -1,0 +1,158 @@
+"""Ties the per-sample kernel, the gait machine and the safety supervisor together.
+
+The kernel runs frames until something needs the event level, then returns a
+set of :class:`~fescontrol.codes.Ret` flags; :meth:`Controller.handle` turns
+kernel events into machine triggers and outputs into supervised deliveries. The
+same controller drives a batch replay (:meth:`feed`) and the real-time loop
+(:meth:`run`), so the simulator exercises the device's own code path.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .codes import Event, Fault, Ret
+from .gait_machine import GaitMachine, GaitState
+from .kernel import make_kernel
+from .profile import Profile
+from .supervisor import SafetySupervisor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoggedEvent:
+    """A kernel event as the machine saw it: sensor time (µs), trigger, state after."""
+
+    t_us: int
+    event: str
+    state: str
+
+
+class Controller:
+    """One device session: kernel + machine + supervisor (+ optional stimulator)."""
+
+    def __init__(self, profile: Profile, *, stimulator=None, implementation: str = "auto",
+                 trace_capacity: int = 0):
+        self.profile = profile
+        self.kernel = make_kernel(profile, implementation, trace_capacity)
+        self.machine = GaitMachine(self.kernel, profile.envelope.extension_ms)
+        self.supervisor = SafetySupervisor(profile, self.kernel, self.machine, stimulator)
+        self.events: list[LoggedEvent] = []
+        self.event_listeners: list[Callable[[LoggedEvent], None]] = []
+        self.trace_sink: Callable[[dict, int], None] | None = None
+        self.kernel.request_amplitude(profile.start_amplitude_ma)
+
+    @property
+    def implementation(self) -> str:
+        return self.kernel.implementation
+
+    @property
+    def state(self) -> GaitState:
+        return self.machine.state
+
+    # ----- user commands ---------------------------------------------------------------
+    def start(self) -> None:
+        self.machine.start()
+
+    def stop(self) -> None:
+        if self.machine.state not in (GaitState.STANDBY, GaitState.FAULT):
+            self.machine.stop()
+
+    def emergency_stop(self, detail: str = "") -> None:
+        """Zero output now and latch a fault (Ctrl-C, SIGTERM, a person's stop button)."""
+        self.supervisor.latch(Fault.USER_STOP, detail)
+
+    # ----- the loop ----------------------------------------------------------------------
+    def handle(self, ret: int) -> None:
+        """Act on what a kernel call returned. Any exception here latches a fault."""
+        try:
+            if ret & Ret.EVENT:
+                self._drain_events()
+            if ret & Ret.TRACE_FULL:
+                self._flush_trace()
+            if self.kernel.deliver_due:
+                self.supervisor.deliver()
+        except Exception as err:
+            log.exception("exception in the control path")
+            self.supervisor.latch(Fault.EXCEPTION, f"{type(err).__name__}: {err}")
+
+    def _drain_events(self) -> None:
+        while True:
+            code = self.kernel.pop_event()
+            if not code:
+                return
+            if code == Event.FAULT:
+                self.supervisor.on_kernel_fault()
+                name = "fault"
+            else:
+                name = self.machine.on_kernel_event(code)
+            self._log(name)
+
+    def _log(self, name: str) -> None:
+        entry = LoggedEvent(self.kernel.t_us, name, self.machine.state.value)
+        self.events.append(entry)
+        for listener in self.event_listeners:
+            listener(entry)
+
+    def _flush_trace(self) -> None:
+        if self.trace_sink is not None:
+            self.trace_sink(self.kernel.trace, self.kernel.trace_len)
+        self.kernel.trace_clear()
+
+    FEED_CHUNK_BYTES = 4096
+
+    def feed(self, data: bytes) -> None:
+        """Batch path: push sensor bytes through the kernel and act on everything they cause."""
+        view = memoryview(data)
+        for start in range(0, len(view), self.FEED_CHUNK_BYTES):
+            ret = self.kernel.feed(bytes(view[start:start + self.FEED_CHUNK_BYTES]))
+            if ret:
+                self.handle(ret)
+            while True:
+                ret = self.kernel.process()
+                if not ret:
+                    break
+                self.handle(ret)
+
+    def finish(self) -> None:
+        """Flush what is left of the trace."""
+        if self.kernel.trace_capacity and self.kernel.trace_len:
+            self._flush_trace()
+
+    def run(self, sensor_fd: int, should_stop: Callable[[], bool], wake_ms: int = 20) -> None:
+        """Real-time loop on a sensor file descriptor until ``should_stop()`` or EOF.
+
+        Stimulation always ends zero: on exit the supervisor stops the stimulator.
+        """
+        try:
+            while not should_stop():
+                ret = self.kernel.run_fd(sensor_fd, wake_ms * 1000)
+                if ret & Ret.CLOSED:
+                    self.supervisor.latch(Fault.SENSOR_STALE, "sensor port closed")
+                    return
+                self.handle(ret)
+                self.supervisor.service()
+        except BaseException as err:
+            self.supervisor.latch(Fault.EXCEPTION if isinstance(err, Exception) else Fault.USER_STOP,
+                                  f"{type(err).__name__}: {err}")
+            raise
+        finally:
+            self.supervisor._stop_stimulator()
+
+
+class TraceCollector:
+    """Collects the kernel trace of a whole replay into growing numpy arrays."""
+
+    def __init__(self):
+        self.parts: dict[str, list[np.ndarray]] = {}
+
+    def __call__(self, trace: dict, n: int) -> None:
+        for name, arr in trace.items():
+            self.parts.setdefault(name, []).append(np.array(arr[:n], copy=True))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {name: np.concatenate(parts) for name, parts in self.parts.items()}

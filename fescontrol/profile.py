@@ -1,0 +1,356 @@
+"""Stimulation profiles: what the orthotist configures, validated.
+
+A profile is a YAML file (see ``configs/``) loaded into the pydantic model
+:class:`Profile`. Every numeric field carries its unit in its name and is
+bounded by the hard caps of :mod:`fescontrol.limits`; cross-field rules
+(ramps fit in the maximum burst, the patient's range lies inside the
+orthotist's amplitude, hysteresis is positive, …) are checked after the
+fields. A profile that fails any rule is refused whole, with one message per
+problem naming the file, the field path, the value and the allowed range.
+"""
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Any, Literal
+
+import annotated_types
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from . import limits
+
+PROFILE_SCHEMA_VERSION = 1
+
+
+class ProfileError(ValueError):
+    """A profile was refused. ``problems`` holds one readable line per problem."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {p}" for p in problems))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class Waveform(str, enum.Enum):
+    SYMMETRIC_BIPHASIC = "symmetric_biphasic"
+    ASYMMETRIC_BIPHASIC = "asymmetric_biphasic"
+
+
+class TriggerMode(str, enum.Enum):
+    HEEL = "heel"
+    TILT = "tilt"
+    HEEL_AND_TILT = "heel+tilt"
+
+    @property
+    def needs_heel(self) -> bool:
+        return self in (TriggerMode.HEEL, TriggerMode.HEEL_AND_TILT)
+
+    @property
+    def needs_imu(self) -> bool:
+        return self in (TriggerMode.TILT, TriggerMode.HEEL_AND_TILT)
+
+
+class CutoffMode(str, enum.Enum):
+    RAMP_DOWN = "ramp_down"
+    ZERO = "zero"
+
+
+class StimulationChannel(_Model):
+    """One stimulation channel: the pulse train delivered at full envelope."""
+
+    channel: int = Field(1, ge=1, le=limits.CHANNEL_MAX, description="stimulator channel, 1-based")
+    amplitude_ma: float = Field(..., gt=0, le=limits.AMPLITUDE_MAX_MA,
+                                description="current at the envelope plateau, mA")
+    pulse_width_us: int = Field(300, ge=limits.PULSE_WIDTH_MIN_US, le=limits.PULSE_WIDTH_MAX_US,
+                                description="width of one phase, µs")
+    frequency_hz: float = Field(40.0, ge=limits.FREQUENCY_MIN_HZ, le=limits.FREQUENCY_MAX_HZ,
+                                description="pulse repetition frequency, Hz")
+    waveform: Waveform = Waveform.SYMMETRIC_BIPHASIC
+
+    @model_validator(mode="after")
+    def _charge(self) -> "StimulationChannel":
+        charge = limits.charge_per_phase_uc(self.amplitude_ma, self.pulse_width_us)
+        if charge > limits.CHARGE_PER_PHASE_MAX_UC:
+            raise ValueError(
+                f"amplitude_ma × pulse_width_us = {charge:g} µC per phase; "
+                f"allowed ≤ {limits.CHARGE_PER_PHASE_MAX_UC:g} µC")
+        return self
+
+
+class Envelope(_Model):
+    """Shape of one burst: ramp up, plateau, extension after heel strike, ramp down."""
+
+    ramp_up_ms: int = Field(100, ge=0, le=limits.RAMP_MS_MAX)
+    ramp_down_ms: int = Field(100, ge=0, le=limits.RAMP_MS_MAX)
+    extension_ms: int = Field(100, ge=0, le=limits.EXTENSION_MS_MAX,
+                              description="plateau kept after heel strike, ms")
+    max_stim_ms: int = Field(1500, ge=100, le=limits.MAX_STIM_MS_MAX,
+                             description="no burst lasts longer, ms (ramps included)")
+    cutoff: CutoffMode = Field(CutoffMode.RAMP_DOWN,
+                               description="at max_stim_ms: ramp down in time, or drop to zero")
+
+    @model_validator(mode="after")
+    def _ramps_fit(self) -> "Envelope":
+        if self.ramp_up_ms + self.ramp_down_ms > self.max_stim_ms:
+            raise ValueError(
+                f"ramp_up_ms + ramp_down_ms = {self.ramp_up_ms + self.ramp_down_ms} ms; "
+                f"allowed ≤ max_stim_ms ({self.max_stim_ms} ms)")
+        return self
+
+
+class HeelTrigger(_Model):
+    """Heel (force sensor) detector. Thresholds follow a slowly decaying peak of
+    the stance heel force, so they adapt to body weight and sensor placement.
+
+    heel-off: force < max(off_min_n, off_fraction × peak) for debounce_ms.
+    heel strike: force > max(on_min_n, on_fraction × peak) for debounce_ms.
+    """
+
+    off_fraction: float = Field(0.20, ge=0.02, le=0.9)
+    on_fraction: float = Field(0.35, ge=0.05, le=0.95)
+    off_min_n: float = Field(10.0, ge=0.0, le=500.0)
+    on_min_n: float = Field(25.0, ge=1.0, le=800.0)
+    debounce_ms: int = Field(10, ge=0, le=100)
+    peak_decay_s: float = Field(8.0, ge=1.0, le=60.0,
+                                description="time constant of the stance peak tracker, s")
+    filter_hz: float = Field(20.0, ge=2.0, le=100.0, description="low-pass cut-off, Hz")
+    stuck_ms: int = Field(5000, ge=1000, le=60000,
+                      description="an unchanged heel reading this long is a stuck sensor, ms")
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> "HeelTrigger":
+        if self.on_fraction <= self.off_fraction:
+            raise ValueError(f"on_fraction ({self.on_fraction:g}) must be above off_fraction "
+                             f"({self.off_fraction:g}) so the detector has hysteresis")
+        if self.on_min_n <= self.off_min_n:
+            raise ValueError(f"on_min_n ({self.on_min_n:g} N) must be above off_min_n "
+                             f"({self.off_min_n:g} N) so the detector has hysteresis")
+        return self
+
+
+class TiltTrigger(_Model):
+    """Tilt (inertial) detector on the sagittal toe-up rotation rate.
+
+    Onset: after at least min_stance_ms of quiet stance, the rotation rate falls
+    below -onset_rate_dps (the push-off between heel-off and toe-off) for
+    debounce_ms. Swing is confirmed when it rises above swing_rate_dps; heel strike
+    is the first fall below strike_rate_dps after that.
+    """
+
+    mounting: Literal["foot", "shank"] = "foot"
+    onset_rate_dps: float = Field(60.0, ge=10.0, le=500.0)
+    swing_rate_dps: float = Field(100.0, ge=20.0, le=1000.0)
+    strike_rate_dps: float = Field(0.0, ge=-300.0, le=100.0)
+    stance_rate_dps: float = Field(40.0, ge=5.0, le=300.0,
+                                   description="|rate| below this counts as quiet stance, deg/s")
+    min_stance_ms: int = Field(100, ge=0, le=2000)
+    debounce_ms: int = Field(10, ge=0, le=100)
+    filter_hz: float = Field(15.0, ge=2.0, le=100.0, description="low-pass cut-off, Hz")
+
+    @model_validator(mode="after")
+    def _order(self) -> "TiltTrigger":
+        if self.strike_rate_dps >= self.swing_rate_dps:
+            raise ValueError(f"strike_rate_dps ({self.strike_rate_dps:g}) must be below "
+                             f"swing_rate_dps ({self.swing_rate_dps:g}) so the detector has hysteresis")
+        return self
+
+
+class Trigger(_Model):
+    mode: TriggerMode = TriggerMode.HEEL
+    heel: HeelTrigger = HeelTrigger()
+    tilt: TiltTrigger = TiltTrigger()
+
+
+class PatientBounds(_Model):
+    """What the patient may change: amplitude within [amplitude_min_ma, amplitude_max_ma]."""
+
+    amplitude_min_ma: float = Field(..., ge=0, le=limits.AMPLITUDE_MAX_MA)
+    amplitude_max_ma: float = Field(..., gt=0, le=limits.AMPLITUDE_MAX_MA)
+    step_ma: float = Field(1.0, ge=0.5, le=10.0)
+    min_step_interval_ms: int = Field(300, ge=0, le=5000,
+                                      description="rate limit between two intensity steps, ms")
+
+    @model_validator(mode="after")
+    def _range(self) -> "PatientBounds":
+        if self.amplitude_min_ma > self.amplitude_max_ma:
+            raise ValueError(f"amplitude_min_ma ({self.amplitude_min_ma:g}) must not exceed "
+                             f"amplitude_max_ma ({self.amplitude_max_ma:g})")
+        return self
+
+
+class Training(_Model):
+    """Cyclic exercise stimulation while seated."""
+
+    on_s: float = Field(5.0, ge=1.0, le=30.0)
+    off_s: float = Field(10.0, ge=1.0, le=120.0)
+    ramp_up_ms: int = Field(1000, ge=0, le=limits.RAMP_MS_MAX)
+    ramp_down_ms: int = Field(1000, ge=0, le=limits.RAMP_MS_MAX)
+    session_min: float = Field(15.0, gt=0, le=limits.TRAINING_SESSION_MIN_MAX)
+
+    @model_validator(mode="after")
+    def _ramps_fit(self) -> "Training":
+        if (self.ramp_up_ms + self.ramp_down_ms) / 1000.0 > self.on_s:
+            raise ValueError(f"ramp_up_ms + ramp_down_ms = {self.ramp_up_ms + self.ramp_down_ms} ms; "
+                             f"allowed ≤ on_s ({self.on_s:g} s)")
+        return self
+
+
+class Device(_Model):
+    """Device links and the watchdogs on them. Limits here can only be narrowed."""
+
+    stimulator: str = Field("rehastim2", description="stimulator backend name")
+    sample_rate_hz: float = Field(100.0, ge=50.0, le=1000.0, description="expected sensor rate")
+    stale_ms: int = Field(100, ge=10, le=limits.STALE_MS_MAX,
+                          description="sensor data older than this is a fault, ms")
+    max_missing_frames: int = Field(5, ge=0, le=limits.MAX_MISSING_FRAMES_MAX)
+    ack_timeout_ms: int = Field(100, ge=20, le=500)
+    keepalive_ms: int = Field(300, ge=50, le=500)
+
+
+class Profile(_Model):
+    """A patient's complete stimulation profile."""
+
+    schema_version: Literal[1] = 1
+    name: str = Field("default", min_length=1, max_length=80)
+    patient_id: str | None = Field(None, max_length=80)
+    side: Literal["left", "right"] = "left"
+    stimulation: StimulationChannel
+    envelope: Envelope = Envelope()
+    trigger: Trigger = Trigger()
+    patient: PatientBounds
+    training: Training = Training()
+    device: Device = Device()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "Profile":
+        problems = []
+        if self.patient.amplitude_max_ma > self.stimulation.amplitude_ma:
+            problems.append(
+                f"patient.amplitude_max_ma ({self.patient.amplitude_max_ma:g} mA) must not exceed "
+                f"stimulation.amplitude_ma ({self.stimulation.amplitude_ma:g} mA)")
+        period_ms = 1000.0 / self.device.sample_rate_hz
+        if self.device.stale_ms < 2 * period_ms:
+            problems.append(f"device.stale_ms ({self.device.stale_ms} ms) must be at least two "
+                            f"sample periods ({2 * period_ms:g} ms at {self.device.sample_rate_hz:g} Hz)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def start_amplitude_ma(self) -> float:
+        """Amplitude a fresh session starts at: the top of the patient's range."""
+        return self.patient.amplitude_max_ma
+
+
+# --- loading and error messages ---------------------------------------------------------------
+
+def _field_info(model: type[BaseModel], loc: tuple) -> Any:
+    """The FieldInfo at ``loc`` inside ``model``, or None."""
+    info = None
+    current: Any = model
+    for part in loc:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        info = current.model_fields.get(part)
+        if info is None:
+            return None
+        current = info.annotation
+    return info
+
+
+def _allowed(info: Any) -> str:
+    """Human text for a field's allowed range, from its constraints."""
+    if info is None:
+        return ""
+    lo = hi = None
+    lo_open = hi_open = False
+    for m in info.metadata:
+        if isinstance(m, annotated_types.Ge):
+            lo = m.ge
+        elif isinstance(m, annotated_types.Gt):
+            lo, lo_open = m.gt, True
+        elif isinstance(m, annotated_types.Le):
+            hi = m.le
+        elif isinstance(m, annotated_types.Lt):
+            hi, hi_open = m.lt, True
+    if lo is None and hi is None:
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, enum.Enum):
+            return "allowed: " + ", ".join(repr(e.value) for e in ann)
+        return ""
+    left = "" if lo is None else f"{lo:g} {'<' if lo_open else '≤'} "
+    right = "" if hi is None else f" {'<' if hi_open else '≤'} {hi:g}"
+    return f"allowed {left}x{right}"
+
+
+def format_validation_error(err: ValidationError, model: type[BaseModel] = Profile) -> list[str]:
+    """One line per problem: field path, value, what is wrong, the allowed range."""
+    lines = []
+    for e in err.errors(include_url=False):
+        loc = tuple(p for p in e["loc"] if isinstance(p, str))
+        path = ".".join(loc) or "(profile)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "missing":
+            lines.append(f"{path}: missing (required field)")
+            continue
+        value = e.get("input")
+        shown = "" if isinstance(value, dict) else f" = {value!r}"
+        if e["type"] in ("value_error", "assertion_error") and isinstance(value, dict):
+            lines.append(f"{path}: {msg}")
+            continue
+        allowed = _allowed(_field_info(model, loc))
+        lines.append(f"{path}{shown}: {msg}" + (f" ({allowed})" if allowed and allowed not in msg else ""))
+    return lines
+
+
+def profile_from_dict(data: Any, source: str = "<profile>") -> Profile:
+    """Validate ``data`` (parsed YAML) into a :class:`Profile` or raise :class:`ProfileError`."""
+    if not isinstance(data, dict):
+        raise ProfileError(source, [f"expected a mapping of profile sections, got {type(data).__name__}"])
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as err:
+        raise ProfileError(source, format_validation_error(err)) from None
+
+
+def load_profile(path: str | Path) -> Profile:
+    """Read and validate a YAML profile; raise :class:`ProfileError` on any problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ProfileError(str(path), [f"cannot read: {err.strerror or err}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ProfileError(str(path), [f"not valid YAML: {err}"]) from None
+    return profile_from_dict(data, str(path))
+
+
+def profile_to_yaml(profile: Profile) -> str:
+    """The profile as YAML text (enum values as plain strings)."""
+    return yaml.safe_dump(profile.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def bundled_profile_path(name: str = "default") -> Path:
+    """Path of a profile shipped in the ``configs`` package (``default``, ``pace_heel``, …)."""
+    import configs
+    path = Path(configs.__file__).parent / f"{name}.yaml"
+    if not path.exists():
+        raise ProfileError(name, [f"no bundled profile {name!r}; known: "
+                                  + ", ".join(sorted(p.stem for p in path.parent.glob('*.yaml')))])
+    return path
+
+
+def default_profile_for(has_heel: bool, has_imu: bool) -> Path:
+    """The bundled profile whose trigger mode matches the channels a sensor has."""
+    if has_heel and has_imu:
+        return bundled_profile_path("combined")
+    if has_imu:
+        return bundled_profile_path("walkaide_tilt")
+    return bundled_profile_path("default")

@@ -1,0 +1,171 @@
+"""The safety supervisor: the one gate between the control path and a stimulator.
+
+Only this object holds the stimulator. Every output goes through
+:meth:`SafetySupervisor.deliver`, which refuses (never clamps) anything outside
+the profile and the hard caps of :mod:`fescontrol.limits`; any doubt latches a
+fault: the kernel output is forced to zero on the same sample, the stimulator
+gets zero current and Stop, and the fault stays until a person calls
+:meth:`clear`. The per-sample half of the supervision (stale data, sequence
+gaps, clock jumps, channel flags, stuck heel, max stimulation time) runs inside
+the kernel, which latches its own fault code the same way.
+
+Invariants:
+  * no current leaves here while a fault is latched;
+  * no current above the profile amplitude or the hard cap, no pulse width or
+    charge outside their caps, ever reaches ``Stimulator.set_output``;
+  * every fault is recorded with its reason, time and detail.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+from . import limits
+from .codes import FAULT_TEXT, Fault
+from .profile import Profile
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FaultRecord:
+    """One latched fault. ``t_us`` is sensor time; ``wall_s`` is time.time() for logs."""
+
+    reason: Fault
+    detail: str
+    t_us: int
+    wall_s: float = field(default_factory=time.time)
+
+    @property
+    def text(self) -> str:
+        return f"{self.reason.name.lower()}: {FAULT_TEXT.get(self.reason, '')}" + (
+            f" ({self.detail})" if self.detail else "")
+
+
+class SafetySupervisor:
+    """Checks and forwards outputs; latches faults; clears them only on request.
+
+    ``kernel`` is the per-sample kernel (either twin), ``machine`` the gait
+    machine, ``stimulator`` a :class:`drivers.stimulator.Stimulator` or None
+    (outputs are then only checked and recorded, as in a batch simulation).
+    """
+
+    def __init__(self, profile: Profile, kernel, machine, stimulator=None):
+        self.profile = profile
+        self.kernel = kernel
+        self.machine = machine
+        self.stimulator = stimulator
+        self.faults: list[FaultRecord] = []
+        self.deliveries = 0
+        self.last_delivered_ma = 0.0
+        self._stimulator_needs_recover = False
+        ch = profile.stimulation
+        self._channel = ch.channel
+        self._pulse_width_us = ch.pulse_width_us
+        self._max_ma = min(ch.amplitude_ma, limits.AMPLITUDE_MAX_MA)
+
+    @property
+    def fault(self) -> FaultRecord | None:
+        """The latched fault, or None."""
+        return self.faults[-1] if self.kernel.fault else None
+
+    # ----- output ---------------------------------------------------------------------
+    def check_output(self, current_ma: float, pulse_width_us: int) -> str | None:
+        """Why this output is not allowed, or None when it is."""
+        if not math.isfinite(current_ma) or current_ma < 0.0:
+            return f"current {current_ma!r} mA is not a finite, non-negative number"
+        if current_ma > self._max_ma:
+            return f"current {current_ma:g} mA above the allowed {self._max_ma:g} mA"
+        if not (limits.PULSE_WIDTH_MIN_US <= pulse_width_us <= limits.PULSE_WIDTH_MAX_US):
+            return (f"pulse width {pulse_width_us} µs outside {limits.PULSE_WIDTH_MIN_US}.."
+                    f"{limits.PULSE_WIDTH_MAX_US} µs")
+        if limits.charge_per_phase_uc(current_ma, pulse_width_us) > limits.CHARGE_PER_PHASE_MAX_UC:
+            return f"charge {limits.charge_per_phase_uc(current_ma, pulse_width_us):g} µC per phase above cap"
+        if current_ma > 0.0 and self.kernel.fault:
+            return "current asked for while a fault is latched"
+        return None
+
+    def deliver(self) -> None:
+        """Send the kernel's present output to the stimulator, if it passes every check."""
+        current_ma = self.kernel.current_ma
+        problem = self.check_output(current_ma, self._pulse_width_us)
+        if problem:
+            self.latch(Fault.OUTPUT_LIMIT, problem)
+            return
+        self._send(current_ma)
+        self.kernel.mark_delivered()
+
+    def _send(self, current_ma: float) -> None:
+        self.deliveries += 1
+        self.last_delivered_ma = current_ma
+        if self.stimulator is None:
+            return
+        from drivers.stimulator import ChannelOutput, StimulatorError
+        try:
+            self.stimulator.set_output([ChannelOutput(self._channel, current_ma, self._pulse_width_us)])
+        except StimulatorError as err:
+            self.latch(Fault.STIMULATOR, str(err))
+
+    # ----- periodic service from the control loop -------------------------------------
+    def service(self) -> None:
+        """Read stimulator replies and send keep-alive. Call from the control loop only:
+        the device keeps stimulating while any packet arrives, so a keep-alive must stop
+        when this loop stops."""
+        if self.stimulator is None:
+            return
+        from drivers.stimulator import StimulationFault, StimulatorError
+        try:
+            self.stimulator.poll()
+            self.stimulator.keepalive()
+        except StimulationFault as err:
+            self._stimulator_needs_recover = getattr(err, "reason", "") == "device_reset"
+            self.latch(Fault.STIMULATOR, f"{getattr(err, 'reason', 'error')}: {err}")
+        except StimulatorError as err:
+            self.latch(Fault.STIMULATOR, str(err))
+
+    # ----- faults ---------------------------------------------------------------------
+    def latch(self, reason: Fault, detail: str = "") -> None:
+        """Zero output now, stop the stimulator, enter FAULT. First reason wins in the kernel."""
+        already = bool(self.kernel.fault)
+        self.kernel.latch_fault(int(reason))
+        reason = Fault(self.kernel.fault)
+        if not already:
+            record = FaultRecord(reason, detail, self.kernel.t_us)
+            self.faults.append(record)
+            log.warning("fault latched: %s", record.text)
+        try:
+            self.machine.enter_fault(reason)
+        finally:
+            self._stop_stimulator()
+
+    def on_kernel_fault(self) -> None:
+        """The kernel latched a fault on a sample: record it, stop, enter FAULT."""
+        reason = Fault(self.kernel.fault)
+        if not self.faults or self.faults[-1].t_us != self.kernel.t_us or self.faults[-1].reason != reason:
+            self.faults.append(FaultRecord(reason, "", self.kernel.t_us))
+            log.warning("fault latched: %s", self.faults[-1].text)
+        try:
+            self.machine.enter_fault(reason)
+        finally:
+            self._stop_stimulator()
+
+    def _stop_stimulator(self) -> None:
+        self.last_delivered_ma = 0.0
+        self.kernel.mark_delivered()
+        if self.stimulator is not None:
+            self.stimulator.stop()  # zero current, then Stop; best effort, never raises
+
+    def clear(self, person: str, note: str = "") -> None:
+        """A person clears the latched fault. The machine returns to STANDBY (output zero)."""
+        if not self.kernel.fault:
+            return
+        if not person:
+            raise ValueError("clearing a fault needs the name of the person who clears it")
+        log.warning("fault %s cleared by %s %s", Fault(self.kernel.fault).name, person, note)
+        if self.stimulator is not None and self._stimulator_needs_recover:
+            self.stimulator.recover()
+            self._stimulator_needs_recover = False
+        self.kernel.clear_fault()
+        self.machine.fault_cleared()
