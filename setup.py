@@ -9,7 +9,7 @@ failed build into an error (CI sets it).
 import os
 import sys
 
-from setuptools import setup
+from setuptools import find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 VERSION = "0.1.0"
@@ -72,7 +72,7 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=["fescontrol", "drivers", "sim", "sim.sources", "configs"],
+    packages=find_packages(include=["fescontrol", "fescontrol.*", "drivers", "drivers.*", "sim", "sim.*", "configs"]),
     package_data={"configs": ["*.yaml"], "sim": ["data/*", "data/**/*"], "fescontrol": ["*.pyx"]},
     ext_modules=extensions(),
     cmdclass={"build_ext": OptionalBuildExt},

@@ -1,0 +1,89 @@
+"""``fes run``: the device loop on real ports.
+
+Opens the sensor port (device path, pty or pyserial URL), opens the profile's
+stimulator backend, and runs the controller's real-time loop until the
+duration ends, the sensor closes, or Ctrl-C / SIGTERM. Whatever ends it, the
+supervisor stops stimulation first (zero current, then Stop), then it exits.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from contextlib import ExitStack
+from typing import Callable
+
+import serial
+
+from .codes import FAULT_TEXT
+from .controller import Controller
+from .profile import Profile
+
+
+def open_sensor(port: str, baudrate: int = 921600) -> serial.SerialBase:
+    """Open the sensor link non-blocking; the kernel reads its file descriptor directly."""
+    link = serial.serial_for_url(port, baudrate=baudrate, timeout=0, exclusive=None)
+    try:
+        link.fileno()
+    except Exception as err:  # URL handlers without a file descriptor
+        link.close()
+        raise ValueError(f"sensor port {port!r} has no file descriptor; use a device, a pty or "
+                         f"a fessim:// URL") from err
+    return link
+
+
+def open_stimulator(profile: Profile, stim: str):
+    """The stimulator named by ``stim``: PORT (profile's backend) or BACKEND:PORT."""
+    from drivers.stimulator import get_stimulator_class
+    backend, port = profile.device.stimulator, stim
+    if ":" in stim and not stim.startswith(("/", "loop:", "spy:", "socket:", "rfc2217:")):
+        backend, port = stim.split(":", 1)
+    cls = get_stimulator_class(backend)
+    return cls(port, channels=(profile.stimulation.channel,), frequency_hz=profile.stimulation.frequency_hz,
+               ack_timeout_s=profile.device.ack_timeout_ms / 1000,
+               keepalive_interval_s=profile.device.keepalive_ms / 1000)
+
+
+def run_device(profile: Profile, sensor: str, stim: str, *, duration_s: float | None = None,
+               sensor_baud: int = 921600, echo: Callable[[str], None] = print,
+               stop_event: threading.Event | None = None) -> int:
+    """Run until done; returns the process exit code (0 ok, 1 fault latched, 130 interrupted)."""
+    stop_event = stop_event or threading.Event()
+    emulator = None
+    with ExitStack() as stack:
+        if stim == "emulator":
+            from sim.rehastim2 import RehaStim2Emulator
+            emulator = RehaStim2Emulator()
+            emulator.start()
+            stack.callback(emulator.stop)
+            stim = emulator.port
+            echo(f"RehaStim2 emulator on {stim}")
+        stimulator = open_stimulator(profile, stim)
+        stimulator.open()
+        stack.callback(stimulator.close)
+        link = stack.enter_context(open_sensor(sensor, sensor_baud))
+        controller = Controller(profile, stimulator=stimulator)
+        controller.event_listeners.append(
+            lambda e: echo(f"{e.t_us / 1e6:10.3f} s  {e.event:<15} -> {e.state}"))
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop_event.set()) \
+            if threading.current_thread() is threading.main_thread() else None
+        t_end = None if duration_s is None else time.monotonic() + duration_s
+        controller.start()
+        echo(f"running: profile {profile.name!r}, {controller.implementation} kernel; Ctrl-C stops")
+        interrupted = False
+        try:
+            controller.run(link.fileno(), lambda: stop_event.is_set() or (
+                t_end is not None and time.monotonic() >= t_end) or bool(controller.kernel.fault))
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        k = controller.kernel
+        echo(f"stopped: {k.frames} frames, {k.frames_lost} lost, {k.crc_errors} CRC errors, "
+             f"{controller.supervisor.deliveries} outputs, {k.missed_deadlines} missed deadlines")
+        fault = controller.supervisor.fault
+        if fault is not None and not interrupted:
+            echo(f"FAULT: {fault.text}")
+            return 1
+        return 130 if interrupted else 0
