@@ -27,21 +27,22 @@ def open_raw_pty() -> tuple[int, int, str]:
 
 
 class PtySensor:
-    """Writes frames (an (n, FRAME_LEN) uint8 array) to a pty at real-time speed.
+    """Writes byte chunks (normally one frame each) to a pty, each at its time.
 
-    ``frame_times_s`` gives each frame's send time from the start (default: n / rate_hz).
-    ``sent`` counts frames written; ``write_times`` (monotonic ns) is kept per frame when
-    ``keep_times`` so a benchmark can measure latency. ``unplug()`` closes the port
-    mid-stream, as a pulled cable would.
+    ``times_s`` gives each chunk's send time from the start; ``speed`` 0 sends as fast as
+    the reader takes them. ``sent`` counts chunks written; ``write_times`` (monotonic ns)
+    is kept per chunk when ``keep_times`` so a benchmark can measure latency. ``unplug()``
+    closes the port mid-stream, as a pulled cable would; ``unplug_s`` does it on schedule.
     """
 
-    def __init__(self, frames: np.ndarray, rate_hz: float, *, speed: float = 1.0,
-                 frame_times_s: np.ndarray | None = None, keep_times: bool = False):
-        self.frames = np.ascontiguousarray(frames, dtype=np.uint8)
-        self.rate_hz = float(rate_hz)
+    def __init__(self, chunks, times_s, *, speed: float = 1.0, keep_times: bool = False,
+                 unplug_s: float | None = None):
+        self.chunks = [bytes(c) for c in chunks]
+        self.frame_times_s = np.asarray(times_s, dtype=float)
         self.speed = float(speed)
-        n = len(self.frames)
-        self.frame_times_s = (np.arange(n) / self.rate_hz) if frame_times_s is None else frame_times_s
+        self.unplug_s = unplug_s
+        n = len(self.chunks)
+        self.t0 = 0.0
         self.master, self._slave, self.port = open_raw_pty()
         self.sent = 0
         self.write_times = np.zeros(n, dtype=np.int64) if keep_times else None
@@ -56,9 +57,9 @@ class PtySensor:
         return self
 
     def _run(self) -> None:
-        t0 = time.monotonic()
+        t0 = self.t0 = time.monotonic()
         try:
-            for i in range(len(self.frames)):
+            for i in range(len(self.chunks)):
                 if self._stop.is_set():
                     return
                 if self.speed > 0:
@@ -66,7 +67,7 @@ class PtySensor:
                     delay = due - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
-                data = self.frames[i].tobytes()
+                data = self.chunks[i]
                 with self._lock:
                     if self.master < 0:
                         return
@@ -74,6 +75,11 @@ class PtySensor:
                         self.write_times[i] = time.monotonic_ns()
                     os.write(self.master, data)
                 self.sent = i + 1
+            if self.unplug_s is not None and self.speed > 0:
+                delay = t0 + self.unplug_s / self.speed - time.monotonic()
+                if delay > 0:
+                    self._stop.wait(delay)
+                self.unplug()
         except OSError:
             pass
         finally:
@@ -99,3 +105,8 @@ class PtySensor:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def frames_sensor(frames: np.ndarray, rate_hz: float, **kwargs) -> PtySensor:
+    """A PtySensor sending one frame of an (n, FRAME_LEN) array per sample period."""
+    return PtySensor([f.tobytes() for f in frames], np.arange(len(frames)) / rate_hz, **kwargs)
