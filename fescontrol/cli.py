@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
-import time
 from pathlib import Path
 
 import click
 
 from . import DISCLAIMER, __version__
 from .kernel import COMPILED, DEFAULT_IMPLEMENTATION
-from .profile import (Profile, ProfileError, bundled_profile_path, default_profile_for, load_profile,
+from .profile import (Profile, ProfileError, bundled_profile_path, load_profile,
                       profile_to_yaml)
 
 

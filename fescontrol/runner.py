@@ -15,7 +15,6 @@ from typing import Callable
 
 import serial
 
-from .codes import FAULT_TEXT
 from .controller import Controller
 from .profile import Profile
 

@@ -124,7 +124,6 @@ def walking_then(profile, tail: bytes, strides: int = 3, impl: str = "auto"):
     head = stream(heel, np.zeros(len(heel)))
     c, tr = run_stream(profile, head, impl)
     assert tr["current_ma"][-1] > 0, "the test must start mid-burst"
-    n_head = len(tr["t_us"])
     _, tr2 = run_stream(profile, tail, controller=c)
     return c, tr2, len(heel)
 
@@ -144,7 +143,8 @@ def assert_faulted_now(c, tr2, reason):
 def test_sequence_gap_beyond_limit_faults(default_profile, kernel_impl):
     n = default_profile.device.max_missing_frames
     c, tr2, n_head = walking_then(default_profile, b"", impl=kernel_impl)
-    _, tr2 = run_stream(default_profile, tail_frames(n_head, seq_offset=n + 1, ts_offset_us=(n + 1) * 10_000), controller=c)
+    tail = tail_frames(n_head, seq_offset=n + 1, ts_offset_us=(n + 1) * 10_000)
+    _, tr2 = run_stream(default_profile, tail, controller=c)
     assert_faulted_now(c, tr2, Fault.SEQUENCE_GAP)
 
 
@@ -164,7 +164,8 @@ def test_clock_jump_faults(default_profile, jump_us, kernel_impl):
 
 def test_impossible_content_with_good_crc_faults(default_profile, kernel_impl):
     c, _, n_head = walking_then(default_profile, b"", impl=kernel_impl)
-    frame = sp.frame_from_units(n_head, 1_000_000 + n_head * 10_000, heel_n=0.0, acc_ms2=(0, 0, 9.8), gyro_dps=(0, 0, 0))
+    frame = sp.frame_from_units(n_head, 1_000_000 + n_head * 10_000, heel_n=0.0,
+                                acc_ms2=(0, 0, 9.8), gyro_dps=(0, 0, 0))
     frame.version = 7
     _, tr2 = run_stream(default_profile, sp.encode_frame(frame) + tail_frames(n_head + 1), controller=c)
     assert_faulted_now(c, tr2, Fault.PARSE_ERROR)
