@@ -312,6 +312,13 @@ cdef class CyKernel:
             self.level = 0.0
             self.current_ma = 0.0
 
+    def set_envelope(self, int64_t ramp_up_us, int64_t ramp_down_us, int64_t max_stim_us):
+        if min(ramp_up_us, ramp_down_us) < 0 or max_stim_us <= 0:
+            raise ValueError("ramp times must be >= 0 and max_stim_us > 0")
+        self.ramp_up_us = ramp_up_us
+        self.ramp_down_us = ramp_down_us
+        self.max_stim_us = max_stim_us
+
     def set_detection(self, enabled):
         self.detection_enabled = 1 if enabled else 0
         self.stride = STRIDE_LOCKOUT

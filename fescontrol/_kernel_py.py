@@ -185,6 +185,15 @@ class PyKernel:
             self.level = 0.0
             self.current_ma = 0.0
 
+    def set_envelope(self, ramp_up_us: int, ramp_down_us: int, max_stim_us: int) -> None:
+        """Ramp times and burst limit from now on (walking: the profile envelope; training and
+        test bursts: theirs). The caller validates them against the hard caps of its mode."""
+        if min(ramp_up_us, ramp_down_us) < 0 or max_stim_us <= 0:
+            raise ValueError("ramp times must be >= 0 and max_stim_us > 0")
+        self.p.ramp_up_us = int(ramp_up_us)
+        self.p.ramp_down_us = int(ramp_down_us)
+        self.p.max_stim_us = int(max_stim_us)
+
     def set_detection(self, enabled: bool) -> None:
         """Enable or disable gait events. On enabling, wait for a stance before any onset."""
         self.detection_enabled = 1 if enabled else 0

@@ -142,5 +142,20 @@ def emulator() -> None:
     sys.exit(emulator_main(["--pty"]))
 
 
+def _register_plugins() -> None:
+    """Command groups that live in their own modules (patient and orthotist workflows)."""
+    import importlib
+    for module in ("fescontrol.cli_patient", "fescontrol.cli_orthotist"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name != module:
+                raise
+            continue
+        mod.register(main)
+
+
+_register_plugins()
+
 if __name__ == "__main__":
     main()
