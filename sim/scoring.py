@@ -1,0 +1,281 @@
+"""Score delivered stimulation bursts against a recording's reference swings.
+
+Rules (full text and rationale: docs/scoring.md):
+
+* A burst is ``(onset_s, offset_s)`` of delivered stimulation (> 0 mA), s from sample 0.
+* Bursts are taken in onset order; a burst MATCHES the earliest not yet matched
+  reference swing whose window ``[toe_off - 0.6 s, heel_strike)`` holds its onset
+  (one-to-one, greedy in time).
+* Excluded swings (not scored): partial swings cut by the file edges, swings outside the
+  recording, swings with a run of invalid (dropped) samples of >= 0.05 s in
+  ``[toe_off - 0.3 s, heel_strike]``. A burst matched to one, or an unmatched burst whose
+  onset is in an excluded swing's window or in ``rec.unscored_intervals_s``, is IGNORED.
+* Every other unmatched burst is a FALSE ONSET; false onsets whose onset lies in a quiet
+  interval are also counted in ``quiet_onsets`` by kind (a subset, not an addition).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from sim.recording import QUIET_KINDS, Recording, merge_intervals
+
+Burst = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class ScoringRules:
+    """The tunable numbers of the rules (defaults = docs/scoring.md)."""
+
+    onset_window_before_s: float = 0.6       # a match may start this long before toe-off
+    in_window_ms: tuple[float, float] = (-300.0, 20.0)   # "timely" onset error range
+    max_invalid_run_s: float = 0.05          # invalid run this long excludes a swing
+    invalid_check_before_s: float = 0.3      # ... looked for from toe_off - this
+
+
+@dataclass(frozen=True)
+class DetectionReport:
+    """Result of :func:`score` (one recording) or :func:`pooled` (several).
+
+    Rates are NaN when undefined (no reference swings, no scored bursts). Times in ms.
+    ``report["key"]`` works like a dict; :meth:`to_dict` gives a plain dict.
+    """
+
+    name: str
+    swings_reference: int
+    swings_detected: int
+    swing_recall: float
+    swing_precision: float
+    false_onsets: int
+    false_onsets_per_min: float
+    onset_error_ms: dict
+    onset_in_window_fraction: float
+    swing_coverage_median: float
+    stim_after_heel_strike_ms: dict
+    quiet_onsets: dict
+    faults: list
+    bursts: int = 0
+    ignored_onsets: int = 0
+    swings_excluded: int = 0
+    scored_duration_s: float = 0.0
+    recordings: int = 1
+    onset_errors_ms_all: tuple = field(default=(), repr=False)
+    coverage_all: tuple = field(default=(), repr=False)
+    after_heel_strike_ms_all: tuple = field(default=(), repr=False)
+    false_onsets_s: tuple = field(default=(), repr=False)
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self.__dataclass_fields__)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _stats(values: Sequence[float], absolute_p95: bool = True) -> dict:
+    v = np.asarray(values, float)
+    if v.size == 0:
+        return {"median": math.nan, "iqr": math.nan, "p95": math.nan, "n": 0}
+    q25, q50, q75 = np.percentile(v, [25, 50, 75])
+    p95 = np.percentile(np.abs(v) if absolute_p95 else v, 95)
+    return {"median": float(q50), "iqr": float(q75 - q25), "p95": float(p95), "n": int(v.size)}
+
+
+def _in_any(t: float, intervals: Iterable[tuple]) -> bool:
+    return any(iv[0] <= t < iv[1] for iv in intervals)
+
+
+def _covered(a: float, b: float, union: list[tuple[float, float]]) -> float:
+    if b <= a:
+        return 0.0
+    return sum(max(0.0, min(b, q) - max(a, p)) for p, q in union) / (b - a)
+
+
+def _swings_with_partials(rec: Recording) -> list[tuple[float, float, bool]]:
+    """(toe_off, heel_strike, excluded) for complete and partial swings, in time order."""
+    dur = rec.duration_s
+    out = [(to, hs, to < 0 or hs > dur) for to, hs in rec.reference_swings()]
+    paired_to = {to for to, _, _ in out}
+    paired_hs = {hs for _, hs, _ in out}
+    to_all = [float(t) for t in rec.toe_off_s]
+    for i, to in enumerate(to_all):
+        if to not in paired_to:   # no heel strike: the file ends (or the annotation stops)
+            nxt = to_all[i + 1] if i + 1 < len(to_all) else dur
+            out.append((to, max(min(nxt, dur), to), True))
+    for hs in rec.heel_strike_s:
+        if float(hs) not in paired_hs and (not len(rec.toe_off_s) or hs < rec.toe_off_s[0]):
+            out.append((-math.inf, float(hs), True))     # file starts in swing
+    return sorted(out, key=lambda s: (s[1], s[0]))
+
+
+def _invalid_runs(rec: Recording, min_len: int) -> list[tuple[float, float]]:
+    bad = ~rec.valid
+    d = np.diff(np.concatenate([[0], bad.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+    keep = ends - starts >= min_len
+    return [(a / rec.rate_hz, b / rec.rate_hz) for a, b in zip(starts[keep], ends[keep])]
+
+
+def score(rec: Recording, bursts: Sequence[Burst], faults: Sequence[Any] = (),
+          rules: ScoringRules = ScoringRules()) -> DetectionReport:
+    """Match ``bursts`` [(onset_s, offset_s)] to ``rec``'s reference swings (module doc)."""
+    bursts = sorted((float(a), float(b)) for a, b in bursts)
+    for a, b in bursts:
+        if not (math.isfinite(a) and math.isfinite(b)) or b < a:
+            raise ValueError(f"burst ({a}, {b}): onset and offset must be finite, offset >= onset")
+    swings = _swings_with_partials(rec)
+    min_run = max(1, int(math.ceil(rules.max_invalid_run_s * rec.rate_hz - 1e-9)))
+    invalid = _invalid_runs(rec, min_run)
+    excluded = []
+    for to, hs, exc in swings:
+        lo = to - rules.invalid_check_before_s
+        exc = exc or any(p < hs and q > lo for p, q in invalid)
+        excluded.append(exc)
+    windows = [(to - rules.onset_window_before_s, hs) for to, hs, _ in swings]
+
+    match_of_swing: dict[int, int] = {}
+    unmatched: list[int] = []
+    for k, (onset, _) in enumerate(bursts):
+        hit = next((j for j, (lo, hi) in enumerate(windows)
+                    if lo <= onset < hi and j not in match_of_swing), None)
+        if hit is None:
+            unmatched.append(k)
+        else:
+            match_of_swing[hit] = k
+
+    ignored = sum(1 for j in match_of_swing if excluded[j])
+    false_times = []
+    quiet = {kind: 0 for kind in QUIET_KINDS}
+    for k in unmatched:
+        onset = bursts[k][0]
+        if _in_any(onset, rec.unscored_intervals_s) or any(
+                excluded[j] and lo <= onset < hi for j, (lo, hi) in enumerate(windows)):
+            ignored += 1
+            continue
+        false_times.append(onset)
+        for a, b, kind in rec.quiet_intervals_s:
+            if a <= onset < b:
+                quiet[kind] += 1
+                break
+    quiet["total"] = sum(quiet.values())
+
+    union = merge_intervals(bursts)
+    errors, after, coverage = [], [], []
+    detected = 0
+    scored = [j for j in range(len(swings)) if not excluded[j]]
+    for j in scored:
+        to, hs, _ = swings[j]
+        coverage.append(_covered(to, hs, union))
+        if j in match_of_swing:
+            detected += 1
+            onset, offset = bursts[match_of_swing[j]]
+            errors.append(1000.0 * (onset - to))
+            after.append(1000.0 * max(0.0, offset - hs))
+    n_ref = len(scored)
+    unscored_s = sum(q - p for p, q in merge_intervals(
+        [(max(0.0, a), min(rec.duration_s, b)) for a, b in rec.unscored_intervals_s]))
+    return _report(
+        name=f"{rec.name} {rec.side}", n_ref=n_ref, detected=detected,
+        false_times=false_times, quiet=quiet, errors=errors, after=after, coverage=coverage,
+        faults=list(faults), bursts=len(bursts), ignored=ignored,
+        excluded=sum(excluded), scored_s=rec.duration_s - unscored_s, rules=rules, recordings=1)
+
+
+def _report(*, name, n_ref, detected, false_times, quiet, errors, after, coverage, faults,
+            bursts, ignored, excluded, scored_s, rules, recordings) -> DetectionReport:
+    n_false = len(false_times)
+    lo, hi = rules.in_window_ms
+    err = np.asarray(errors, float)
+    aft = _stats(after, absolute_p95=False)
+    return DetectionReport(
+        name=name,
+        swings_reference=n_ref,
+        swings_detected=detected,
+        swing_recall=detected / n_ref if n_ref else math.nan,
+        swing_precision=detected / (detected + n_false) if detected + n_false else math.nan,
+        false_onsets=n_false,
+        false_onsets_per_min=n_false / (scored_s / 60.0) if scored_s > 0 else math.nan,
+        onset_error_ms=_stats(errors),
+        onset_in_window_fraction=float(np.mean((err >= lo) & (err <= hi))) if err.size else math.nan,
+        swing_coverage_median=float(np.median(coverage)) if coverage else math.nan,
+        stim_after_heel_strike_ms={"median": aft["median"], "p95": aft["p95"], "n": aft["n"]},
+        quiet_onsets=dict(quiet),
+        faults=faults,
+        bursts=bursts, ignored_onsets=ignored, swings_excluded=excluded,
+        scored_duration_s=float(scored_s), recordings=recordings,
+        onset_errors_ms_all=tuple(errors), coverage_all=tuple(coverage),
+        after_heel_strike_ms_all=tuple(after), false_onsets_s=tuple(false_times))
+
+
+def pooled(reports: Sequence[DetectionReport], name: str = "pooled",
+           rules: ScoringRules = ScoringRules()) -> DetectionReport:
+    """Combine reports: counts and durations add up, rates and statistics are recomputed
+    from the pooled swings (not averaged per recording)."""
+    reports = list(reports)
+    if not reports:
+        raise ValueError("pooled: no reports to combine")
+    quiet = {k: sum(r.quiet_onsets.get(k, 0) for r in reports) for k in QUIET_KINDS}
+    quiet["total"] = sum(quiet.values())
+    return _report(
+        name=name, n_ref=sum(r.swings_reference for r in reports),
+        detected=sum(r.swings_detected for r in reports),
+        false_times=[t for r in reports for t in r.false_onsets_s], quiet=quiet,
+        errors=[e for r in reports for e in r.onset_errors_ms_all],
+        after=[e for r in reports for e in r.after_heel_strike_ms_all],
+        coverage=[c for r in reports for c in r.coverage_all],
+        faults=[f for r in reports for f in r.faults], bursts=sum(r.bursts for r in reports),
+        ignored=sum(r.ignored_onsets for r in reports),
+        excluded=sum(r.swings_excluded for r in reports),
+        scored_s=sum(r.scored_duration_s for r in reports), rules=rules,
+        recordings=sum(r.recordings for r in reports))
+
+
+_COLUMNS = [
+    ("recording", 26, lambda r: r.name[:26]),
+    ("ref", 5, lambda r: f"{r.swings_reference}"),
+    ("det", 5, lambda r: f"{r.swings_detected}"),
+    ("recall", 6, lambda r: _f(r.swing_recall, 3)),
+    ("prec", 6, lambda r: _f(r.swing_precision, 3)),
+    ("false", 5, lambda r: f"{r.false_onsets}"),
+    ("f/min", 6, lambda r: _f(r.false_onsets_per_min, 2)),
+    ("quiet", 5, lambda r: f"{r.quiet_onsets.get('total', 0)}"),
+    ("err_med", 7, lambda r: _f(r.onset_error_ms["median"], 0)),
+    ("err_iqr", 7, lambda r: _f(r.onset_error_ms["iqr"], 0)),
+    ("|err|95", 7, lambda r: _f(r.onset_error_ms["p95"], 0)),
+    ("in_win", 6, lambda r: _f(r.onset_in_window_fraction, 3)),
+    ("cover", 5, lambda r: _f(r.swing_coverage_median, 2)),
+    ("postHS", 6, lambda r: _f(r.stim_after_heel_strike_ms["median"], 0)),
+    ("pHS95", 6, lambda r: _f(r.stim_after_heel_strike_ms["p95"], 0)),
+    ("faults", 6, lambda r: f"{len(r.faults)}"),
+]
+
+
+def _f(x: float, digits: int) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def format_table(reports: DetectionReport | Sequence[DetectionReport], pool: bool = True) -> str:
+    """Fixed-width text table, one row per report (+ a pooled row for several).
+
+    err_* = onset - toe-off in ms (median, IQR, 95th percentile of |error|); in_win =
+    fraction of matched onsets within the timely range; cover = median swing coverage;
+    postHS = stimulation after heel strike, ms (median, p95).
+    """
+    rows = [reports] if isinstance(reports, DetectionReport) else list(reports)
+    if pool and len(rows) > 1:
+        rows = rows + [pooled(rows)]
+    head = " ".join(f"{h:<{w}}" if i == 0 else f"{h:>{w}}" for i, (h, w, _) in enumerate(_COLUMNS))
+    lines = [head, "-" * len(head)]
+    for k, r in enumerate(rows):
+        if pool and len(rows) > 1 and k == len(rows) - 1:
+            lines.append("-" * len(head))
+        lines.append(" ".join(f"{fn(r):<{w}}" if i == 0 else f"{fn(r):>{w}}"
+                              for i, (_, w, fn) in enumerate(_COLUMNS)))
+    return "\n".join(lines)

@@ -1,0 +1,129 @@
+"""Real gait recordings as :class:`sim.recording.Recording` objects.
+
+``load_recording(name_or_path, side)`` accepts
+
+* a short name: ``"physionet:GaCo01"`` (walk ``_01``) or ``"physionet:GaPt03_01"``,
+  ``"gaitmap:imu_sample"``, ``"ipol:1-1"``. Bundled data (``sim/data``) are used first,
+  then the development folder ``../shared/gait-data`` (or ``$FES_GAIT_DATA``);
+* a path to a file of any of the three formats (``.gz`` allowed), picked by its name
+  and, failing that, by its first line.
+
+Loaders: :func:`load_physionet`, :func:`load_gaitmap`, :func:`load_ipol` (see their
+modules for the format and the reference-event rules).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from sim.recording import Recording
+from sim.sources._common import (BUNDLED_DIR, open_text, shared_gait_data_dir, strip_gz,
+                                 with_or_without_gz)
+from sim.sources.gaitmap import load_gaitmap
+from sim.sources.ipol import available_trials, ipol_data_dir, load_ipol
+from sim.sources.physionet import load_physionet
+
+__all__ = ["load_recording", "list_bundled", "list_available", "resolve_name",
+           "load_physionet", "load_gaitmap", "load_ipol", "shared_gait_data_dir",
+           "ipol_data_dir", "BUNDLED_DIR"]
+
+_PREFIXES = ("physionet", "gaitmap", "ipol")
+
+
+def _physionet_dirs() -> list[Path]:
+    return [BUNDLED_DIR / "physionet_gaitpdb", shared_gait_data_dir() / "physionet_gaitpdb" / "data"]
+
+
+def _gaitmap_dirs() -> list[Path]:
+    return [BUNDLED_DIR / "gaitmap_example", shared_gait_data_dir() / "gaitmap_example" / "example_data"]
+
+
+def list_bundled() -> list[str]:
+    """Short names of the recordings shipped in ``sim/data`` (each has a left and a right foot)."""
+    names = []
+    folder = BUNDLED_DIR / "physionet_gaitpdb"
+    for p in sorted(folder.glob("*.txt*")):
+        stem = strip_gz(p.name)[:-4]
+        names.append("physionet:" + (stem[:-3] if stem.endswith("_01") else stem))
+    for p in sorted((BUNDLED_DIR / "gaitmap_example").glob("imu_*.csv*")):
+        names.append("gaitmap:" + strip_gz(p.name)[:-4])
+    return names
+
+
+def list_available() -> list[str]:
+    """Bundled names plus those found in the shared development folder (if present)."""
+    names = list_bundled()
+    shared = shared_gait_data_dir() / "physionet_gaitpdb" / "data"
+    if shared.is_dir():
+        for p in sorted(shared.glob("*_*.txt*")):
+            stem = strip_gz(p.name)[:-4]
+            names.append("physionet:" + (stem[:-3] if stem.endswith("_01") else stem))
+    gm = shared_gait_data_dir() / "gaitmap_example" / "example_data"
+    if gm.is_dir():
+        for p in sorted(gm.glob("imu_*.csv*")):
+            suffix = strip_gz(p.name)[4:-4]
+            if with_or_without_gz(gm / f"stride_events_{suffix}.csv") is not None:
+                names.append("gaitmap:" + strip_gz(p.name)[:-4])
+    names += ["ipol:" + t for t in available_trials()]
+    return list(dict.fromkeys(names))
+
+
+def resolve_name(name: str) -> Path:
+    """The file behind a short name; FileNotFoundError lists where it was looked for."""
+    prefix, _, rest = name.partition(":")
+    if prefix not in _PREFIXES or not rest:
+        raise ValueError(f"{name!r}: a short name is '<source>:<recording>' with source in "
+                         f"{_PREFIXES}, e.g. 'physionet:GaCo01', 'gaitmap:imu_sample', 'ipol:1-1'")
+    if prefix == "physionet":
+        stem = rest if "_" in rest else rest + "_01"
+        candidates = [d / f"{stem}.txt" for d in _physionet_dirs()]
+    elif prefix == "gaitmap":
+        candidates = [d / f"{rest}.csv" for d in _gaitmap_dirs()]
+    else:
+        candidates = [ipol_data_dir() / f"{rest}.json"]
+    for cand in candidates:
+        found = with_or_without_gz(cand)
+        if found is not None:
+            return found
+    raise FileNotFoundError(f"{name!r}: not bundled and not in the shared data folder; "
+                            f"looked for {[str(c) for c in candidates]} (.gz too)")
+
+
+def _sniff(path: Path) -> str:
+    name = strip_gz(path.name)
+    if name.endswith(("_lf.txt", "_rf.txt", ".json")):
+        return "ipol"
+    if not path.exists():
+        if with_or_without_gz(Path(str(path) + ".json")) is not None:
+            return "ipol"   # a trial stem such as .../GaitData/1-1
+        raise FileNotFoundError(f"{path}: no such recording file")
+    if name.startswith("imu_") and name.endswith(".csv"):
+        return "gaitmap"
+    with open_text(path) as fh:
+        first = fh.readline()
+    if first.startswith("Acquisition frequency"):
+        return "ipol"
+    if first.startswith("sensor,") or ",left_sensor," in first:
+        return "gaitmap"
+    if len(first.split()) == 19:
+        return "physionet"
+    raise ValueError(f"{path}: not a gaitpdb, gaitmap or IPOL file (first line {first[:60]!r})")
+
+
+def load_recording(name_or_path: str | Path, side: str | None = None, **kwargs) -> Recording:
+    """Load one foot (``side`` "left"/"right"; default: the file's own foot, else left).
+
+    ``kwargs`` go to the loader (e.g. ``load_threshold_n`` for physionet).
+    """
+    text = str(name_or_path)
+    prefix = text.split(":", 1)[0] if isinstance(name_or_path, str) and ":" in text else ""
+    if prefix in _PREFIXES or (len(prefix) > 1 and prefix.isidentifier() and not Path(text).exists()):
+        path = resolve_name(text)
+    else:
+        path = Path(name_or_path)
+    kind = _sniff(path)
+    if kind == "ipol":
+        return load_ipol(path, side, **kwargs)
+    side = side or "left"
+    if kind == "gaitmap":
+        return load_gaitmap(path, side, **kwargs)
+    return load_physionet(path, side, **kwargs)
