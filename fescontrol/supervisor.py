@@ -37,6 +37,7 @@ class FaultRecord:
     detail: str
     t_us: int
     wall_s: float = field(default_factory=time.time)
+    monotonic_s: float = field(default_factory=time.monotonic)
 
     @property
     def text(self) -> str:
@@ -60,6 +61,8 @@ class SafetySupervisor:
         self.faults: list[FaultRecord] = []
         self.deliveries = 0
         self.last_delivered_ma = 0.0
+        #: called as listener(t_us, current_ma) after every output that reached the stimulator
+        self.delivery_listeners: list = []
         self._stimulator_needs_recover = False
         ch = profile.stimulation
         self._channel = ch.channel
@@ -100,13 +103,15 @@ class SafetySupervisor:
     def _send(self, current_ma: float) -> None:
         self.deliveries += 1
         self.last_delivered_ma = current_ma
-        if self.stimulator is None:
-            return
-        from drivers.stimulator import ChannelOutput, StimulatorError
-        try:
-            self.stimulator.set_output([ChannelOutput(self._channel, current_ma, self._pulse_width_us)])
-        except StimulatorError as err:
-            self.latch(Fault.STIMULATOR, str(err))
+        if self.stimulator is not None:
+            from drivers.stimulator import ChannelOutput, StimulatorError
+            try:
+                self.stimulator.set_output([ChannelOutput(self._channel, current_ma, self._pulse_width_us)])
+            except StimulatorError as err:
+                self.latch(Fault.STIMULATOR, str(err))
+                return
+        for listener in self.delivery_listeners:
+            listener(self.kernel.t_us, current_ma)
 
     # ----- periodic service from the control loop -------------------------------------
     def service(self) -> None:

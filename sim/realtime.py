@@ -1,0 +1,85 @@
+"""Real-time replay over pseudo-terminals: the recording's frames go out on a pty at their
+own pace, the device loop reads them exactly as ``fes run`` does, and the real RehaStim2
+driver talks to the emulator on a second pty. What the patient would have received is
+taken from the emulator's record of delivered pulse trains.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+from fescontrol.controller import Controller, TraceCollector
+from fescontrol.runner import open_sensor, open_stimulator
+from sim.pty_sensor import PtySensor
+from sim.rehastim2 import RehaStim2Emulator
+from sim.replay import ReplayResult
+
+STIM_FAULT_ACTIONS = {
+    "stim-no-ack": lambda emu: setattr(emu, "ack_enabled", False),
+    "stim-disconnect": lambda emu: emu.disconnect(),
+    "stim-error": lambda emu: emu.raise_error(-2),
+}
+
+
+def emulator_bursts(emulator: RehaStim2Emulator, t0_s: float, channel: int = 1) -> list[tuple[float, float]]:
+    """Merge the emulator's nonzero pulse trains into bursts (s from ``t0_s``)."""
+    bursts: list[list[float]] = []
+    for train in emulator.segments:
+        if train.channel != channel or train.current_ma <= 0:
+            continue
+        end = train.t_end_s if train.t_end_s is not None else time.monotonic()
+        start = train.t_start_s - t0_s
+        if bursts and start - bursts[-1][1] < 1e-3:
+            bursts[-1][1] = end - t0_s
+        else:
+            bursts.append([start, end - t0_s])
+    return [(a, b) for a, b in bursts]
+
+
+def realtime_replay(recording, profile, chunks, times_s, unplug_s, stim_faults, *, echo=print) -> ReplayResult:
+    """Replay at real-time speed through the device loop; returns what was delivered."""
+    with RehaStim2Emulator() as emulator:
+        stimulator = open_stimulator(profile, emulator.port)
+        stimulator.open()
+        sensor = PtySensor(chunks, times_s, unplug_s=unplug_s)
+        link = open_sensor(sensor.port)
+        controller = Controller(profile, stimulator=stimulator, trace_capacity=4096)
+        collector = TraceCollector()
+        controller.trace_sink = collector
+        timers = [threading.Timer(f.at_s, STIM_FAULT_ACTIONS[f.name], (emulator,)) for f in stim_faults]
+        try:
+            controller.start()
+            sensor.start()
+            for t in timers:
+                t.start()
+            echo(f"real-time replay: sensor {sensor.port}, stimulator emulator {emulator.port}")
+            n_frames = sum(len(c) for c in chunks) // 33
+            done_at: list[float] = []
+
+            def finished() -> bool:
+                # the end of a replay is not a lost sensor: stop once the last frame is in
+                if controller.kernel.fault:
+                    return True
+                if not sensor.done.is_set() or unplug_s is not None:
+                    return False
+                done_at.append(time.monotonic())
+                return controller.kernel.frames >= n_frames or done_at[-1] - done_at[0] > 0.05
+
+            controller.run(link.fileno(), finished)
+            controller.finish()
+        finally:
+            for t in timers:
+                t.cancel()
+            sensor.stop()
+            link.close()
+            stimulator.close()
+        # the patient's view: what the emulator actually delivered, on the sensor's clock
+        bursts = emulator_bursts(emulator, sensor.t0, profile.stimulation.channel)
+    trace = collector.arrays() if collector.parts else {}
+    k = controller.kernel
+    counters = {"frames": int(k.frames), "crc_errors": int(k.crc_errors), "garbage_bytes": int(k.garbage_bytes),
+                "seq_gaps": int(k.seq_gaps), "frames_lost": int(k.frames_lost),
+                "deliveries": controller.supervisor.deliveries, "missed_deadlines": int(k.missed_deadlines),
+                "max_lateness_us": int(k.max_lateness_us)}
+    return ReplayResult(trace, controller.events, list(controller.supervisor.faults), bursts, 1_000_000,
+                        controller.implementation, counters)
