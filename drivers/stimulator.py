@@ -1,0 +1,526 @@
+"""The stimulator interface: one small ABC, a typed error hierarchy, a lazy backend registry.
+
+Modelled on python-can's ``BusABC``: the base class owns the public API (open, set_output,
+poll, keepalive, stop, recover, close, context manager) and the safety bookkeeping
+(acknowledgement deadlines, the keep-alive clock, the latched fault); a backend implements a
+handful of private methods (``_handshake``, ``_send_output``, ``_send_keepalive``,
+``_send_stop``, ``_handle_bytes``). Backends are found by name in ``BACKENDS`` (merged with the
+entry-point group ``fescontrol.stimulators``) and imported only when chosen.
+
+Threading: a Stimulator is not thread-safe. Call it from the control loop only (see
+``keepalive`` for why the keep-alive must not move to another thread).
+
+Time: every deadline uses ``time.monotonic()`` (seconds).
+"""
+from __future__ import annotations
+
+import abc
+import importlib
+import importlib.metadata
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar, Hashable, Mapping, Sequence
+
+import serial
+
+log = logging.getLogger(__name__)
+
+#: the keep-alive interval may not exceed this: the device watchdog fires after 1.2 s of silence
+MAX_KEEPALIVE_INTERVAL_S = 0.5
+FAULT_REASONS = ("emergency_switch", "electrode_error", "module_error", "device_reset", "disconnected")
+
+
+# --------------------------------------------------------------------------- errors
+
+class StimulatorError(Exception):
+    """Base of every error a stimulator raises."""
+
+
+class StimulatorInitError(StimulatorError):
+    """The stimulator could not be opened, handshaken or (re)initialised."""
+
+
+class UnknownStimulatorError(StimulatorInitError, LookupError):
+    """No backend of that name is registered."""
+
+
+class StimulatorOperationError(StimulatorError):
+    """The device answered a command with a negative result (NACK).
+
+    ``result`` is the signed result byte (-1 CRC/length, -2 parameter, -3 wrong mode, -8 busy).
+    """
+
+    def __init__(self, message: str, result: int):
+        super().__init__(message)
+        self.result = result
+
+
+class StimulatorTimeoutError(StimulatorError):
+    """An expected acknowledgement did not arrive before its deadline (or a write blocked)."""
+
+
+class StimulationFault(StimulatorError):
+    """The device stopped stimulating on its own, or the link is gone. Latched until ``recover()``.
+
+    ``reason`` is one of "emergency_switch", "electrode_error", "module_error" (unsolicited
+    StimulationError), "device_reset" (unsolicited Init: watchdog or power reset) or
+    "disconnected" (the port failed).
+    """
+
+    def __init__(self, reason: str, message: str = ""):
+        if reason not in FAULT_REASONS:
+            raise ValueError(f"reason={reason!r}; allowed {', '.join(FAULT_REASONS)}")
+        super().__init__(message or reason)
+        self.reason = reason
+
+
+# --------------------------------------------------------------------------- values
+
+@dataclass(frozen=True)
+class ChannelOutput:
+    """What one channel should deliver: 1-based ``channel``, ``current_ma`` (mA, >= 0, rounded
+    DOWN to the device's integer mA when sent) and ``pulse_width_us`` (µs, 0 or the device range)."""
+    channel: int  # 1-based
+    current_ma: float
+    pulse_width_us: int
+
+
+@dataclass
+class _PendingAck:
+    key: Hashable
+    what: str
+    deadline_s: float  # time.monotonic()
+
+
+# --------------------------------------------------------------------------- the ABC
+
+class Stimulator(abc.ABC):
+    """A multi-channel stimulator on a serial link (any ``serial.serial_for_url`` URL or path).
+
+    Life cycle: ``open()`` (blocking handshake) -> per control-loop iteration
+    ``poll()``, maybe ``set_output(...)``, ``keepalive()`` -> ``stop()`` -> ``close()``.
+    ``with Stimulator(...) as stim:`` opens (if needed) and on exit calls ``stop()`` then
+    ``close()``.
+
+    Errors: ``poll()`` reports what the device said: ``StimulatorOperationError`` (NACK),
+    ``StimulatorTimeoutError`` (no acknowledgement within ``ack_timeout_s``) and
+    ``StimulationFault`` (device stopped on its own / link lost). A fault is *latched*:
+    ``set_output`` refuses until a person has checked the patient and the device and the
+    application calls ``recover()``; the driver never re-handshakes by itself.
+
+    ``**options`` are passed to ``serial.serial_for_url`` and override the backend's
+    ``SERIAL_SETTINGS`` (unknown options make pyserial raise).
+    """
+
+    #: serial_for_url keyword arguments of the backend's link (baud rate, parity, ...)
+    SERIAL_SETTINGS: ClassVar[Mapping[str, Any]] = {}
+
+    def __init__(self, port: str, *, channels: Sequence[int] = (1,), frequency_hz: float = 40.0,
+                 ack_timeout_s: float = 0.1, keepalive_interval_s: float = 0.3, **options: Any):
+        chans = tuple(channels)
+        if not chans or any(not isinstance(c, int) or isinstance(c, bool) or c < 1 for c in chans):
+            raise ValueError(f"channels={list(chans)!r}; allowed a non-empty list of 1-based channel numbers")
+        if len(set(chans)) != len(chans):
+            raise ValueError(f"channels={list(chans)!r} lists a channel twice")
+        if not (isinstance(frequency_hz, (int, float)) and math.isfinite(frequency_hz) and frequency_hz > 0):
+            raise ValueError(f"frequency_hz={frequency_hz!r}; allowed a positive number of Hz")
+        if not (isinstance(ack_timeout_s, (int, float)) and 0 < ack_timeout_s <= 1.0):
+            raise ValueError(f"ack_timeout_s={ack_timeout_s!r}; allowed 0 < t <= 1.0 s")
+        if not (isinstance(keepalive_interval_s, (int, float))
+                and 0 < keepalive_interval_s <= MAX_KEEPALIVE_INTERVAL_S):
+            raise ValueError(f"keepalive_interval_s={keepalive_interval_s!r}; allowed 0 < t <= "
+                             f"{MAX_KEEPALIVE_INTERVAL_S} s (the device watchdog fires after 1.2 s)")
+        self.port = port
+        self.channels: tuple[int, ...] = tuple(sorted(chans))
+        self.frequency_hz = float(frequency_hz)
+        self.ack_timeout_s = float(ack_timeout_s)
+        self.keepalive_interval_s = float(keepalive_interval_s)
+        self.serial_options: dict[str, Any] = dict(options)
+        self._port: Any = None
+        self._pending: list[_PendingAck] = []
+        self._errors: list[StimulatorError] = []
+        self._fault: StimulationFault | None = None
+        self._last_sent_s: float | None = None
+        self._running = False
+        self._session_open = False     # handshake completed on this port
+
+    # ------------------------------------------------------------------ public API
+
+    def open(self) -> None:
+        """Open the port and run the backend's handshake (blocking, up to ~1.5 s).
+
+        Raises StimulatorInitError (the port is closed again on failure).
+        """
+        if self._port is not None:
+            raise StimulatorError(f"stimulator on {self.port!r} is already open")
+        self._fault = None
+        self._errors.clear()
+        self._pending.clear()
+        self._running = False
+        self._open_port()
+        try:
+            self._handshake()
+        except StimulatorInitError:
+            self.close()
+            raise
+        except StimulatorError as exc:
+            self.close()
+            raise StimulatorInitError(f"handshake with the stimulator on {self.port!r} failed: {exc}") from exc
+        self._session_open = True
+        log.info("stimulator on %s open: channels %s at %.3g Hz", self.port, self.channels, self.frequency_hz)
+
+    def set_output(self, outputs: Sequence[ChannelOutput]) -> None:
+        """Send one update; NON-blocking. Its acknowledgement is checked later by ``poll()``.
+
+        Channels not in ``outputs`` get zero current and zero pulse width. ``current_ma`` is
+        converted to the device's integer mA by rounding DOWN (20.9 -> 20): the driver never
+        sends more current than asked. ValueError (before anything is sent) for a channel that
+        was not configured, a channel given twice, a negative/non-finite current or a value
+        outside the device's range. Raises the latched StimulationFault while one is pending.
+        """
+        self._require_session()
+        levels: dict[int, tuple[int, int]] = {ch: (0, 0) for ch in self.channels}
+        seen: set[int] = set()
+        for out in outputs:
+            if out.channel not in levels:
+                raise ValueError(f"channel {out.channel!r} is not configured; configured channels: "
+                                 f"{list(self.channels)}")
+            if out.channel in seen:
+                raise ValueError(f"channel {out.channel} appears twice in one update")
+            seen.add(out.channel)
+            current = out.current_ma
+            if (not isinstance(current, (int, float)) or isinstance(current, bool)
+                    or not math.isfinite(current) or current < 0):
+                raise ValueError(f"channel {out.channel}: current_ma={current!r}; allowed a finite value >= 0 mA")
+            if not isinstance(out.pulse_width_us, int) or isinstance(out.pulse_width_us, bool):
+                raise ValueError(f"channel {out.channel}: pulse_width_us={out.pulse_width_us!r}; "
+                                 f"allowed an integer number of µs")
+            levels[out.channel] = (math.floor(current), out.pulse_width_us)
+        self._send_output(levels)
+
+    def poll(self) -> None:
+        """Non-blocking: read what the device sent and check every pending acknowledgement.
+
+        Raises (most severe first) StimulationFault on an unsolicited StimulationError, an
+        unsolicited Init (the device reset) or a failed port; StimulatorOperationError on a
+        negative result; StimulatorTimeoutError when an acknowledgement is past its deadline
+        (the ack is then dropped from the pending list). Other errors found in the same call
+        are logged.
+        """
+        if self._port is None:
+            raise StimulatorError("stimulator is not open")
+        self._service()
+
+    def keepalive(self) -> bool:
+        """Send a Watchdog packet if nothing was sent for >= ``keepalive_interval_s``; True if sent.
+
+        Call it from the control loop itself, once per iteration. The device keeps stimulating
+        at the last parameters for as long as ANY valid packet arrives: a keep-alive thread
+        would keep a person stimulated while the control loop hangs. From the loop, a hung or
+        dead loop goes silent and the device stops within its 1.2 s watchdog. Does nothing
+        before ``open()`` or while a fault is latched.
+        """
+        if self._port is None or not self._session_open or self._fault is not None:
+            return False
+        now = time.monotonic()
+        if self._last_sent_s is not None and now - self._last_sent_s < self.keepalive_interval_s:
+            return False
+        self._send_keepalive()
+        return True
+
+    def stop(self) -> None:
+        """Best effort, never raises for I/O or device errors: zero current on all channels,
+        then stop the channel list, then wait up to ``ack_timeout_s`` for the acknowledgements."""
+        if self._port is None:
+            return
+        try:
+            self._send_stop()
+            deadline = time.monotonic() + self.ack_timeout_s + 0.02
+            while self._pending and time.monotonic() < deadline:
+                try:
+                    self._service(raise_timeouts=False)
+                except StimulatorError as exc:
+                    log.info("during stop: %s", exc)
+                time.sleep(0.001)
+            for pending in self._pending:
+                log.warning("stop: no acknowledgement for %s", pending.what)
+        except (StimulatorError, OSError) as exc:
+            log.warning("stop on %s could not complete: %s", self.port, exc)
+        finally:
+            self._pending.clear()
+            self._errors.clear()
+            self._running = False
+
+    def recover(self) -> None:
+        """Redo the handshake after a fault (blocking). Call it only when a person has cleared
+        the fault (checked the patient, the electrodes and the device). Reopens the port after
+        a "disconnected" fault. Raises StimulatorInitError."""
+        if self._port is None and (self._fault is None or self._fault.reason != "disconnected"):
+            raise StimulatorError("stimulator is not open; call open()")
+        fault, self._fault = self._fault, None
+        self._errors.clear()
+        self._pending.clear()
+        self._running = False
+        if fault is not None and fault.reason == "disconnected":
+            self._close_port()
+            try:
+                self._open_port()
+            except StimulatorInitError:
+                self._fault = fault
+                raise
+            self._on_reconnect()
+        try:
+            self._handshake()
+        except StimulatorError as exc:
+            if self._fault is None:
+                self._fault = fault     # still not cleared: keep refusing set_output
+            self._errors.clear()
+            if isinstance(exc, StimulatorInitError):
+                raise
+            raise StimulatorInitError(f"recovery of the stimulator on {self.port!r} failed: {exc}") from exc
+        self._session_open = True
+        log.info("stimulator on %s recovered%s", self.port, f" from {fault.reason}" if fault else "")
+
+    def close(self) -> None:
+        """Close the port (no stop: use ``stop()`` first, or the context manager). Idempotent."""
+        self._close_port()
+        self._session_open = False
+        self._running = False
+        self._pending.clear()
+
+    def __enter__(self) -> "Stimulator":
+        if self._port is None:
+            self.open()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        try:
+            self.stop()
+        finally:
+            self.close()
+
+    @property
+    def is_open(self) -> bool:
+        return self._port is not None and self._session_open
+
+    @property
+    def is_running(self) -> bool:
+        """True from the first update sent until stop() or a fault."""
+        return self._running
+
+    @property
+    def last_sent_monotonic(self) -> float | None:
+        """time.monotonic() of the last packet written, None before the first."""
+        return self._last_sent_s
+
+    @property
+    def fault(self) -> StimulationFault | None:
+        """The latched fault, None when there is none."""
+        return self._fault
+
+    @property
+    def pending_acks(self) -> int:
+        """Number of acknowledgements still expected."""
+        return len(self._pending)
+
+    # ------------------------------------------------------------------ for backends
+
+    @abc.abstractmethod
+    def _handshake(self) -> None:
+        """Blocking: bring the device to the initialised state (used by open and recover)."""
+
+    @abc.abstractmethod
+    def _send_output(self, levels: Mapping[int, tuple[int, int]]) -> None:
+        """Send {channel: (current_ma int, pulse_width_us)} for every configured channel."""
+
+    @abc.abstractmethod
+    def _send_keepalive(self) -> None:
+        """Send one packet that only keeps the device's watchdog alive."""
+
+    @abc.abstractmethod
+    def _send_stop(self) -> None:
+        """Send zero current on every channel, then stop; may register acks."""
+
+    @abc.abstractmethod
+    def _handle_bytes(self, data: bytes) -> None:
+        """Decode received bytes; call _ack_received / _device_fault for what they say."""
+
+    def _on_reconnect(self) -> None:
+        """Hook: the port was reopened after a disconnect (reset protocol state)."""
+        return None
+
+    def _open_port(self) -> None:
+        settings = {**self.SERIAL_SETTINGS, **self.serial_options}
+        try:
+            self._port = serial.serial_for_url(self.port, **settings)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise StimulatorInitError(f"cannot open stimulator port {self.port!r}: {exc}") from exc
+
+    def _close_port(self) -> None:
+        port, self._port = self._port, None
+        if port is not None:
+            try:
+                port.close()
+            except Exception as exc:  # noqa: BLE001 - closing must not raise
+                log.debug("closing %s: %s", self.port, exc)
+
+    def _write(self, frame: bytes) -> None:
+        """Write one frame; a failed port latches a "disconnected" fault and raises it."""
+        if self._port is None:
+            raise StimulatorError("stimulator is not open")
+        try:
+            self._port.write(frame)
+        except serial.SerialTimeoutException as exc:
+            raise StimulatorTimeoutError(f"write to {self.port!r} blocked: {exc}") from exc
+        except (serial.SerialException, OSError) as exc:
+            self._link_lost(exc)
+            self._errors = [e for e in self._errors if not isinstance(e, StimulationFault)]
+            raise StimulationFault("disconnected", f"write to {self.port!r} failed: {exc}") from exc
+        self._last_sent_s = time.monotonic()
+
+    def _read_available(self) -> bytes:
+        """Whatever bytes are waiting (never blocks); a failed port latches "disconnected"."""
+        try:
+            port = self._port
+            data = bytearray()
+            while True:
+                chunk = port.read(max(port.in_waiting, 1))
+                data += chunk
+                if len(chunk) < 1 or not port.in_waiting:
+                    return bytes(data)
+        except (serial.SerialException, OSError) as exc:
+            self._link_lost(exc)
+            return b""
+
+    def _link_lost(self, exc: BaseException) -> None:
+        self._running = False
+        self._pending.clear()
+        self._device_fault("disconnected", f"stimulator link {self.port!r} failed: {exc}")
+
+    def _expect(self, key: Hashable, what: str, timeout_s: float | None = None) -> None:
+        """Register an acknowledgement ``key`` due within ``timeout_s`` (default ack_timeout_s)."""
+        timeout = self.ack_timeout_s if timeout_s is None else timeout_s
+        self._pending.append(_PendingAck(key, what, time.monotonic() + timeout))
+
+    def _is_pending(self, key: Hashable) -> bool:
+        return any(p.key == key for p in self._pending)
+
+    def _ack_received(self, key: Hashable, result: int) -> None:
+        """Match an acknowledgement to a pending one; a negative result becomes an error."""
+        for i, pending in enumerate(self._pending):
+            if pending.key == key:
+                del self._pending[i]
+                if result != 0:
+                    self._errors.append(StimulatorOperationError(
+                        f"{pending.what} refused by the device: result {result} ({_result_name(result)})", result))
+                return
+        log.warning("unexpected acknowledgement %r (result %d): late or not ours", key, result)
+
+    def _device_fault(self, reason: str, message: str) -> None:
+        """Latch a fault (the first one wins) and queue it for the next raise."""
+        if self._fault is not None:
+            log.info("while %s is latched: %s", self._fault.reason, message)
+            return
+        self._fault = StimulationFault(reason, message)
+        self._running = False
+        log.error("stimulation fault (%s): %s", reason, message)
+        self._errors.append(self._fault)
+
+    def _service(self, raise_timeouts: bool = True) -> None:
+        data = self._read_available() if self._port is not None else b""
+        if data:
+            self._handle_bytes(data)
+        if raise_timeouts:
+            now = time.monotonic()
+            for pending in [p for p in self._pending if now > p.deadline_s]:
+                self._pending.remove(pending)
+                self._errors.append(StimulatorTimeoutError(
+                    f"no acknowledgement for {pending.what} within {self.ack_timeout_s * 1000:.0f} ms"))
+        self._raise_collected()
+
+    def _raise_collected(self) -> None:
+        if not self._errors:
+            return
+        errors, self._errors = self._errors, []
+        for kind in (StimulationFault, StimulatorOperationError, StimulatorTimeoutError, StimulatorError):
+            first = next((e for e in errors if isinstance(e, kind)), None)
+            if first is not None:
+                for other in errors:
+                    if other is not first:
+                        log.warning("also: %s", other)
+                raise first
+
+    def _transact(self, frame: bytes, key: Hashable, what: str) -> None:
+        """Blocking: write ``frame`` and wait for acknowledgement ``key`` (raises as poll())."""
+        self._write(frame)
+        self._expect(key, what)
+        while self._is_pending(key):
+            self._service()
+            time.sleep(0.001)
+
+    def _require_session(self) -> None:
+        if self._fault is not None:
+            raise StimulationFault(self._fault.reason,
+                                   f"fault latched ({self._fault}); call recover() after a person has cleared it")
+        if self._port is None or not self._session_open:
+            raise StimulatorError("stimulator is not open; call open()")
+
+
+def _result_name(result: int) -> str:
+    return {-1: "CRC/length error", -2: "parameter error", -3: "wrong mode", -8: "busy"}.get(result, "unknown")
+
+
+# --------------------------------------------------------------------------- registry
+
+#: built-in backends: name -> (module, class); imported only when chosen
+BACKENDS: dict[str, tuple[str, str]] = {
+    "rehastim2": ("drivers.rehastim2", "RehaStim2"),
+}
+ENTRY_POINT_GROUP = "fescontrol.stimulators"
+
+
+def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
+    try:
+        eps = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    except Exception as exc:  # noqa: BLE001 - a broken distribution must not break the registry
+        log.warning("cannot read entry points %s: %s", ENTRY_POINT_GROUP, exc)
+        return {}
+    found = {}
+    for ep in eps:
+        if ep.name in BACKENDS:
+            log.warning("entry point %s=%s ignored: %r is a built-in backend", ep.name, ep.value, ep.name)
+        else:
+            found[ep.name] = ep
+    return found
+
+
+def known_stimulators() -> list[str]:
+    """Names accepted by get_stimulator_class (built-ins and entry points)."""
+    return sorted(set(BACKENDS) | set(_entry_points()))
+
+
+def get_stimulator_class(name: str) -> type[Stimulator]:
+    """The Stimulator subclass registered as ``name``, importing only its module.
+
+    Built-in names win over entry points of the same name. Raises UnknownStimulatorError
+    listing the known names, or StimulatorInitError when the backend cannot be imported.
+    """
+    try:
+        if name in BACKENDS:
+            module_name, class_name = BACKENDS[name]
+            cls = getattr(importlib.import_module(module_name), class_name)
+        else:
+            ep = _entry_points().get(name)
+            if ep is None:
+                raise UnknownStimulatorError(
+                    f"unknown stimulator {name!r}; known: {', '.join(known_stimulators())}")
+            cls = ep.load()
+    except StimulatorError:
+        raise
+    except Exception as exc:
+        raise StimulatorInitError(f"stimulator backend {name!r} could not be loaded: {exc}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, Stimulator)):
+        raise StimulatorInitError(f"stimulator backend {name!r} is {cls!r}, not a Stimulator subclass")
+    return cls
