@@ -93,6 +93,10 @@ class SafetySupervisor:
     def deliver(self) -> None:
         """Send the kernel's present output to the stimulator, if it passes every check."""
         current_ma = self.kernel.current_ma
+        if self.kernel.fault and current_ma == 0.0:
+            # the fault path already sent zero current and Stop; nothing more goes out
+            self.kernel.mark_delivered()
+            return
         problem = self.check_output(current_ma, self._pulse_width_us)
         if problem:
             self.latch(Fault.OUTPUT_LIMIT, problem)
@@ -125,7 +129,7 @@ class SafetySupervisor:
             self.stimulator.poll()
             self.stimulator.keepalive()
         except StimulationFault as err:
-            self._stimulator_needs_recover = getattr(err, "reason", "") == "device_reset"
+            self._stimulator_needs_recover = True
             self.latch(Fault.STIMULATOR, f"{getattr(err, 'reason', 'error')}: {err}")
         except StimulatorError as err:
             self.latch(Fault.STIMULATOR, str(err))
@@ -169,8 +173,8 @@ class SafetySupervisor:
         if not person:
             raise ValueError("clearing a fault needs the name of the person who clears it")
         log.warning("fault %s cleared by %s %s", Fault(self.kernel.fault).name, person, note)
-        if self.stimulator is not None and self._stimulator_needs_recover:
-            self.stimulator.recover()
+        if self.stimulator is not None and (self._stimulator_needs_recover or self.stimulator.fault is not None):
+            self.stimulator.recover()  # redo the handshake the device needs after its own fault
             self._stimulator_needs_recover = False
         self.kernel.clear_fault()
         self.machine.fault_cleared()

@@ -98,3 +98,47 @@ def test_realtime_walk_without_faults_matches_batch():
     onsets_batch = np.array([b[0] for b in batch.bursts_s])
     # real-time delivery lags the sensor clock by the link and the device's own start
     assert np.all(np.abs(onsets_rt - onsets_batch) < 0.06)
+
+
+@pytest.mark.timeout(60)
+def test_stimulator_error_cleared_by_a_person_then_stimulation_resumes():
+    """Electrode error from the device: latched fault, zero output; after a person clears it
+    the driver redoes the handshake and walking stimulation works again."""
+    from drivers.stimulator import get_stimulator_class
+    from fescontrol.controller import Controller
+    from fescontrol.gait_machine import GaitState
+    from sim.rehastim2 import RehaStim2Emulator
+    import time
+
+    rec = synthesize([Stand(1), Walk(12, 110)], seed=4)
+    profile = load_profile(bundled_profile_path("combined"))
+    frames, _ = recording_stream(rec)
+    with RehaStim2Emulator() as emu:
+        stim = get_stimulator_class("rehastim2")(emu.port, frequency_hz=profile.stimulation.frequency_hz)
+        stim.open()
+        c = Controller(profile, stimulator=stim)
+        c.start()
+
+        def walk(start, stop):
+            for i in range(start, stop, 5):  # 50 ms of frames, then service the stimulator
+                c.feed(frames[i:i + 5].tobytes())
+                c.supervisor.service()
+                time.sleep(0.005)
+
+        walk(0, 500)
+        assert emu.max_current_ma > 0
+        emu.raise_error(-2)
+        time.sleep(0.05)
+        walk(500, 520)
+        assert c.machine.state == GaitState.FAULT
+        assert c.supervisor.fault.reason == Fault.STIMULATOR and "electrode_error" in c.supervisor.fault.detail
+        walk(520, 700)
+        assert emu.delivered_current_ma(1) == 0 and not emu.stimulating
+        n_trains = len(emu.segments)
+        c.supervisor.clear("orthotist", "electrode re-seated")
+        c.start()
+        walk(700, 1200)
+        assert c.supervisor.fault is None
+        assert any(t.current_ma > 0 for t in emu.segments[n_trains:])
+        stim.stop()
+        stim.close()
