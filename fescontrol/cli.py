@@ -116,18 +116,24 @@ def run(sensor: str, stim: str, profile_path: str | None, duration: float | None
 @click.option("--profile", "profile_path", type=click.Path(exists=True),
               help="profile YAML (default: the bundled default for the recording's channels)")
 @click.option("--fault", "faults", multiple=True, help="inject a fault (see docs/simulator.md)")
-@click.option("--realtime", is_flag=True, help="replay at real-time speed over pseudo-terminals")
+@click.option("--realtime", is_flag=True, help="replay over pseudo-terminals into the real device loop, "
+              "with the RehaStim2 driver and emulator")
+@click.option("--speed", type=float, default=1.0, show_default=True,
+              help="with --realtime: replay speed (2 = twice as fast, 0 = as fast as the loop reads)")
+@click.option("--rate", "rate_hz", type=float, help="resample the recording to this rate (Hz) first")
 @click.option("--json", "json_out", type=click.Path(), help="write the report as JSON")
 @click.option("--plot", "plot_out", type=click.Path(), help="write a PNG of signals, events and envelope")
 @click.option("--window", nargs=2, type=float, help="plot window start end (s)")
 @click.option("--kernel", type=click.Choice(["auto", "cython", "python"]), default="auto")
 def sim_command(recording: str, side: str, profile_path: str | None, faults: tuple[str, ...],
-                realtime: bool, json_out: str | None, plot_out: str | None, window, kernel: str) -> None:
+                realtime: bool, speed: float, rate_hz: float | None, json_out: str | None,
+                plot_out: str | None, window, kernel: str) -> None:
     """Simulated walk: replay a real (or synthetic) recording through the device and score it."""
     from sim.run import run_simulation
     try:
         code = run_simulation(recording, side=side, profile_path=profile_path, faults=faults,
-                              realtime=realtime, json_out=json_out, plot_out=plot_out, window=window,
+                              realtime=realtime, speed=speed, rate_hz=rate_hz, json_out=json_out,
+                              plot_out=plot_out, window=window,
                               implementation=kernel, echo=click.echo)
     except ProfileError as err:
         click.echo(str(err), err=True)

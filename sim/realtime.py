@@ -36,17 +36,23 @@ def emulator_bursts(emulator: RehaStim2Emulator, t0_s: float, channel: int = 1) 
     return [(a, b) for a, b in bursts]
 
 
-def realtime_replay(recording, profile, chunks, times_s, unplug_s, stim_faults, *, echo=print) -> ReplayResult:
-    """Replay at real-time speed through the device loop; returns what was delivered."""
+def realtime_replay(recording, profile, chunks, times_s, unplug_s, stim_faults, *, echo=print,
+                    speed: float = 1.0) -> ReplayResult:
+    """Replay through the device loop over ptys; returns what was delivered.
+
+    At ``speed`` 1 the bursts are what the emulator delivered, on the sensor's clock; at
+    any other speed wall time no longer matches the recording, so they come from the
+    loop's own trace (the same outputs, as the supervisor passed them on)."""
     with RehaStim2Emulator() as emulator:
         stimulator = open_stimulator(profile, emulator.port)
         stimulator.open()
-        sensor = PtySensor(chunks, times_s, unplug_s=unplug_s)
+        sensor = PtySensor(chunks, times_s, unplug_s=unplug_s, speed=speed)
         link = open_sensor(sensor.port)
         controller = Controller(profile, stimulator=stimulator, trace_capacity=4096)
         collector = TraceCollector()
         controller.trace_sink = collector
-        timers = [threading.Timer(f.at_s, STIM_FAULT_ACTIONS[f.name], (emulator,)) for f in stim_faults]
+        timers = [threading.Timer(f.at_s / (speed or 1e9), STIM_FAULT_ACTIONS[f.name], (emulator,))
+                  for f in stim_faults]
         try:
             controller.start()
             sensor.start()
@@ -76,6 +82,9 @@ def realtime_replay(recording, profile, chunks, times_s, unplug_s, stim_faults, 
         # the patient's view: what the emulator actually delivered, on the sensor's clock
         bursts = emulator_bursts(emulator, sensor.t0, profile.stimulation.channel)
     trace = collector.arrays() if collector.parts else {}
+    if speed != 1.0 and trace:
+        from sim.replay import bursts_from_trace
+        bursts = [(a - 1.0, b - 1.0) for a, b in bursts_from_trace(trace["t_us"], trace["current_ma"])]
     k = controller.kernel
     counters = {"frames": int(k.frames), "crc_errors": int(k.crc_errors), "garbage_bytes": int(k.garbage_bytes),
                 "seq_gaps": int(k.seq_gaps), "frames_lost": int(k.frames_lost),

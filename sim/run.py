@@ -45,10 +45,13 @@ def delivered_summary(result: ReplayResult) -> dict:
 
 
 def run_simulation(recording: str, *, side: str = "left", profile_path: str | None = None,
-                   faults=(), realtime: bool = False, json_out: str | None = None,
+                   faults=(), realtime: bool = False, speed: float = 1.0, rate_hz: float | None = None,
+                   json_out: str | None = None,
                    plot_out: str | None = None, window=None, implementation: str = "auto",
                    echo: Callable[[str], None] = print) -> int:
     rec = load_any(recording, side)
+    if rate_hz:
+        rec = rec.resampled(rate_hz)
     profile = load_profile(profile_path or default_profile_for(rec.has_heel, rec.has_imu))
     check_channels(rec, profile)
     specs = [parse_fault(f) for f in faults]
@@ -63,7 +66,7 @@ def run_simulation(recording: str, *, side: str = "left", profile_path: str | No
          + (f"; faults: {', '.join(faults)}" if faults else ""))
     if realtime:
         from sim.realtime import realtime_replay
-        result = realtime_replay(rec, profile, chunks, times_s, unplug_s, stim_faults, echo=echo)
+        result = realtime_replay(rec, profile, chunks, times_s, unplug_s, stim_faults, echo=echo, speed=speed)
     else:
         result = replay(rec, profile, implementation=implementation, stream=b"".join(chunks))
         if unplug_s is not None:
