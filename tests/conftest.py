@@ -70,3 +70,22 @@ def heel_walk(strides: int = 10, *, stride_s: float = 1.0, stance_fraction: floa
     t = np.arange(int(strides * stride_s * rate_hz)) / rate_hz
     walk = np.where((t % stride_s) < stance_fraction * stride_s, load_n, 0.0)
     return np.concatenate([stand, walk, stand])
+
+
+VIRTUAL_HARDWARE_THREADS = ("pty-sensor", "rehastim2-emulator")
+
+
+@pytest.fixture(autouse=True)
+def no_virtual_hardware_left_running():
+    """Like python-can's virtual-bus check: a test must stop every emulator and pty sensor it
+    started, or later tests would share a device that is still stimulating."""
+    import threading
+    import time
+    yield
+    deadline = time.monotonic() + 2.0
+    while True:
+        alive = [t.name for t in threading.enumerate() if t.name in VIRTUAL_HARDWARE_THREADS and t.is_alive()]
+        if not alive or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    assert not alive, f"test left virtual hardware running: {alive}"
