@@ -84,6 +84,10 @@ setup(
         "PyYAML>=6.0",
         "click>=8.1",
         "matplotlib>=3.7",
+        "starlette>=0.37",
+        "uvicorn>=0.29",
+        "websockets>=12.0",
+        "tqdm>=4.66",
     ],
     extras_require={
         "test": ["pytest>=7.4", "pytest-timeout>=2.2", "hypothesis>=6.90"],

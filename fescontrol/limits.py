@@ -50,6 +50,13 @@ TRAINING_SESSION_MIN_MAX = 60
 TEST_BURST_MS_MAX = 3000
 """Longest single test burst (ms)."""
 
+TRAINING_ON_S_MAX = 30.0
+"""Longest single training contraction (s), ramps included. It is the burst limit
+(``max_stim``) the kernel enforces while the training mode runs."""
+
+TRAINING_OFF_S_MIN = 1.0
+"""Shortest rest between two training contractions (s)."""
+
 
 def charge_per_phase_uc(amplitude_ma: float, pulse_width_us: float) -> float:
     """Charge delivered in one phase of a pulse, in microcoulombs."""

@@ -1,0 +1,624 @@
+"""The session log: one SQLite database holding every patient session.
+
+What a session records (see docs/patient.md for the schema in full):
+  * the profile it ran with: name, SHA-256 hash of its canonical JSON, and the JSON itself;
+  * every patient command, stamped with the sensor frame count and sensor time at which it
+    took effect (this is what makes a session replayable);
+  * every mode change (walk, paused, training, test, standby, fault) and its cause;
+  * every intensity change, and the level to restore next time (``intensity_memory``);
+  * every stimulation burst: walking steps (heel-off, heel strike, the events of the step,
+    onset, duration, peak mA, whether the max-stimulation cut-off ended it), training
+    contractions and test bursts;
+  * every fault with its reason and detail, and who cleared it;
+  * optionally (``--log-frames``) the raw sensor bytes and the per-sample output current,
+    as blobs in batches.
+
+Durability: ``PRAGMA journal_mode=WAL`` and ``synchronous=FULL``; a commit returns only
+when it is on disk, so nothing committed is lost when the process is killed (tested with
+SIGKILL). The schema is versioned: ``schema_version`` has one row per applied migration and
+:data:`MIGRATIONS` brings an older file up to date in one transaction per step. A file that
+is not ours (random bytes, another program's SQLite database, a newer schema) is refused
+with a message and never written to.
+
+Threads: a :class:`SessionLog` is used by one thread at a time. During a live session the
+:class:`LogWriter` thread owns it; the control loop only puts records on its queue.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+APPLICATION_ID = 0x46455343  # "FESC": PRAGMA application_id of every session database
+SCHEMA_VERSION = 2
+DB_ENV = "FES_DB"
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+class SessionLogError(Exception):
+    """The session database cannot be used; the message says why and what to do."""
+
+
+def default_db_path() -> Path:
+    """``$FES_DB`` when set, else ``~/.local/share/fescontrol/sessions.db``."""
+    env = os.environ.get(DB_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".local" / "share" / "fescontrol" / "sessions.db"
+
+
+def profile_hash(profile) -> str:
+    """SHA-256 (hex) of the profile's canonical JSON: every field, defaults filled in."""
+    return hashlib.sha256(profile_json(profile).encode("utf-8")).hexdigest()
+
+
+def profile_json(profile) -> str:
+    return json.dumps(profile.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
+def patient_key(profile) -> str:
+    """Whose remembered intensity this is: the profile's patient_id, else its name."""
+    return profile.patient_id or profile.name
+
+
+# ----- schema and migrations ------------------------------------------------------------------
+
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    """Execute statements one by one (``executescript`` would commit the open transaction)."""
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            db.execute(statement)
+            statement = ""
+    if statement.strip():
+        raise ValueError(f"incomplete SQL statement in a migration: {statement!r}")
+
+
+def _migrate_to_1(db: sqlite3.Connection) -> None:
+    _run_script(db, """
+        CREATE TABLE sessions (
+            id              INTEGER PRIMARY KEY,
+            started_wall    REAL NOT NULL,          -- time.time() at start (UTC seconds)
+            ended_wall      REAL,                   -- NULL: still running, or interrupted
+            end_reason      TEXT,
+            profile_name    TEXT NOT NULL,
+            profile_hash    TEXT NOT NULL,          -- sha256 of the canonical profile JSON
+            profile_json    TEXT NOT NULL,
+            patient_key     TEXT NOT NULL,
+            kernel          TEXT NOT NULL,          -- cython | python
+            software        TEXT NOT NULL,          -- fescontrol version
+            sensor          TEXT,
+            stimulator      TEXT,
+            sim_recording   TEXT,
+            frames_logged   INTEGER NOT NULL DEFAULT 0,
+            frames_processed INTEGER                -- sensor frames the kernel processed (at a clean end)
+        );
+        CREATE TABLE events (
+            id          INTEGER PRIMARY KEY,
+            session_id  INTEGER NOT NULL REFERENCES sessions(id),
+            kind        TEXT NOT NULL CHECK (kind IN
+                            ('command', 'mode', 'intensity', 'fault', 'fault_cleared', 'note')),
+            wall        REAL NOT NULL,
+            t_us        INTEGER,                    -- sensor clock
+            frame       INTEGER,                    -- sensor frames processed when it took effect
+            name        TEXT NOT NULL,
+            value       REAL,
+            detail      TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX events_session ON events(session_id, id);
+        CREATE TABLE bursts (
+            id              INTEGER PRIMARY KEY,
+            session_id      INTEGER NOT NULL REFERENCES sessions(id),
+            kind            TEXT NOT NULL CHECK (kind IN ('step', 'training', 'test')),
+            number          INTEGER NOT NULL,       -- 1, 2, ... per kind within the session
+            wall            REAL NOT NULL,
+            onset_us        INTEGER NOT NULL,       -- sample that started the ramp-up
+            end_us          INTEGER NOT NULL,       -- first zero-output sample (or the interruption)
+            duration_ms     REAL NOT NULL,
+            peak_ma         REAL NOT NULL,
+            heel_off_us     INTEGER,
+            heel_strike_us  INTEGER,
+            events          TEXT NOT NULL,          -- comma-separated kernel events of the burst
+            cut_off         INTEGER NOT NULL DEFAULT 0,  -- ended by the max-stimulation cut-off
+            complete        INTEGER NOT NULL DEFAULT 1   -- 0: interrupted (fault, next heel-off, end)
+        );
+        CREATE INDEX bursts_session ON bursts(session_id, kind, number);
+        CREATE TABLE frames (
+            session_id  INTEGER NOT NULL REFERENCES sessions(id),
+            batch       INTEGER NOT NULL,           -- 0, 1, ... in arrival order
+            data        BLOB NOT NULL,              -- raw sensor bytes as the kernel read them
+            PRIMARY KEY (session_id, batch)
+        );
+    """)
+
+
+def _migrate_to_2(db: sqlite3.Connection) -> None:
+    _run_script(db, """
+        CREATE TABLE samples (
+            session_id  INTEGER NOT NULL REFERENCES sessions(id),
+            first       INTEGER NOT NULL,           -- index of the first sample in the batch
+            n           INTEGER NOT NULL,
+            t_us        BLOB NOT NULL,              -- int64 little-endian, sensor clock
+            current_ma  BLOB NOT NULL,              -- float64 little-endian, per-sample output
+            PRIMARY KEY (session_id, first)
+        );
+        CREATE TABLE intensity_memory (
+            patient_key   TEXT PRIMARY KEY,
+            amplitude_ma  REAL NOT NULL,
+            profile_hash  TEXT NOT NULL,
+            wall          REAL NOT NULL
+        );
+    """)
+
+
+#: (version reached, migration): applied in order, each in its own transaction
+MIGRATIONS: list[tuple[int, Callable[[sqlite3.Connection], None]]] = [
+    (1, _migrate_to_1),
+    (2, _migrate_to_2),
+]
+assert MIGRATIONS[-1][0] == SCHEMA_VERSION
+
+OUR_TABLES = {"schema_version", "sessions", "events", "bursts", "frames", "samples", "intensity_memory"}
+
+
+# ----- the database -----------------------------------------------------------------------------
+
+class SessionLog:
+    """One open session database. ``create`` makes a new file (and its folder) when missing;
+    ``migrate`` brings an older schema up to date (otherwise an older file is refused)."""
+
+    def __init__(self, path: str | os.PathLike, *, create: bool = True, migrate: bool = True,
+                 schema_version: int = SCHEMA_VERSION):
+        self.path = Path(path)
+        self._target_version = schema_version
+        exists = self.path.exists()
+        if not exists and not create:
+            raise SessionLogError(f"{self.path}: no session database here (nothing logged yet; "
+                                  f"set --db or ${DB_ENV} to use another file)")
+        if exists:
+            self._check_header()
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(str(self.path), timeout=5.0, isolation_level=None,
+                                      check_same_thread=False)
+        except sqlite3.Error as err:
+            raise SessionLogError(f"{self.path}: cannot open: {err}") from None
+        try:
+            self._check_identity_and_migrate(migrate)
+            self._pragmas()
+        except sqlite3.DatabaseError as err:
+            self.db.close()
+            raise SessionLogError(f"{self.path}: damaged or not a session database ({err}); "
+                                  f"it was left unchanged") from None
+        except BaseException:
+            self.db.close()
+            raise
+        self._in_tx = False
+
+    # ----- opening ----------------------------------------------------------------------------
+    def _check_header(self) -> None:
+        try:
+            with open(self.path, "rb") as fh:
+                head = fh.read(100)
+        except OSError as err:
+            raise SessionLogError(f"{self.path}: cannot read: {err.strerror or err}") from None
+        if not head:
+            return  # an empty file: nothing in it to lose, SQLite makes it a database
+        if not head.startswith(SQLITE_MAGIC):
+            raise SessionLogError(
+                f"{self.path}: not a SQLite database (it starts with {head[:16]!r}); refusing to use "
+                f"or overwrite it. Move it away, or choose another file with --db or ${DB_ENV}")
+
+    def _check_identity_and_migrate(self, migrate: bool) -> None:
+        db = self.db
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if app_id != APPLICATION_ID:
+            if app_id != 0 or tables:
+                raise SessionLogError(
+                    f"{self.path}: a SQLite database, but not a fescontrol session log "
+                    f"(application_id {app_id:#x}, tables: {', '.join(sorted(tables)) or 'none'}); "
+                    f"refusing to change it. Choose another file with --db or ${DB_ENV}")
+            version = 0
+        else:
+            if "schema_version" not in tables:
+                raise SessionLogError(f"{self.path}: marked as a session log but has no schema_version "
+                                      f"table; refusing to change it")
+            version = db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise SessionLogError(
+                f"{self.path}: session log schema version {version} is newer than this fescontrol "
+                f"understands (up to {SCHEMA_VERSION}); upgrade fescontrol to read it. Left unchanged")
+        self.schema_version_found = version
+        if version < self._target_version:
+            if version > 0 and not migrate:
+                raise SessionLogError(f"{self.path}: schema version {version} needs migrating to "
+                                      f"{self._target_version}; open it for writing to migrate")
+            self._migrate(version)
+
+    def _migrate(self, version: int) -> None:
+        db = self.db
+        if version == 0:
+            # a new file: WAL must be set outside a transaction
+            db.execute("PRAGMA journal_mode=WAL")
+        for target, step in MIGRATIONS:
+            if target <= version or target > self._target_version:
+                continue
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if target == 1:
+                    db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                    db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL, "
+                               "applied_wall REAL NOT NULL, software TEXT NOT NULL)")
+                step(db)
+                db.execute("INSERT INTO schema_version VALUES (?, ?, ?)", (target, time.time(), _software()))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            log.info("%s: session log schema migrated to version %d", self.path, target)
+
+    def _pragmas(self) -> None:
+        mode = self.db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            log.warning("%s: journal_mode is %s, not WAL (file system without shared memory?)", self.path, mode)
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.journal_mode = str(mode).lower()
+
+    @property
+    def schema_version(self) -> int:
+        return self.db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
+
+    def close(self) -> None:
+        if self._in_tx:
+            self.commit()
+        self.db.close()
+
+    def __enter__(self) -> "SessionLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ----- writing ------------------------------------------------------------------------------
+    def _tx(self) -> None:
+        if not self._in_tx:
+            self.db.execute("BEGIN")
+            self._in_tx = True
+
+    def commit(self) -> None:
+        """Make everything written so far durable (returns once it is on disk)."""
+        if self._in_tx:
+            self.db.execute("COMMIT")
+            self._in_tx = False
+
+    def begin_session(self, profile, *, kernel: str, sensor: str | None = None,
+                      stimulator: str | None = None, sim_recording: str | None = None,
+                      frames_logged: bool = False, wall: float | None = None) -> int:
+        """A new session row (committed at once); returns its id."""
+        self._tx()
+        cur = self.db.execute(
+            "INSERT INTO sessions (started_wall, profile_name, profile_hash, profile_json, patient_key, "
+            "kernel, software, sensor, stimulator, sim_recording, frames_logged) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (time.time() if wall is None else wall, profile.name, profile_hash(profile), profile_json(profile),
+             patient_key(profile), kernel, _software(), sensor, stimulator, sim_recording, int(frames_logged)))
+        self.commit()
+        return int(cur.lastrowid)
+
+    def end_session(self, session_id: int, reason: str, frames_processed: int | None = None) -> None:
+        self._tx()
+        self.db.execute("UPDATE sessions SET ended_wall = ?, end_reason = ?, frames_processed = ? WHERE id = ?",
+                        (time.time(), reason, frames_processed, session_id))
+        self.commit()
+
+    def add_event(self, session_id: int, kind: str, name: str, *, wall: float, t_us: int | None = None,
+                  frame: int | None = None, value: float | None = None, detail: str = "") -> None:
+        self._tx()
+        self.db.execute("INSERT INTO events (session_id, kind, wall, t_us, frame, name, value, detail) "
+                        "VALUES (?,?,?,?,?,?,?,?)",
+                        (session_id, kind, wall, t_us, frame, name, value, detail or ""))
+
+    def add_burst(self, session_id: int, b) -> None:
+        """``b`` is a :class:`fescontrol.modes.BurstRecord` (or anything with its fields)."""
+        self._tx()
+        self.db.execute(
+            "INSERT INTO bursts (session_id, kind, number, wall, onset_us, end_us, duration_ms, peak_ma, "
+            "heel_off_us, heel_strike_us, events, cut_off, complete) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (session_id, b.kind, b.number, b.wall_s, b.onset_us, b.end_us, b.duration_ms, b.peak_ma,
+             b.heel_off_us, b.heel_strike_us, ",".join(b.events), int(b.cut_off), int(b.complete)))
+
+    def add_frames(self, session_id: int, batch: int, data: bytes) -> None:
+        self._tx()
+        self.db.execute("INSERT INTO frames (session_id, batch, data) VALUES (?,?,?)",
+                        (session_id, batch, sqlite3.Binary(data)))
+
+    def add_samples(self, session_id: int, first: int, t_us: np.ndarray, current_ma: np.ndarray) -> None:
+        self._tx()
+        t = np.ascontiguousarray(t_us, dtype="<i8")
+        c = np.ascontiguousarray(current_ma, dtype="<f8")
+        self.db.execute("INSERT INTO samples (session_id, first, n, t_us, current_ma) VALUES (?,?,?,?,?)",
+                        (session_id, first, len(t), sqlite3.Binary(t.tobytes()), sqlite3.Binary(c.tobytes())))
+
+    def remember_intensity(self, key: str, amplitude_ma: float, hash_: str, wall: float) -> None:
+        self._tx()
+        self.db.execute("INSERT INTO intensity_memory (patient_key, amplitude_ma, profile_hash, wall) "
+                        "VALUES (?,?,?,?) ON CONFLICT(patient_key) DO UPDATE SET "
+                        "amplitude_ma = excluded.amplitude_ma, profile_hash = excluded.profile_hash, "
+                        "wall = excluded.wall", (key, amplitude_ma, hash_, wall))
+
+    # ----- reading ------------------------------------------------------------------------------
+    def _rows(self, sql: str, args: Iterable[Any] = ()) -> list[dict]:
+        cur = self.db.execute(sql, tuple(args))
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def remembered_intensity(self, key: str) -> float | None:
+        row = self.db.execute("SELECT amplitude_ma FROM intensity_memory WHERE patient_key = ?", (key,)).fetchone()
+        return None if row is None else float(row[0])
+
+    def sessions(self) -> list[dict]:
+        """Every session with its counts, oldest first."""
+        return self._rows("""
+            SELECT s.*,
+              (SELECT COUNT(*) FROM bursts b WHERE b.session_id = s.id AND b.kind = 'step') AS steps,
+              (SELECT COUNT(*) FROM events e WHERE e.session_id = s.id AND e.kind = 'fault') AS faults,
+              (SELECT GROUP_CONCAT(DISTINCT e.name) FROM events e WHERE e.session_id = s.id
+                 AND e.kind = 'mode' AND e.name IN ('walk', 'training', 'test')) AS modes,
+              (SELECT MAX(wall) FROM events e WHERE e.session_id = s.id) AS last_event_wall,
+              (SELECT MAX(wall) FROM bursts b WHERE b.session_id = s.id) AS last_burst_wall
+            FROM sessions s ORDER BY s.id""")
+
+    def session(self, session_id: int) -> dict:
+        rows = self._rows("SELECT * FROM sessions WHERE id = ?", (session_id,))
+        if not rows:
+            ids = [r[0] for r in self.db.execute("SELECT id FROM sessions ORDER BY id")]
+            known = f"sessions here: {ids[0]}..{ids[-1]}" if ids else "this database has no sessions yet"
+            raise SessionLogError(f"{self.path}: no session {session_id} ({known})")
+        return rows[0]
+
+    def last_session_id(self) -> int | None:
+        row = self.db.execute("SELECT MAX(id) FROM sessions").fetchone()
+        return row[0]
+
+    def events(self, session_id: int, kinds: Iterable[str] | None = None) -> list[dict]:
+        if kinds is None:
+            return self._rows("SELECT * FROM events WHERE session_id = ? ORDER BY id", (session_id,))
+        kinds = list(kinds)
+        marks = ",".join("?" * len(kinds))
+        return self._rows(f"SELECT * FROM events WHERE session_id = ? AND kind IN ({marks}) ORDER BY id",
+                          (session_id, *kinds))
+
+    def bursts(self, session_id: int, kind: str | None = None) -> list[dict]:
+        if kind is None:
+            return self._rows("SELECT * FROM bursts WHERE session_id = ? ORDER BY id", (session_id,))
+        return self._rows("SELECT * FROM bursts WHERE session_id = ? AND kind = ? ORDER BY id", (session_id, kind))
+
+    def raw_frames(self, session_id: int) -> bytes:
+        """The raw sensor bytes of a session, in order; checks that no batch is missing."""
+        rows = self.db.execute("SELECT batch, data FROM frames WHERE session_id = ? ORDER BY batch",
+                               (session_id,)).fetchall()
+        for i, (batch, _) in enumerate(rows):
+            if batch != i:
+                raise SessionLogError(f"session {session_id}: raw sensor batch {i} is missing (found {batch})")
+        return b"".join(bytes(d) for _, d in rows)
+
+    def samples(self, session_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per-sample (t_us int64, current_ma float64) as logged; checks the batches are contiguous."""
+        rows = self.db.execute("SELECT first, n, t_us, current_ma FROM samples WHERE session_id = ? ORDER BY first",
+                               (session_id,)).fetchall()
+        expected = 0
+        ts, cs = [], []
+        for first, n, t, c in rows:
+            if first != expected:
+                raise SessionLogError(f"session {session_id}: per-sample batch at {expected} is missing")
+            ts.append(np.frombuffer(t, dtype="<i8"))
+            cs.append(np.frombuffer(c, dtype="<f8"))
+            expected = first + n
+        if not ts:
+            return np.zeros(0, np.int64), np.zeros(0, np.float64)
+        return np.concatenate(ts).astype(np.int64), np.concatenate(cs).astype(np.float64)
+
+    def steps_since(self, wall: float) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM bursts WHERE kind = 'step' AND wall >= ?", (wall,)).fetchone()[0]
+
+    def integrity(self) -> str:
+        return self.db.execute("PRAGMA integrity_check").fetchone()[0]
+
+    # ----- daily usage --------------------------------------------------------------------------
+    def summary(self) -> list[dict]:
+        """Daily usage (local dates): steps, walking minutes, stimulation minutes, training sessions."""
+        days: dict[str, dict] = {}
+
+        def day(wall: float) -> dict:
+            key = datetime.fromtimestamp(wall).date().isoformat()
+            return days.setdefault(key, {"date": key, "sessions": 0, "steps": 0, "walking_min": 0.0,
+                                         "stimulation_min": 0.0, "training_sessions": 0, "faults": 0})
+
+        for s in self.sessions():
+            day(s["started_wall"])["sessions"] += 1
+            # walking time on the sensor clock: from each 'walk' mode record to the next mode record,
+            # or to the last thing the session logged
+            end_us = self.db.execute(
+                "SELECT MAX(t) FROM (SELECT MAX(t_us) AS t FROM events WHERE session_id = ? "
+                "UNION ALL SELECT MAX(end_us) FROM bursts WHERE session_id = ?)", (s["id"], s["id"])).fetchone()[0]
+            modes = self.events(s["id"], ["mode"])
+            for i, m in enumerate(modes):
+                if m["name"] != "walk" or m["t_us"] is None:
+                    continue
+                stop_us = modes[i + 1]["t_us"] if i + 1 < len(modes) else end_us
+                day(m["wall"])["walking_min"] += max(0, (stop_us or m["t_us"]) - m["t_us"]) / 60e6
+        for row in self.db.execute("SELECT kind, wall, duration_ms FROM bursts"):
+            d = day(row[1])
+            d["stimulation_min"] += row[2] / 60000.0
+            if row[0] == "step":
+                d["steps"] += 1
+        for row in self.db.execute("SELECT kind, name, wall FROM events WHERE (kind = 'command' AND name = 'train') "
+                                   "OR kind = 'fault'"):
+            d = day(row[2])
+            if row[0] == "fault":
+                d["faults"] += 1
+            else:
+                d["training_sessions"] += 1
+        return [days[k] for k in sorted(days)]
+
+
+def _software() -> str:
+    from . import __version__
+    return f"fescontrol {__version__}"
+
+
+# ----- the writer thread ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RawBytes:
+    """A batch of raw sensor bytes, in the order the kernel read them."""
+    batch: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class SampleBatch:
+    first: int
+    t_us: np.ndarray
+    current_ma: np.ndarray
+
+
+@dataclass
+class CommitStats:
+    """What is durable so far (reported after every commit)."""
+    commits: int = 0
+    steps: int = 0
+    bursts: int = 0
+    events: int = 0
+    frame_batches: int = 0
+    frame_bytes: int = 0
+    samples: int = 0
+    last_commit_monotonic: float = field(default=0.0)
+
+
+_STOP = object()
+
+
+class LogWriter:
+    """Owns a :class:`SessionLog` in its own thread; records arrive through :meth:`put`.
+
+    Commits every batch it drains (so normally within a fraction of a second), each commit
+    durable before ``on_commit(stats)`` is called. A failure to write is kept in ``error``
+    and reported by :meth:`close`; the control loop never waits for the disk.
+    """
+
+    def __init__(self, session_log: SessionLog, session_id: int, profile, *,
+                 on_commit: Callable[[CommitStats], None] | None = None):
+        self.log = session_log
+        self.session_id = session_id
+        self._key = patient_key(profile)
+        self._hash = profile_hash(profile)
+        self.on_commit = on_commit
+        self.stats = CommitStats()
+        self.error: BaseException | None = None
+        self._q: queue.Queue = queue.Queue()
+        self._end: tuple[str, int | None] | None = None
+        self._thread = threading.Thread(target=self._run, name="session-log", daemon=True)
+        self._thread.start()
+
+    def put(self, record: Any) -> None:
+        self._q.put(record)
+
+    def close(self, reason: str, frames_processed: int | None = None, timeout_s: float = 10.0) -> None:
+        """Write what is queued, mark the session ended, commit and close the database."""
+        self._end = (reason, frames_processed)
+        self._q.put(_STOP)
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            raise SessionLogError("the session log writer did not finish in time")
+        if self.error is not None:
+            raise SessionLogError(f"writing the session log failed: {self.error}") from self.error
+
+    def _run(self) -> None:
+        stop = False
+        try:
+            while not stop:
+                items = [self._q.get()]
+                while True:
+                    try:
+                        items.append(self._q.get_nowait())
+                    except queue.Empty:
+                        break
+                stop = any(it is _STOP for it in items)
+                for it in items:
+                    if it is not _STOP:
+                        self._write(it)
+                if stop and self._end is not None:
+                    self.log.end_session(self.session_id, *self._end)
+                self._commit()
+        except BaseException as err:  # keep the loop alive? no: report, the session goes on unlogged
+            self.error = err
+            log.exception("session log writer failed")
+        finally:
+            try:
+                self.log.close()
+            except Exception:  # noqa: BLE001 - closing after a failure
+                pass
+
+    def _commit(self) -> None:
+        self.log.commit()
+        self.stats.commits += 1
+        self.stats.last_commit_monotonic = time.monotonic()
+        if self.on_commit is not None:
+            self.on_commit(CommitStats(**asdict(self.stats)))
+
+    def _write(self, rec: Any) -> None:
+        from .modes import (BurstRecord, CommandRecord, FaultCleared, FaultEntry, IntensityChange,
+                            ModeChange, Note)
+        sid, L, st = self.session_id, self.log, self.stats
+        if isinstance(rec, BurstRecord):
+            L.add_burst(sid, rec)
+            st.bursts += 1
+            st.steps += rec.kind == "step"
+            return
+        if isinstance(rec, RawBytes):
+            L.add_frames(sid, rec.batch, rec.data)
+            st.frame_batches += 1
+            st.frame_bytes += len(rec.data)
+            return
+        if isinstance(rec, SampleBatch):
+            L.add_samples(sid, rec.first, rec.t_us, rec.current_ma)
+            st.samples += len(rec.t_us)
+            return
+        st.events += 1
+        if isinstance(rec, CommandRecord):
+            L.add_event(sid, "command", rec.name, wall=rec.wall_s, t_us=rec.t_us, frame=rec.frame,
+                        value=rec.value, detail=rec.detail)
+        elif isinstance(rec, ModeChange):
+            L.add_event(sid, "mode", rec.mode.value, wall=rec.wall_s, t_us=rec.t_us, frame=rec.frame,
+                        detail=rec.cause)
+        elif isinstance(rec, IntensityChange):
+            L.add_event(sid, "intensity", rec.cause, wall=rec.wall_s, t_us=rec.t_us, frame=rec.frame,
+                        value=rec.level_ma, detail=f"from {rec.previous_ma:g} mA")
+            L.remember_intensity(self._key, rec.level_ma, self._hash, rec.wall_s)
+        elif isinstance(rec, FaultEntry):
+            L.add_event(sid, "fault", rec.code.name.lower(), wall=rec.wall_s, t_us=rec.t_us, frame=rec.frame,
+                        value=int(rec.code), detail=rec.text)
+        elif isinstance(rec, FaultCleared):
+            L.add_event(sid, "fault_cleared", rec.person, wall=rec.wall_s, t_us=rec.t_us, frame=rec.frame,
+                        detail=rec.note)
+        elif isinstance(rec, Note):
+            L.add_event(sid, "note", rec.name, wall=rec.wall_s, t_us=rec.t_us, frame=rec.frame, detail=rec.text)
+        else:
+            raise TypeError(f"cannot log {rec!r}")
