@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 KERNEL := fescontrol/_kernel$(shell $(PYTHON) -c "import sysconfig;print(sysconfig.get_config_var('EXT_SUFFIX'))")
 PYTEST_ARGS ?=
 
-.PHONY: install build test test-fast demo bench lint diagram clean help
+.PHONY: install browser build test test-fast demo bench lint diagram clean help
 
 help:
 	@echo "make install  venv + editable install + Cython build"
@@ -31,7 +31,12 @@ install: $(STAMP) $(KERNEL)
 
 build: $(KERNEL)
 
-test: install
+# the live-view browser test needs chromium (apt) and playwright (pip); when they cannot be
+# installed (no root) the test skips and says why
+browser: install
+	-.ci/install-browser $(BIN)/python
+
+test: install browser
 	FES_REQUIRE_COMPILED=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-fast: install

@@ -90,8 +90,9 @@ setup(
         "tqdm>=4.66",
     ],
     extras_require={
-        "test": ["pytest>=7.4", "pytest-timeout>=2.2", "hypothesis>=6.90"],
+        "test": ["pytest>=7.4", "pytest-timeout>=2.2", "hypothesis>=6.90", "pyte>=0.8.2"],
         "build": ["cython>=3.0"],
+        "browser": ["playwright>=1.40"],
     },
     entry_points={"console_scripts": ["fes = fescontrol.cli:main"]},
     classifiers=["Programming Language :: Python :: 3", "Programming Language :: Cython",

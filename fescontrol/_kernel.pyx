@@ -10,7 +10,7 @@ Read ``_kernel_py.py`` for the commented reference of every step.
 """
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, int16_t, int8_t, int32_t
 from libc.string cimport memmove, memcpy
-from libc.math cimport M_PI
+from libc.math cimport M_PI, fabs
 from posix.unistd cimport read
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from libc.errno cimport errno, EAGAIN, EINTR
@@ -144,11 +144,12 @@ cdef class CyKernel:
     # parameters
     cdef int need_heel, need_imu, mode_heel, mode_tilt, cutoff_zero
     cdef int64_t ramp_up_us, ramp_down_us, max_stim_us, heel_debounce_us, heel_stuck_us
-    cdef int64_t tilt_min_stance_us, tilt_debounce_us, stale_us, deliver_interval_us, period_us
+    cdef int64_t tilt_min_stance_us, tilt_debounce_us, tilt_swing_wait_us, stale_us, deliver_interval_us, period_us
     cdef int max_missing
     cdef double heel_off_fraction, heel_on_fraction, heel_off_min_n, heel_on_min_n
     cdef double heel_peak_decay_s, heel_filter_hz
     cdef double tilt_onset_dps, tilt_swing_dps, tilt_strike_dps, tilt_stance_dps, tilt_filter_hz
+    cdef double tilt_disarm_dps, tilt_max_yaw_ratio
     cdef readonly double amplitude_max_ma
     cdef readonly object p
     # input buffer and parser counters
@@ -167,7 +168,7 @@ cdef class CyKernel:
     cdef int have_frame
     cdef readonly int64_t last_seq, last_ts, t_us, frames, seq_gaps, frames_lost
     cdef int64_t crc_recent, good_since_crc, last_crc_total
-    cdef readonly double heel_n, heel_lp, heel_peak, pitch_lp
+    cdef readonly double heel_n, heel_lp, heel_peak, pitch_lp, yaw_lp
     cdef readonly int heel_loaded, tilt_state, stride
     cdef int64_t heel_timer_us, heel_last_raw, heel_same_us, tilt_timer_us
     cdef readonly double delivered_ma
@@ -186,7 +187,7 @@ cdef class CyKernel:
     cdef int32_t[:] tr_events
     # fields of the frame just parsed (valid after _next_frame returned 1)
     cdef int f_version, f_flags
-    cdef int64_t f_seq, f_ts, f_heel, f_gyro_y
+    cdef int64_t f_seq, f_ts, f_heel, f_gyro_y, f_gyro_z
 
     implementation = "cython"
 
@@ -213,6 +214,9 @@ cdef class CyKernel:
         self.tilt_swing_dps = p.tilt_swing_dps
         self.tilt_strike_dps = p.tilt_strike_dps
         self.tilt_stance_dps = p.tilt_stance_dps
+        self.tilt_disarm_dps = p.tilt_disarm_dps
+        self.tilt_max_yaw_ratio = p.tilt_max_yaw_ratio
+        self.tilt_swing_wait_us = p.tilt_swing_wait_us
         self.tilt_min_stance_us = p.tilt_min_stance_us
         self.tilt_debounce_us = p.tilt_debounce_us
         self.tilt_filter_hz = p.tilt_filter_hz
@@ -280,6 +284,7 @@ cdef class CyKernel:
         self.heel_last_raw = -1
         self.heel_same_us = 0
         self.pitch_lp = 0.0
+        self.yaw_lp = 0.0
         self.tilt_state = TILT_STANCE_WAIT
         self.tilt_timer_us = 0
         self.stride = STRIDE_LOCKOUT
@@ -457,6 +462,7 @@ cdef class CyKernel:
                                   | (<uint32_t>b[7] << 24))
             self.f_heel = _u16(b + 8)
             self.f_gyro_y = _i16(b + 20)
+            self.f_gyro_z = _i16(b + 22)
             self.buf_start = i + FRAME_LEN
             return 1
         self.buf_start = i
@@ -475,7 +481,7 @@ cdef class CyKernel:
         cdef int64_t gap, on_us
         cdef int flags = self.f_flags
         cdef int queue_before = self.queue_count
-        cdef double heel, pitch, decayed, thr_off, thr_on, w
+        cdef double heel, pitch, yaw, decayed, thr_off, thr_on, w
         cdef int heel_edge_off = 0, heel_edge_on = 0, tilt_edge_onset = 0, tilt_edge_strike = 0
         cdef int onset, strike, ready, cut, ph, i, mask, k
         self.frames += 1
@@ -513,12 +519,15 @@ cdef class CyKernel:
         # --- filters ---
         heel = self.f_heel * 0.1
         pitch = -(self.f_gyro_y * 0.1)
+        yaw = self.f_gyro_z * 0.1
         if self.frames == 1:
             self.heel_lp = heel
             self.pitch_lp = pitch
+            self.yaw_lp = yaw
         else:
             self.heel_lp += _alpha(dt_us, self.heel_filter_hz) * (heel - self.heel_lp)
             self.pitch_lp += _alpha(dt_us, self.tilt_filter_hz) * (pitch - self.pitch_lp)
+            self.yaw_lp += _alpha(dt_us, self.tilt_filter_hz) * (yaw - self.yaw_lp)
         self.heel_n = heel
         decayed = self.heel_peak - self.heel_peak * (dt_us / 1e6) / self.heel_peak_decay_s
         self.heel_peak = self.heel_lp if self.heel_lp > decayed else decayed
@@ -561,7 +570,10 @@ cdef class CyKernel:
             else:
                 self.tilt_timer_us = 0
         elif ph == TILT_ARMED:
-            if w < -self.tilt_onset_dps:
+            if w > self.tilt_disarm_dps:
+                self.tilt_state = TILT_STANCE_WAIT
+                self.tilt_timer_us = 0
+            elif w < -self.tilt_onset_dps and fabs(self.yaw_lp) <= -w * self.tilt_max_yaw_ratio:
                 self.tilt_timer_us += dt_us
                 if self.tilt_timer_us >= self.tilt_debounce_us:
                     self.tilt_state = TILT_ONSET
@@ -573,9 +585,10 @@ cdef class CyKernel:
             self.tilt_timer_us += dt_us
             if w > self.tilt_swing_dps:
                 self.tilt_state = TILT_SWING
-            elif self.tilt_timer_us >= self.max_stim_us:
+            elif self.tilt_timer_us >= self.tilt_swing_wait_us:
                 self.tilt_state = TILT_STANCE_WAIT
                 self.tilt_timer_us = 0
+                tilt_edge_strike = 1
         else:
             self.tilt_timer_us += dt_us
             if w < self.tilt_strike_dps:
@@ -600,7 +613,7 @@ cdef class CyKernel:
             onset = 1 if (not self.heel_loaded and self.tilt_state == TILT_ONSET
                           and (heel_edge_off or tilt_edge_onset)) else 0
             strike = 1 if (heel_edge_on or tilt_edge_strike) else 0
-            ready = self.heel_loaded and self.tilt_state == TILT_ARMED
+            ready = self.tilt_state == TILT_ARMED
         if self.detection_enabled and not self.fault:
             if self.stride == STRIDE_IDLE:
                 if onset:

@@ -78,6 +78,9 @@ class KernelParams:
         self.tilt_swing_dps = tilt.swing_rate_dps
         self.tilt_strike_dps = tilt.strike_rate_dps
         self.tilt_stance_dps = tilt.stance_rate_dps
+        self.tilt_disarm_dps = tilt.disarm_rate_dps
+        self.tilt_max_yaw_ratio = tilt.max_yaw_ratio
+        self.tilt_swing_wait_us = tilt.swing_wait_ms * 1000
         self.tilt_min_stance_us = tilt.min_stance_ms * 1000
         self.tilt_debounce_us = tilt.debounce_ms * 1000
         self.tilt_filter_hz = tilt.filter_hz
@@ -141,6 +144,7 @@ class PyKernel:
         self.heel_last_raw = -1
         self.heel_same_us = 0
         self.pitch_lp = 0.0
+        self.yaw_lp = 0.0
         self.tilt_state = TILT_STANCE_WAIT
         self.tilt_timer_us = 0
         self.stride = STRIDE_LOCKOUT
@@ -327,12 +331,15 @@ class PyKernel:
         # --- filters ---------------------------------------------------------------------
         heel = f.heel_force * sp.HEEL_N_PER_COUNT
         pitch = -(f.gyro[1] * sp.GYRO_DPS_PER_COUNT)
+        yaw = f.gyro[2] * sp.GYRO_DPS_PER_COUNT
         if self.frames == 1:
             self.heel_lp = heel
             self.pitch_lp = pitch
+            self.yaw_lp = yaw
         else:
             self.heel_lp += lowpass_alpha(dt_us, p.heel_filter_hz) * (heel - self.heel_lp)
             self.pitch_lp += lowpass_alpha(dt_us, p.tilt_filter_hz) * (pitch - self.pitch_lp)
+            self.yaw_lp += lowpass_alpha(dt_us, p.tilt_filter_hz) * (yaw - self.yaw_lp)
         self.heel_n = heel
         decayed = self.heel_peak - self.heel_peak * (dt_us / 1e6) / p.heel_peak_decay_s
         self.heel_peak = self.heel_lp if self.heel_lp > decayed else decayed
@@ -377,7 +384,13 @@ class PyKernel:
             else:
                 self.tilt_timer_us = 0
         elif ts == TILT_ARMED:
-            if w < -p.tilt_onset_dps:
+            if w > p.tilt_disarm_dps:
+                # toes rising without a detected push-off: a missed (weak) swing; wait for
+                # the next stance rather than take its heel-strike spike for a push-off
+                self.tilt_state = TILT_STANCE_WAIT
+                self.tilt_timer_us = 0
+            elif w < -p.tilt_onset_dps and abs(self.yaw_lp) <= -w * p.tilt_max_yaw_ratio:
+                # toes down faster than the foot turns about the vertical: a push-off, not a pivot
                 self.tilt_timer_us += dt_us
                 if self.tilt_timer_us >= p.tilt_debounce_us:
                     self.tilt_state = TILT_ONSET
@@ -390,9 +403,12 @@ class PyKernel:
             self.tilt_timer_us += dt_us
             if w > p.tilt_swing_dps:
                 self.tilt_state = TILT_SWING
-            elif self.tilt_timer_us >= p.max_stim_us:
+            elif self.tilt_timer_us >= p.tilt_swing_wait_us:
+                # no swing after the "push-off" (a heel-strike spike, a stumble): end the
+                # stride now instead of stimulating through the next real push-off
                 self.tilt_state = TILT_STANCE_WAIT
                 self.tilt_timer_us = 0
+                tilt_edge_strike = 1
         else:  # TILT_SWING
             self.tilt_timer_us += dt_us
             if w < p.tilt_strike_dps:
@@ -414,7 +430,8 @@ class PyKernel:
             onset = 1 if (not self.heel_loaded and self.tilt_state == TILT_ONSET
                           and (heel_edge_off or tilt_edge_onset)) else 0
             strike = 1 if (heel_edge_on or tilt_edge_strike) else 0
-            ready = self.heel_loaded and self.tilt_state == TILT_ARMED
+            # ready after quiet stance of the foot; the heel need not load (stairs, forefoot contact)
+            ready = self.tilt_state == TILT_ARMED
         if self.detection_enabled and not self.fault:
             if self.stride == STRIDE_IDLE:
                 if onset:

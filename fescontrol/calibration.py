@@ -190,6 +190,7 @@ def recording_from_frames(data: bytes, *, name: str = "device", side: str = "lef
                      toe_off_s=np.zeros(0), heel_strike_s=np.zeros(0),
                      heel_off_s=None if heel is None else np.zeros(0), quiet_intervals_s=(),
                      meta={"origin": "sensor frames", "frames": len(frames),
+                           "first_timestamp_us": int(frames[0].timestamp_us),
                            "crc_errors": parser.counters.crc_errors})
 
 

@@ -75,7 +75,7 @@ def _patient(store, patient: str | None, profile: Profile | None = None, require
 @click.option("--objective", type=click.Choice(["auto", "reference", "structure"]), default="auto",
               show_default=True, help="reference events when the walk has them, else the gait's structure")
 @click.option("--passes", type=click.IntRange(1, 4), default=2, show_default=True)
-@click.option("--yes", is_flag=True, help="accept the proposal without asking")
+@click.option("--yes", "--accept", "yes", is_flag=True, help="accept the proposal without asking (needs --by)")
 @click.option("--store", default=DEFAULT_STORE, show_default=True, help=STORE_HELP)
 @click.option("--patient", help="patient id (default: the profile's patient_id)")
 @click.option("--by", help="who accepts the proposal (asked for when missing)")
@@ -102,7 +102,7 @@ def calibrate_command(sensor, recording, profile_path, side, seconds, save_walk,
     st = _store(store)
     pid = patient or profile.patient_id
     if yes and not by:
-        _fail("--yes needs --by NAME: every stored version says who made it")
+        _fail("--yes/--accept needs --by NAME: every stored version says who made it")
     if pid is None and not out_path:
         _fail("the profile has no patient_id: give --patient ID (versions are kept per patient) "
               "or --out FILE")
@@ -344,7 +344,9 @@ def live_command(sensor, recording, side, profile_path, port, start_s, speed, st
 
 # ----------------------------------------------------------------------------- report
 @click.command("report")
-@click.argument("session_id", required=False)
+@click.argument("session_id", metavar="[SESSION]", required=False)
+@click.option("--db", "db_path", type=click.Path(dir_okay=False),
+              help="session database for SESSION (default: $FES_DB, else ~/.local/share/fescontrol/sessions.db)")
 @click.option("--recording", help="bundled name, file path or synthetic:NAME")
 @click.option("--side", type=click.Choice(["left", "right"]))
 @click.option("--profile", "profile_path", type=click.Path(exists=True))
@@ -353,29 +355,35 @@ def live_command(sensor, recording, side, profile_path, port, start_s, speed, st
 @click.option("--patient", help="list this patient's profile history in the report")
 @click.option("--progress/--no-progress", default=None, help="progress bar (default: on long replays)")
 @click.option("--kernel", type=click.Choice(["auto", "cython", "python"]), default="auto")
-def report_command(session_id, recording, side, profile_path, out_dir, store, patient, progress, kernel) -> None:
-    """HTML report (+ PNG figures) of a walk: steps, cadence, stimulation, timing, faults, changes."""
-    from .report import ReportError, history_changes, session_source, write_report
-    if session_id and recording:
-        _fail("give a SESSION or --recording, not both")
+def report_command(session_id, db_path, recording, side, profile_path, out_dir, store, patient, progress,
+                   kernel) -> None:
+    """HTML report (+ PNG figures) of a logged SESSION (a number or 'last') or of a walk
+    (--recording): steps, cadence, stimulation, onset timing per step, faults, changes."""
+    from .report import ReportError, history_changes, write_report, write_session_report
+    if bool(session_id) == bool(recording):
+        _fail("give a SESSION (number or 'last', see `fes log list`) or --recording PATH")
+    st = _store(store)
     if session_id:
+        if profile_path:
+            _fail("--profile is for --recording; a session is reported with the profile it ran with")
         try:
-            session_source(session_id)
+            from .report import session_source
+            src_profile = session_source(session_id, db_path)["profile"]
+            pid = patient or src_profile.patient_id
+            changes = history_changes(st, pid) if pid and pid in st.patients() else []
+            rep = write_session_report(session_id, out_dir, db_path=db_path, changes=changes)
         except ReportError as err:
             _fail(str(err))
-        _fail("reports of logged sessions are not implemented yet")
-    if not recording:
-        _fail("give --recording PATH (or a SESSION once the session database exists)")
-    rec = _walk(recording, side)
-    profile = _profile_for(profile_path, rec)
-    st = _store(store)
-    pid = patient or profile.patient_id
-    changes = history_changes(st, pid) if pid and pid in st.patients() else []
-    try:
-        rep = write_report(rec, profile, out_dir, changes=changes, implementation=kernel, progress=progress)
-    except ProfileError as err:
-        _fail(str(err))
-    click.echo(f"{rec.name} ({rec.side}): {rep.steps} steps, {rep.stimulations} stimulations, "
+    else:
+        rec = _walk(recording, side)
+        profile = _profile_for(profile_path, rec)
+        pid = patient or profile.patient_id
+        changes = history_changes(st, pid) if pid and pid in st.patients() else []
+        try:
+            rep = write_report(rec, profile, out_dir, changes=changes, implementation=kernel, progress=progress)
+        except ProfileError as err:
+            _fail(str(err))
+    click.echo(f"{rep.recording} ({rep.side}): {rep.steps} steps, {rep.stimulations} stimulations, "
                f"{rep.stimulation_time_s:.1f} s on, cadence {rep.cadence_spm:.0f} steps/min, "
                f"{len(rep.faults)} fault(s)")
     click.echo(f"report: {Path(out_dir) / 'report.html'}")

@@ -275,6 +275,8 @@ def register(main: click.Group) -> None:
         if cmp.identical:
             click.echo(f"identical: {cmp.compared} samples of output current match the log bit for bit "
                        f"(logged {cmp.logged_samples}, replayed {cmp.replayed_samples})")
+            if cmp.detail:
+                click.echo(f"note: {cmp.detail}")
             sys.exit(EXIT_OK)
         click.echo(f"DIFFERENT: {cmp.detail} ({cmp.compared} samples compared)")
         sys.exit(EXIT_FAULT)

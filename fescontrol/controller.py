@@ -15,14 +15,14 @@ from typing import Callable
 import numpy as np
 
 from .codes import Event, Fault, Ret
-
-# plain ints: IntFlag arithmetic costs a microsecond per operation on the event path
-_EVENT, _TRACE_FULL, _CLOSED = int(Ret.EVENT), int(Ret.TRACE_FULL), int(Ret.CLOSED)
-_FAULT_EVENT = int(Event.FAULT)
 from .gait_machine import GaitMachine, GaitState
 from .kernel import make_kernel
 from .profile import Profile
 from .supervisor import SafetySupervisor
+
+# plain ints: IntFlag arithmetic costs a microsecond per operation on the event path
+_EVENT, _TRACE_FULL, _CLOSED = int(Ret.EVENT), int(Ret.TRACE_FULL), int(Ret.CLOSED)
+_FAULT_EVENT = int(Event.FAULT)
 
 log = logging.getLogger(__name__)
 

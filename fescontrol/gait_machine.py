@@ -31,7 +31,10 @@ callback forces the kernel output off and latches an EXCEPTION fault.
 from __future__ import annotations
 
 import enum
+import importlib.util
 import logging
+import shutil
+import subprocess
 import sys
 from typing import Protocol
 
@@ -309,24 +312,36 @@ def write_diagram(path: str | None = None) -> str:
             with open(path, "w", encoding="utf-8") as fh:
                 fh.write(dot)
         return path or dot
-    try:
-        from transitions.extensions import GraphMachine
+    fmt = path.rsplit(".", 1)[-1].lower()
+    # transitions' graph extension needs the graphviz Python package (without it, recent
+    # versions quietly fall back to mermaid text, which is no PNG): check first
+    if importlib.util.find_spec("graphviz") is not None and shutil.which("dot"):
+        try:
+            from transitions.extensions import GraphMachine
 
-        class _Model:
-            pass
+            class _Model:
+                pass
 
-        model = _Model()
-        GraphMachine(model=model, states=GaitState, initial=GaitState.STANDBY, transitions=[
-            {"trigger": _label(t, s, d), "source": s, "dest": d} for t, s, d in TRANSITIONS],
-            auto_transitions=False, graph_engine="graphviz", title="fescontrol gait machine")
-        model.get_graph().draw(path, prog="dot")
-        return path
-    except Exception as err:  # graphviz binary or package missing
-        log.info("graphviz not usable (%s); writing DOT text", err)
-        alt = path.rsplit(".", 1)[0] + ".dot"
-        with open(alt, "w", encoding="utf-8") as fh:
-            fh.write(dot)
-        return alt
+            model = _Model()
+            GraphMachine(model=model, states=GaitState, initial=GaitState.STANDBY, transitions=[
+                {"trigger": _label(t, s, d), "source": s, "dest": d} for t, s, d in TRANSITIONS],
+                auto_transitions=False, graph_engine="graphviz", title="fescontrol gait machine")
+            model.get_graph().draw(path, prog="dot", format=fmt)
+            return path
+        except Exception as err:  # a broken graphviz install: fall through
+            log.info("transitions graph extension failed (%s)", err)
+    if shutil.which("dot"):
+        try:
+            subprocess.run(["dot", f"-T{fmt}", "-Gdpi=80", "-o", path], input=dot.encode(), check=True,
+                           capture_output=True, timeout=30)
+            return path
+        except (subprocess.SubprocessError, OSError) as err:
+            log.info("graphviz dot failed (%s)", err)
+    log.info("graphviz not usable; writing DOT text")
+    alt = path.rsplit(".", 1)[0] + ".dot"
+    with open(alt, "w", encoding="utf-8") as fh:
+        fh.write(dot)
+    return alt
 
 
 def diagram_dot() -> str:

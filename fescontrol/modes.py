@@ -386,6 +386,7 @@ class PatientModes:
         self.counts = {"step": 0, "training": 0, "test": 0}
         self.last_fault: FaultEntry | None = None
         controller.event_listeners.append(self._on_event)
+        self.supervisor.delivery_listeners.append(self._on_delivery)
         if start_intensity_ma is not None:
             self._apply_intensity(level, self.kernel.amplitude_ma, intensity_cause)
 
@@ -408,6 +409,7 @@ class PatientModes:
     def walk(self) -> None:
         """Start walking (gait-triggered stimulation) from standby."""
         self._need_standby_and_zero("walking")
+        self._need_sensor("walking")
         self._command("walk")
         self._set_envelope(walking_envelope(self.profile))
         self.program = None
@@ -485,6 +487,13 @@ class PatientModes:
         self.c.emergency_stop(detail)
         self.poll()
 
+    def finish(self) -> None:
+        """End of the session: a burst still open (the loop ended mid-burst; the supervisor
+        stopped the stimulator) is recorded as interrupted."""
+        self.poll()
+        if self._burst is not None:
+            self._close_burst(int(self.kernel.t_us), complete=False)
+
     def note(self, name: str, text: str) -> None:
         """A free-text record (restored intensity, end of session, …)."""
         self._emit(Note(name, text, *self._where()))
@@ -517,6 +526,9 @@ class PatientModes:
             self.machine.trigger(trigger, *args)
         except MachineError as err:  # the table refused: nothing changed
             raise ModeError(f"{trigger} is not possible in state {self.machine.state.value}") from err
+        if self._burst is not None and self.machine.state not in _RISING:
+            # a pause or stop during a burst: the burst's record says so (it still ramps down)
+            self._burst.events.append(trigger)
         self._after_change(trigger)
 
     def _need_standby_and_zero(self, what: str) -> None:
@@ -541,6 +553,13 @@ class PatientModes:
         self._emit(CommandRecord("intensity", frame, t_us, wall, level, cause))
         self._emit(IntensityChange(level, before, cause, frame, t_us, wall))
 
+    def _on_delivery(self, t_us: int, current_ma: float) -> None:
+        """Supervisor listener: every output that passed the checks (the burst's peak is the
+        highest current actually sent)."""
+        b = self._burst
+        if b is not None and current_ma > b.peak_ma:
+            b.peak_ma = float(current_ma)
+
     def _on_event(self, e) -> None:
         """Controller listener: every kernel event after the machine handled it."""
         name = e.event
@@ -551,7 +570,6 @@ class PatientModes:
         starts_new = state in _RISING and state != self._burst_state
         if b is not None and not starts_new:
             b.events.append(name)
-            b.peak_ma = max(b.peak_ma, float(self.kernel.current_ma))
             if name == "heel_strike" and b.heel_strike_us is None:
                 b.heel_strike_us = e.t_us
             elif name == "timeout":
@@ -574,6 +592,10 @@ class PatientModes:
         self._burst_state = state
         if mode == Mode.FAULT and self._burst is not None:
             self._close_burst(t_us, complete=False)
+        elif (self._burst is not None and mode in (Mode.STANDBY, Mode.PAUSED)
+              and float(self.kernel.level) == 0.0):
+            # stopped or paused before the output rose: nothing left to ramp down
+            self._close_burst(t_us, complete=True)
         if mode != self._mode:
             previous, self._mode = self._mode, mode
             if previous == Mode.TRAINING and mode == Mode.STANDBY and cause in ("ramp_down_done", "hold_done"):
@@ -673,7 +695,11 @@ def replay_session(profile: Profile, raw: bytes, commands: Iterable[dict], *, im
             if cmd["frame"] < kernel.frames:
                 raise ReplayError(f"command {cmd['name']} at frame {cmd['frame']} was passed "
                                   f"(kernel at frame {kernel.frames})")
-            _REPLAY_COMMANDS[cmd["name"]](modes, cmd)
+            try:
+                _REPLAY_COMMANDS[cmd["name"]](modes, cmd)
+            except ModeError as err:
+                raise ReplayError(f"command {cmd['name']} at frame {cmd['frame']} could not be applied: "
+                                  f"{err} (the replay no longer follows the log)") from err
             i += 1
             applied += 1
 
@@ -712,9 +738,11 @@ class ReplayComparison:
 
 
 def compare_outputs(logged_t: np.ndarray, logged_ma: np.ndarray, t_us: np.ndarray,
-                    current_ma: np.ndarray) -> ReplayComparison:
+                    current_ma: np.ndarray, *, interrupted: bool = False) -> ReplayComparison:
     """The logged samples must be a prefix of the replayed ones with identical times and
-    bit-identical currents (a session killed mid-way logged fewer samples than its bytes give)."""
+    bit-identical currents (a session killed mid-way logged fewer samples than its bytes give).
+    For an ``interrupted`` session (killed, no clean end) the raw bytes and the samples were
+    committed independently, so only their common prefix is compared."""
     n = min(len(logged_t), len(t_us))
     lt, lc = np.asarray(logged_t, np.int64)[:n], np.asarray(logged_ma, np.float64)[:n]
     rt, rc = np.asarray(t_us, np.int64)[:n], np.asarray(current_ma, np.float64)[:n]
@@ -723,11 +751,14 @@ def compare_outputs(logged_t: np.ndarray, logged_ma: np.ndarray, t_us: np.ndarra
         i = int(bad[0])
         return ReplayComparison(len(logged_t), len(t_us), n, False, i,
                                 f"sample {i}: logged t={lt[i]} µs {lc[i]!r} mA, replayed t={rt[i]} µs {rc[i]!r} mA")
-    if len(t_us) < len(logged_t):
+    if len(t_us) < len(logged_t) and not interrupted:
         return ReplayComparison(len(logged_t), len(t_us), n, False, n,
                                 f"the replay produced {len(t_us)} samples but {len(logged_t)} were logged")
-    return ReplayComparison(len(logged_t), len(t_us), n, n > 0, None,
-                            "" if n else "no logged samples to compare")
+    detail = "" if n else "no logged samples to compare"
+    if n and len(t_us) < len(logged_t):
+        detail = (f"session interrupted: its raw bytes give {len(t_us)} samples of the "
+                  f"{len(logged_t)} logged; the common {n} were compared")
+    return ReplayComparison(len(logged_t), len(t_us), n, n > 0, None, detail)
 
 
 def replay_from_log(session_log, session_id: int, profile: Profile | None = None,
@@ -747,4 +778,6 @@ def replay_from_log(session_log, session_id: int, profile: Profile | None = None
     outcome = replay_session(profile, raw, commands, implementation=implementation,
                              max_frames=row["frames_processed"])
     logged_t, logged_ma = session_log.samples(session_id)
-    return outcome, compare_outputs(logged_t, logged_ma, outcome.t_us, outcome.current_ma), profile
+    comparison = compare_outputs(logged_t, logged_ma, outcome.t_us, outcome.current_ma,
+                                 interrupted=row["ended_wall"] is None)
+    return outcome, comparison, profile

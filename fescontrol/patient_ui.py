@@ -22,6 +22,7 @@ import os
 import queue
 import select
 import signal
+import textwrap
 import threading
 import time
 from contextlib import ExitStack
@@ -258,6 +259,7 @@ class SensorTee:
         self.batch_s = batch_s
         self.read_fd, self._write_fd = os.pipe()
         self._stop = threading.Event()
+        self._stopped = False
         self._batch = 0
         self.bytes_relayed = 0
         self._thread = threading.Thread(target=self._run, name="sensor-tee", daemon=True)
@@ -311,13 +313,18 @@ class SensorTee:
                 pass
 
     def stop(self) -> None:
+        """Stop relaying; the bytes relayed so far go to the sink. Safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
         self._stop.set()
-        self._thread.join(timeout=2)
-        self._close_write()
-        try:
+        try:  # first the reading end: a relay blocked on a full pipe gets EPIPE and finishes
             os.close(self.read_fd)
         except OSError:
             pass
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+        self._close_write()
 
 
 # ----- the live session ---------------------------------------------------------------------
@@ -334,6 +341,9 @@ class LiveSession:
     """
 
     STATUS_INTERVAL_S = 0.05
+    SAMPLE_FLUSH_S = 0.5
+    """With ``log_frames``: the per-sample output and the raw sensor bytes go to the log at
+    least this often (and so are committed within about this interval)."""
 
     def __init__(self, profile: Profile, *, db_path, sensor: str | None = None, stim: str | None = None,
                  sim: SimulatedDevices | None = None, first: str | None = "walk",
@@ -371,6 +381,8 @@ class LiveSession:
         self._last_frames = 0
         self._last_frame_s = 0.0
         self._last_publish = 0.0
+        self._last_sample_flush_s = 0.0
+        self.tee: SensorTee | None = None
         self._sim_end_handled = False
         self._t_start = 0.0
         self.error: BaseException | None = None
@@ -431,7 +443,7 @@ class LiveSession:
         fd = link.fileno()
         self.tee = None
         if self.log_frames:
-            self.tee = SensorTee(fd, self.writer.put).start()
+            self.tee = SensorTee(fd, self.writer.put, batch_s=self.SAMPLE_FLUSH_S).start()
             stack.callback(self.tee.stop)
             fd = self.tee.read_fd
             self._samples_written = 0
@@ -511,8 +523,10 @@ class LiveSession:
             reason = f"error: {type(err).__name__}: {err}"
         finally:
             try:
-                self.modes.poll()
+                self.modes.finish()
                 c.finish()
+                if self.tee is not None:
+                    self.tee.stop()  # its last batch of raw bytes goes to the log before the end
             except Exception as err:  # noqa: BLE001
                 reason += f"; while finishing: {err}"
             self.modes.note("end", reason)
@@ -556,6 +570,10 @@ class LiveSession:
             if m.mode in (Mode.WALK, Mode.PAUSED, Mode.TRAINING, Mode.TEST):
                 self._apply("stop", (), detail="duration reached")
             self._quit(now, "duration reached")
+        if self.log_frames and now - self._last_sample_flush_s >= self.SAMPLE_FLUSH_S:
+            # per-sample output to the log as it happens, so a kill loses at most this interval
+            self._last_sample_flush_s = now
+            self.controller.finish()
         self._publish()
         if self._terminate_reason is not None:
             return True
@@ -715,7 +733,9 @@ def render(status: Status, width: int = 80) -> list[tuple[str, str]]:
     lines.append((f"Log         {s.log}", "dim"))
     lines.append(("", ""))
     if s.fault_active:
-        lines.append((f"FAULT: {s.fault_message}", "fault"))
+        # wrapped, never cut: the patient must read the whole message
+        for text in textwrap.wrap(f"FAULT: {s.fault_message}", max(20, width - 1)):
+            lines.append((text, "fault"))
         lines.append(("Check, then press c and type your name to clear it, or q to quit.", "fault"))
     else:
         lines.append(("", ""))
@@ -857,8 +877,13 @@ class HeadlessUI:
         elif isinstance(rec, IntensityChange):
             e(f"{rec.t_us / 1e6:10.3f} s  intensity {rec.level_ma:g} mA ({rec.cause})")
         elif isinstance(rec, BurstRecord):
-            e(f"{rec.onset_us / 1e6:10.3f} s  {rec.kind} {rec.number}: {rec.duration_ms:.0f} ms, "
-              f"peak {rec.peak_ma:.1f} mA{' (cut off)' if rec.cut_off else ''}")
+            # stamped with its end (when it is known and logged), so lines stay in time order
+            flags = (" (cut off)" if rec.cut_off else "") + ("" if rec.complete else " (interrupted)")
+            for command in ("pause", "stop"):
+                if command in rec.events:
+                    flags += f" ({command} during it)"
+            e(f"{rec.end_us / 1e6:10.3f} s  {rec.kind} {rec.number} done: onset {rec.onset_us / 1e6:.3f} s, "
+              f"{rec.duration_ms:.0f} ms, peak {rec.peak_ma:.1f} mA{flags}")
         elif isinstance(rec, FaultEntry):
             e(f"\aFAULT: {patient_fault_message(rec.code, rec.detail, self.session.profile)} [{rec.text}]")
         elif isinstance(rec, Note):

@@ -111,12 +111,12 @@ class HeelTrigger(_Model):
     heel strike: force > max(on_min_n, on_fraction × peak) for debounce_ms.
     """
 
-    off_fraction: float = Field(0.20, ge=0.02, le=0.9)
-    on_fraction: float = Field(0.35, ge=0.05, le=0.95)
-    off_min_n: float = Field(10.0, ge=0.0, le=500.0)
-    on_min_n: float = Field(25.0, ge=1.0, le=800.0)
-    debounce_ms: int = Field(10, ge=0, le=100)
-    peak_decay_s: float = Field(8.0, ge=1.0, le=60.0,
+    off_fraction: float = Field(0.02, ge=0.0, le=0.9)
+    on_fraction: float = Field(0.25, ge=0.05, le=0.95)
+    off_min_n: float = Field(3.0, ge=0.0, le=500.0)
+    on_min_n: float = Field(20.0, ge=1.0, le=800.0)
+    debounce_ms: int = Field(30, ge=0, le=100)
+    peak_decay_s: float = Field(2.0, ge=1.0, le=60.0,
                                 description="time constant of the stance peak tracker, s")
     filter_hz: float = Field(20.0, ge=2.0, le=100.0, description="low-pass cut-off, Hz")
     stuck_ms: int = Field(5000, ge=1000, le=60000,
@@ -148,6 +148,15 @@ class TiltTrigger(_Model):
     strike_rate_dps: float = Field(0.0, ge=-300.0, le=100.0)
     stance_rate_dps: float = Field(40.0, ge=5.0, le=300.0,
                                    description="|rate| below this counts as quiet stance, deg/s")
+    disarm_rate_dps: float = Field(40.0, ge=5.0, le=1000.0,
+                                   description="toe-up rate that, while armed, means a swing began without "
+                                               "a detected push-off: wait for the next stance, deg/s")
+    swing_wait_ms: int = Field(400, ge=100, le=1000,
+                               description="after an onset, the swing must show within this time, "
+                                           "else the stride ends (ms)")
+    max_yaw_ratio: float = Field(2.0, ge=0.1, le=100.0,
+                                 description="an onset needs |yaw rate| ≤ this × |toe-down rate|: a foot "
+                                             "pivoting in a turn is not a push-off")
     min_stance_ms: int = Field(100, ge=0, le=2000)
     debounce_ms: int = Field(10, ge=0, le=100)
     filter_hz: float = Field(15.0, ge=2.0, le=100.0, description="low-pass cut-off, Hz")

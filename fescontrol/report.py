@@ -15,8 +15,10 @@ controller (with a progress bar on long replays) and writes ``DIR/report.html`` 
 * parameter changes: the patient's profile history when a store is given;
 * for recordings with reference events, the detection figures of :mod:`sim.scoring`.
 
-Sessions: ``fes report SESSION`` reads a session from the session database once one exists
-(:func:`session_source` is the hook; it raises :class:`ReportError` until then).
+``fes report SESSION --out DIR`` does the same for a session of the session database
+(:mod:`fescontrol.session_log`, opened read-only: nothing is created, migrated or written):
+the steps, bursts, faults and intensity changes the device logged, the delivered current
+and the trigger signal when the session was logged with ``--log-frames``.
 """
 from __future__ import annotations
 
@@ -42,20 +44,50 @@ class ReportError(ValueError):
     """A report cannot be made (unknown session, no data)."""
 
 
-def session_source(session_id: str):
-    """HOOK for ``fes report SESSION``: the (recording-like data, profile, changes) of a logged
-    session. The session database (fescontrol/session_log.py) is built elsewhere; plug its
-    reader in here. Until it exists this raises ReportError with what to do instead."""
+def _open_session_log(db_path):
+    """The session database, opened without creating or migrating anything (read-only use)."""
+    from .session_log import SessionLog, SessionLogError, default_db_path
+    path = Path(db_path).expanduser() if db_path else default_db_path()
     try:
-        from . import session_log  # noqa: F401
-    except ModuleNotFoundError:
-        raise ReportError(f"session {session_id!r}: no session database in this version "
-                          "(fescontrol/session_log.py); report a recording with --recording PATH") from None
-    reader = getattr(session_log, "load_session_for_report", None)
-    if reader is None:
-        raise ReportError(f"session {session_id!r}: the session database has no "
-                          "load_session_for_report(); report a recording with --recording PATH")
-    return reader(session_id)
+        return SessionLog(path, create=False, migrate=False)
+    except SessionLogError as err:
+        raise ReportError(str(err)) from None
+
+
+def session_source(session_id: str | int, db_path: str | Path | None = None) -> dict:
+    """Everything a report needs from one logged session (``fescontrol/session_log.py``):
+    ``{"id", "row", "profile", "events", "bursts", "samples", "raw"}``. ``session_id`` is a
+    number or ``last``. The database is only read. Raises :class:`ReportError` with what is
+    wrong (no database, no such session)."""
+    from .profile import ProfileError, profile_from_dict
+    from .session_log import SessionLogError
+    slog = _open_session_log(db_path)
+    try:
+        text = str(session_id)
+        if text == "last":
+            sid = slog.last_session_id()
+            if sid is None:
+                raise ReportError(f"{slog.path}: no sessions yet")
+        else:
+            try:
+                sid = int(text)
+            except ValueError:
+                raise ReportError(f"SESSION must be a number (see `fes log list`) or 'last', "
+                                  f"not {text!r}") from None
+        try:
+            row = slog.session(sid)
+            samples = slog.samples(sid)
+            raw = slog.raw_frames(sid) if row.get("frames_logged") else b""
+        except SessionLogError as err:
+            raise ReportError(str(err)) from None
+        try:
+            profile = profile_from_dict(json.loads(row["profile_json"]), f"session {sid} profile")
+        except (ProfileError, ValueError) as err:
+            raise ReportError(f"session {sid}: its logged profile cannot be read ({err})") from None
+        return {"id": sid, "row": row, "profile": profile, "events": slog.events(sid),
+                "bursts": slog.bursts(sid), "samples": samples, "raw": raw, "db": str(slog.path)}
+    finally:
+        slog.db.close()
 
 
 # ----------------------------------------------------------------------------- replay
@@ -142,6 +174,7 @@ class WalkReport:
     kernel: str
     figures: dict = field(default_factory=dict)
     replay_s: float = 0.0
+    extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         data = dict(self.__dict__)
@@ -219,37 +252,154 @@ def analyse(recording, profile: Profile, result, *, changes: list[dict] | None =
         changes=changes or [], detection=detection, kernel=result.implementation)
 
 
+# ----------------------------------------------------------------------------- sessions
+def _walking_s(events: list[dict], end_us: int | None) -> float:
+    """Sensor time in walk mode: from each 'walk' mode record to the next mode record (or the end)."""
+    modes = [e for e in events if e["kind"] == "mode" and e["t_us"] is not None]
+    total = 0.0
+    for i, m in enumerate(modes):
+        if m["name"] != "walk":
+            continue
+        stop = modes[i + 1]["t_us"] if i + 1 < len(modes) else end_us
+        total += max(0, (stop or m["t_us"]) - m["t_us"]) / 1e6
+    return total
+
+
+def _iso_wall(wall: float | None) -> str:
+    import datetime as _dt
+    if wall is None:
+        return ""
+    return _dt.datetime.fromtimestamp(wall).astimezone().isoformat(timespec="seconds")
+
+
+def analyse_session(src: dict, *, changes: list[dict] | None = None) -> WalkReport:
+    """The figures of a logged session (:func:`session_source`), from its bursts and events.
+
+    Times are the sensor clock in s (as ``fes log show`` prints them). Steps are the logged
+    walking bursts; the onset timing per step is heel-off → start of the ramp-up and heel
+    strike → end of stimulation, as the device logged them. Parameter changes are the
+    session's intensity changes (who: the command's cause) plus ``changes`` (the profile
+    history, when a store is given). No detection figures: a session has no reference events.
+    """
+    row, profile, events, bursts = src["row"], src["profile"], src["events"], src["bursts"]
+    t_samples, cur = src["samples"]
+    times = [e["t_us"] for e in events if e["t_us"] is not None] + [b["end_us"] for b in bursts]
+    if len(t_samples):
+        times += [int(t_samples[0]), int(t_samples[-1])]
+    start_us, end_us = (min(times), max(times)) if times else (0, 0)
+    steps = [b for b in bursts if b["kind"] == "step"]
+    rows = []
+    for i, b in enumerate(steps):
+        hoff = b["heel_off_us"] if b["heel_off_us"] is not None else b["onset_us"]
+        hs = b["heel_strike_us"]
+        rows.append(StepRow(i + 1, hoff / 1e6, b["onset_us"] / 1e6, (b["onset_us"] - hoff) / 1e3,
+                            float(b["duration_ms"]), None if hs is None else hs / 1e6,
+                            None if hs is None else (b["end_us"] - hs) / 1e3, bool(b["cut_off"])))
+    offs = np.array([r.heel_off_s for r in rows])
+    gaps = np.diff(offs) if len(offs) > 1 else np.zeros(0)
+    from .calibration import STRIDE_MAX_S, STRIDE_MIN_S
+    steady = gaps[(gaps >= STRIDE_MIN_S) & (gaps <= STRIDE_MAX_S)]
+    stride = float(np.median(steady)) if len(steady) else math.nan
+    faults, cleared = [], {}
+    for e in events:
+        if e["kind"] == "fault":
+            faults.append({"t_s": None if e["t_us"] is None else e["t_us"] / 1e6, "reason": e["name"],
+                           "text": e["detail"], "at": _iso_wall(e["wall"])})
+        elif e["kind"] == "fault_cleared" and faults:
+            cleared = {"by": e["name"], "at": _iso_wall(e["wall"])}
+            faults[-1]["text"] += f" (cleared by {cleared['by']} at {cleared['at']})"
+    session_changes = [{"at": _iso_wall(e["wall"]), "by": "patient" if e["name"] not in ("restored",) else "device",
+                        "what": f"intensity {e['name']}: {e['detail']} → {e['value']:g} mA"
+                        if e["value"] is not None else f"intensity {e['name']}",
+                        "note": f"sensor time {e['t_us'] / 1e6:.2f} s" if e["t_us"] is not None else ""}
+                       for e in events if e["kind"] == "intensity"]
+    on_s = sum(b["duration_ms"] for b in bursts) / 1000.0
+    kinds = {k: sum(b["kind"] == k for b in bursts) for k in ("step", "training", "test")}
+    name = f"session {src['id']}"
+    where = row.get("sim_recording") or row.get("sensor")
+    report = WalkReport(
+        recording=name + (f" ({where})" if where else ""), side=profile.side, profile_name=profile.name,
+        trigger_mode=profile.trigger.mode.value, duration_s=(end_us - start_us) / 1e6, steps=len(steps),
+        walking_time_s=_walking_s(events, end_us), stride_s=stride,
+        cadence_spm=120.0 / stride if stride == stride else math.nan,
+        stimulations=len(bursts), stimulation_time_s=on_s,
+        peak_current_ma=max((float(b["peak_ma"]) for b in bursts), default=0.0),
+        onset_delay_ms=_stats(r.onset_delay_ms for r in rows),
+        after_strike_ms=_stats(r.after_strike_ms for r in rows), rows=rows, faults=faults,
+        changes=session_changes + list(changes or []), detection=None, kernel=row["kernel"])
+    report.extra = {"session_id": src["id"], "started": _iso_wall(row["started_wall"]),
+                    "ended": _iso_wall(row["ended_wall"]), "end_reason": row["end_reason"],
+                    "bursts_by_kind": kinds, "database": src.get("db", "")}
+    return report
+
+
+def write_session_report(session_id: str | int, out_dir: str | Path, *, db_path=None,
+                         changes: list[dict] | None = None) -> WalkReport:
+    """``fes report SESSION``: read the session (read-only), write report.html/.json and PNGs."""
+    out = Path(out_dir)
+    t = time.perf_counter()
+    src = session_source(session_id, db_path)
+    report = analyse_session(src, changes=changes)
+    out.mkdir(parents=True, exist_ok=True)
+    signal = signal_label = None
+    t_sig = None
+    if src["raw"]:
+        from .calibration import CalibrationError, recording_from_frames
+        try:
+            rec = recording_from_frames(src["raw"], name=report.recording, side=report.side)
+        except CalibrationError:
+            rec = None
+        if rec is not None:
+            t_sig = rec.meta["first_timestamp_us"] / 1e6 + np.arange(rec.n_samples) / rec.rate_hz
+            if rec.has_heel and profile_uses_heel(report.trigger_mode):
+                signal, signal_label = rec.heel_n, "heel force (N)"
+            elif rec.has_imu:
+                from sim.recording import pitch_rate_dps
+                signal, signal_label = pitch_rate_dps(rec), "toe-up rate (deg/s)"
+    t_cur, cur = src["samples"]
+    figs = {}
+    if len(t_cur) or signal is not None:
+        _overview_plot(t_sig, signal, signal_label, t_cur / 1e6 if len(t_cur) else None, cur if len(t_cur) else None,
+                       report, out / "overview.png", t0_s=0.0)
+        figs["overview"] = "overview.png"
+    _timing_plot(report, out / "timing.png")
+    figs["timing"] = "timing.png"
+    report.figures = figs
+    report.replay_s = time.perf_counter() - t
+    (out / "report.html").write_text(render_html(report), encoding="utf-8")
+    (out / "report.json").write_text(json.dumps(_json_safe(report.to_json()), indent=1), encoding="utf-8")
+    return report
+
+
 # ----------------------------------------------------------------------------- plots
-def _plots(recording, result, report: WalkReport, out: Path) -> dict:
+def _overview_plot(t_sig, signal, signal_label, t_cur, current, report: WalkReport, path: Path,
+                   t0_s: float = 0.0) -> None:
+    """Whole walk: the trigger signal (when known) above the delivered current (when known)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from sim.plot import plot_replay
-    figs = {}
-    tr = result.trace
-    t = tr["t_us"] / 1e6 - result.t0_us / 1e6
-    step = max(1, len(t) // 6000)
-    use_heel = recording.has_heel and profile_uses_heel(report.trigger_mode)
-    signal = tr["heel_n"] if use_heel else tr["pitch_rate_dps"]
-    fig, axes = plt.subplots(2, 1, figsize=(11, 4.5), sharex=True)
-    axes[0].plot(t[::step], signal[::step], lw=0.6, color="tab:blue")
-    axes[0].set_ylabel("heel force (N)" if use_heel else "toe-up rate (deg/s)")
-    axes[1].plot(t[::step], tr["current_ma"][::step], lw=0.8, color="tab:red")
-    for f in report.faults:
-        for ax in axes:
-            ax.axvline(f["t_s"], color="k", ls="--", lw=1)
-    axes[1].set_ylabel("current (mA)")
-    axes[1].set_xlabel("time (s)")
-    fig.suptitle(f"{recording.name} ({recording.side}): whole walk")
+    panels = [p for p in (("sig", t_sig, signal), ("cur", t_cur, current)) if p[2] is not None]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(11, 2.3 * len(panels) + 0.5), sharex=True, squeeze=False)
+    for ax, (kind, t, y) in zip(axes[:, 0], panels):
+        step = max(1, len(t) // 6000)
+        ax.plot(np.asarray(t)[::step] - t0_s, np.asarray(y)[::step], lw=0.6 if kind == "sig" else 0.8,
+                color="tab:blue" if kind == "sig" else "tab:red")
+        ax.set_ylabel(signal_label if kind == "sig" else "current (mA)")
+        for f in report.faults:
+            if f.get("t_s") is not None:
+                ax.axvline(f["t_s"], color="k", ls="--", lw=1)
+    axes[-1, 0].set_xlabel("time (s)")
+    fig.suptitle(f"{report.recording} ({report.side}): whole walk")
     fig.tight_layout()
-    fig.savefig(out / "overview.png", dpi=90)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
-    figs["overview"] = "overview.png"
 
-    plot_replay(recording, result, str(out / "zoom.png"))
-    figs["zoom"] = "zoom.png"
 
+def _timing_plot(report: WalkReport, path: Path) -> None:
+    """Per step: detected heel-off → stimulation, and heel strike → end of stimulation."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     rows = [r for r in report.rows if r.onset_delay_ms is not None]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
     axes[0].plot([r.step for r in rows], [r.onset_delay_ms for r in rows], ".", color="tab:orange")
@@ -261,8 +411,29 @@ def _plots(recording, result, report: WalkReport, out: Path) -> dict:
     axes[1].set_ylabel("heel strike → end of stimulation (ms)")
     fig.suptitle("onset and end of stimulation against the detected events, per step")
     fig.tight_layout()
-    fig.savefig(out / "timing.png", dpi=90)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def _plots(recording, result, report: WalkReport, out: Path) -> dict:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sim.plot import plot_replay
+    figs = {}
+    tr = result.trace
+    t = tr["t_us"] / 1e6
+    use_heel = recording.has_heel and profile_uses_heel(report.trigger_mode)
+    signal = tr["heel_n"] if use_heel else tr["pitch_rate_dps"]
+    _overview_plot(t, signal, "heel force (N)" if use_heel else "toe-up rate (deg/s)", t, tr["current_ma"],
+                   report, out / "overview.png", t0_s=result.t0_us / 1e6)
+    figs["overview"] = "overview.png"
+
+    plot_replay(recording, result, str(out / "zoom.png"))
+    figs["zoom"] = "zoom.png"
+
+    _timing_plot(report, out / "timing.png")
     figs["timing"] = "timing.png"
 
     if report.detection and report.detection.get("onset_errors_ms"):
@@ -292,6 +463,18 @@ def _f(x: Any, digits: int = 1, unit: str = "") -> str:
 def _spread(stats: dict) -> str:
     return (f"median {_f(stats['median'], 0)} ms (5–95 %: {_f(stats['p5'], 0)}–{_f(stats['p95'], 0)} ms, "
             f"{stats['n']} steps)")
+
+
+def _session_line(r: WalkReport) -> str:
+    x = r.extra
+    if not x.get("session_id"):
+        return ""
+    e = html.escape
+    kinds = x.get("bursts_by_kind", {})
+    return (f"<p id='session'>Session {x['session_id']} from {e(str(x.get('database', '')))}: "
+            f"{e(x.get('started') or '')} → {e(x.get('ended') or 'not ended')} "
+            f"({e(str(x.get('end_reason') or 'interrupted'))}); bursts: {kinds.get('step', 0)} steps, "
+            f"{kinds.get('training', 0)} training, {kinds.get('test', 0)} test.</p>")
 
 
 def render_html(report: WalkReport) -> str:
@@ -336,6 +519,7 @@ img {{ max-width: 100%; }}
 <p class="disclaimer">{e(DISCLAIMER)}</p>
 <p>Profile <b>{e(r.profile_name)}</b>, trigger {e(r.trigger_mode)}; {e(r.kernel)} kernel;
 generated {e(time.strftime('%Y-%m-%d %H:%M'))}.</p>
+{_session_line(r)}
 <h2>Summary</h2>
 <table class="kv">
 <tr><th>recording length</th><td>{_f(r.duration_s, 1, ' s')}</td></tr>

@@ -193,6 +193,10 @@ class SessionLog:
             self._check_header()
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        # SQLite may create the -wal/-shm side files just by opening a WAL database: a file
+        # that is refused gets them removed again, so the folder is left as it was found
+        side_files = [Path(f"{self.path}{suffix}") for suffix in ("-wal", "-shm", "-journal")]
+        side_existed = [f.exists() for f in side_files]
         try:
             self.db = sqlite3.connect(str(self.path), timeout=5.0, isolation_level=None,
                                       check_same_thread=False)
@@ -201,12 +205,15 @@ class SessionLog:
         try:
             self._check_identity_and_migrate(migrate)
             self._pragmas()
-        except sqlite3.DatabaseError as err:
+        except BaseException as err:
             self.db.close()
-            raise SessionLogError(f"{self.path}: damaged or not a session database ({err}); "
-                                  f"it was left unchanged") from None
-        except BaseException:
-            self.db.close()
+            if exists:
+                for f, existed in zip(side_files, side_existed):
+                    if not existed and f.exists() and f.stat().st_size == 0:
+                        f.unlink()
+            if isinstance(err, sqlite3.DatabaseError):
+                raise SessionLogError(f"{self.path}: damaged or not a session database ({err}); "
+                                      f"it was left unchanged") from None
             raise
         self._in_tx = False
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -39,6 +40,11 @@ def test_diagram_dot_text_and_file(tmp_path):
     assert out.startswith("digraph gait") and "ramp_up -> swing" in out
     res = CliRunner().invoke(main, ["diagram", str(tmp_path / "m.png")])
     assert res.exit_code == 0
+    if shutil.which("dot"):  # a PNG really is a PNG (never mermaid or DOT text under a .png name)
+        assert (tmp_path / "m.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    else:  # no graphviz: DOT text next to it, and the output says where
+        assert (tmp_path / "m.dot").read_text().startswith("digraph gait")
+        assert "m.dot" in res.output
 
 
 def test_sim_demo_contract(tmp_path):

@@ -146,3 +146,93 @@ def test_diagram_dot_has_every_transition(tmp_path):
     out = write_diagram(str(tmp_path / "g.png"))
     assert out.endswith((".png", ".dot"))
     assert (tmp_path / out.split("/")[-1]).stat().st_size > 100
+
+
+# ----- programmed modes: training and test burst ------------------------------------------------
+
+class FakeProgram:
+    """A BurstProgram whose answers the test sets."""
+
+    def __init__(self, hold_us=2_000_000, rest_us=1_500_000, time_left=True, fits=True):
+        self.hold_us, self.rest = hold_us, rest_us
+        self.left, self.fits = time_left, fits
+
+    def plateau_hold_us(self):
+        return self.hold_us
+
+    def rest_us(self, now_us):
+        return self.rest
+
+    def time_left(self, now_us):
+        return self.left
+
+    def burst_fits(self, now_us):
+        return self.fits
+
+
+def test_training_cycle_and_its_end(machine):
+    k, prog = machine.kernel, FakeProgram()
+    machine.start_training(prog)
+    assert machine.state == S.TRAINING_RAMP_UP and k.phases[-1] == (Phase.RISE, 0) and k.detection[-1] is False
+    for trigger, state, phase in (("ramp_up_done", S.TRAINING_ON, (Phase.HOLD, 2_000_000)),
+                                  ("hold_done", S.TRAINING_RAMP_DOWN, (Phase.FALL, 0)),
+                                  ("ramp_down_done", S.TRAINING_REST, (Phase.HOLD, 1_500_000)),
+                                  ("hold_done", S.TRAINING_RAMP_UP, (Phase.RISE, 0)),
+                                  ("timeout", S.TRAINING_RAMP_DOWN, (Phase.FALL, 0))):
+        machine.trigger(trigger)
+        assert machine.state == state and k.phases[-1] == phase
+        assert machine.stimulating == (state != S.TRAINING_REST)
+    prog.left = False  # no time for another rest: the session ends after this ramp down
+    machine.trigger("ramp_down_done")
+    assert machine.state == S.STANDBY and machine.program is None
+
+
+def test_training_ends_from_rest_when_no_burst_fits(machine):
+    prog = FakeProgram(fits=False)
+    machine.start_training(prog)
+    for trigger in ("ramp_up_done", "hold_done", "ramp_down_done"):
+        machine.trigger(trigger)
+    assert machine.state == S.TRAINING_REST
+    machine.trigger("hold_done")
+    assert machine.state == S.STANDBY
+
+
+def test_gait_events_are_ignored_in_programmed_modes(machine):
+    machine.start_training(FakeProgram())
+    machine.trigger("ramp_up_done")
+    ignored = machine.ignored
+    machine.trigger("heel_off")
+    machine.trigger("heel_strike")
+    assert machine.state == S.TRAINING_ON and machine.ignored == ignored + 2
+    with pytest.raises(MachineError):
+        machine.pause()  # training has no pause
+    machine.stop()
+    assert machine.state == S.STANDBY and machine.kernel.phases[-1] == (Phase.FALL, 0)
+
+
+def test_test_burst_is_one_burst(machine):
+    k = machine.kernel
+    machine.start_test(FakeProgram(hold_us=500_000, time_left=False, fits=False))
+    assert machine.state == S.TEST_RAMP_UP and k.detection[-1] is False
+    machine.trigger("ramp_up_done")
+    assert machine.state == S.TEST_ON and k.phases[-1] == (Phase.HOLD, 500_000)
+    machine.trigger("hold_done")
+    machine.trigger("ramp_down_done")
+    assert machine.state == S.STANDBY
+    machine.start_test(FakeProgram())
+    machine.trigger("timeout")
+    assert machine.state == S.TEST_RAMP_DOWN
+    machine.enter_fault(Fault.STIMULATOR)
+    assert machine.state == S.FAULT and k.current_ma == 0.0 and machine.program is None
+
+
+def test_programmed_modes_start_only_from_standby_with_a_program(machine):
+    machine.start()
+    with pytest.raises(MachineError):
+        machine.start_training(FakeProgram())
+    with pytest.raises(MachineError):
+        machine.start_test(FakeProgram())
+    machine.stop()
+    with pytest.raises(ValueError):
+        machine.start_training()
+    assert machine.kernel.fault == Fault.EXCEPTION  # a broken call latches, never stimulates

@@ -63,8 +63,10 @@ def test_changes_apply_only_when_the_output_is_zero(walk, profile):
     s = _session(walk, profile, speed=3.0).start()
     try:
         asked = []
-        plan = [{"patient.amplitude_max_ma": 24.0}, {"trigger.heel.debounce_ms": 20},
-                {"envelope.ramp_up_ms": 140, "envelope.extension_ms": 100}, {"trigger.heel.off_fraction": 0.06}]
+        heel0 = profile.trigger.heel
+        debounce, off = (20 if heel0.debounce_ms != 20 else 25), (0.06 if heel0.off_fraction != 0.06 else 0.05)
+        plan = [{"patient.amplitude_max_ma": 24.0}, {"trigger.heel.debounce_ms": debounce},
+                {"envelope.ramp_up_ms": 140, "envelope.extension_ms": 100}, {"trigger.heel.off_fraction": off}]
         for change in plan:
             _wait(lambda: s.snapshot()["level"] > 0.3, 5, "a burst in progress")   # ask mid-burst
             asked.append(s.request_change(change, by="tester"))
@@ -79,7 +81,7 @@ def test_changes_apply_only_when_the_output_is_zero(walk, profile):
         assert {r.how for r in asked} == {"in place", "new controller"}
         assert s.controllers_built == 3                     # two threshold changes, two new controllers
         heel = s.controller.profile.trigger.heel
-        assert (heel.debounce_ms, heel.off_fraction) == (20, 0.06)
+        assert (heel.debounce_ms, heel.off_fraction) == (debounce, off)
         env = s.profile.envelope
         assert (env.ramp_up_ms, env.extension_ms) == (140, 100)
         # bursts after the amplitude change plateau at the new amplitude, never above it
@@ -91,6 +93,42 @@ def test_changes_apply_only_when_the_output_is_zero(walk, profile):
         s.stop()
 
 
+def test_mid_burst_amplitude_changes_never_jump_the_output(walk, profile):
+    """Raise, then lower the amplitude while a burst is on its plateau: the burst in progress
+    keeps its amplitude to the end, the output only moves by ramp steps, and the next
+    bursts plateau at the new amplitude."""
+    s = _session(walk, profile, speed=3.0).start()
+    try:
+        asked = []
+        for change, new_ma in (({"stimulation.amplitude_ma": 36.0, "patient.amplitude_max_ma": 36.0}, 36.0),
+                               ({"patient.amplitude_max_ma": 20.0}, 20.0)):
+            old_ma = s.profile.start_amplitude_ma
+            _wait(lambda: s.snapshot()["level"] == 1.0, 5, "a burst on its plateau")
+            t_ask = s._sensor_t_s()
+            asked.append((s.request_change(change, by="tester"), t_ask, old_ma, new_ma))
+            _wait(lambda: asked[-1][0].status == "applied", 5, "the change applied")
+            _wait(lambda: _samples(s)[0][-1] > asked[-1][0].applied_t_s + 2.5, 5, "two more strides")
+        t, cur = _samples(s)
+        env = profile.envelope
+        sample_s = 1.0 / walk.rate_hz
+        for record, t_ask, old_ma, new_ma in asked:
+            assert record.applied_level == 0.0 and record.applied_state in SAFE
+            # the burst that was on when the change was asked: old amplitude until it ended
+            burst = (t >= t_ask) & (t < record.applied_t_s)
+            assert cur[burst].max() == pytest.approx(old_ma) and cur[burst][-1] == 0.0
+            after = (t > record.applied_t_s) & (t < record.applied_t_s + 2.5)
+            assert cur[after].max() == pytest.approx(new_ma)
+        # never a jump: between two samples the output moves at most one ramp step (3.6 mA here,
+        # less than either amplitude change: 30 -> 36 and 36 -> 20 mA)
+        step_ma = 36.0 * sample_s / (min(env.ramp_up_ms, env.ramp_down_ms) / 1000)
+        jumps = np.abs(np.diff(cur))
+        print(f"\nlargest sample-to-sample change {jumps.max():.2f} mA (allowed {step_ma:.2f} mA)")
+        assert jumps.max() <= step_ma + 1e-6
+        assert s.snapshot()["fault"] is None
+    finally:
+        s.stop()
+
+
 def test_invalid_changes_are_refused_whole(profile, walk):
     s = _session(walk, profile)            # not started: validation needs no loop
     for change, expected in (({"stimulation.amplitude_ma": 150}, "less than or equal to 100"),
@@ -98,7 +136,7 @@ def test_invalid_changes_are_refused_whole(profile, walk):
                              ({"patient.amplitude_max_ma": 40}, "must not exceed"),
                              ({"envelope.ramp_up_ms": 1000, "envelope.ramp_down_ms": 900}, "max_stim_ms"),
                              ({"device.stale_ms": 50}, "not editable"),
-                             ({"envelope.ramp_up_ms": 100}, "no change")):
+                             ({"envelope.ramp_up_ms": profile.envelope.ramp_up_ms}, "no change")):
         with pytest.raises(LiveError, match=expected):
             s.request_change(change)
     assert s.changes == [] and s._pending is None
@@ -149,6 +187,7 @@ def test_http_api_validates_and_saves_versions(walk, profile, tmp_path):
         assert paths["stimulation.amplitude_ma"]["max"] == 100 and "trigger.tilt.onset_rate_dps" not in paths
         status, res = _http(server.url + "api/change", {"changes": {"trigger.heel.on_fraction": 0.01}})
         assert status == 422 and "on_fraction" in res["problems"][0] and "0.05" in res["problems"][0]
+        assert profile.trigger.heel.debounce_ms != 25
         status, res = _http(server.url + "api/change", {"changes": {"trigger.heel.debounce_ms": 25}, "by": "Ann"})
         assert status == 202 and res["change"]["status"] == "pending"
         _wait(lambda: _http(server.url + "api/state")[1]["changes"][0]["status"] == "applied", 5, "applied")
@@ -158,13 +197,97 @@ def test_http_api_validates_and_saves_versions(walk, profile, tmp_path):
         assert status == 201 and res["version"]["version"] == 2
         hist = store.history("P5")
         assert [v.action for v in hist] == ["save", "live"]
-        assert [(c.path, c.old, c.new) for c in hist[1].changes] == [("trigger.heel.debounce_ms", 30, 25)]
+        assert [(c.path, c.old, c.new) for c in hist[1].changes] == [
+            ("trigger.heel.debounce_ms", profile.trigger.heel.debounce_ms, 25)]
         assert "tuned while walking" in hist[1].note
         status, res = _http(server.url + "api/test-burst", {"duration_ms": 99999})
         assert status == 422
     finally:
         server.stop()
         s.stop()
+
+
+def _measure_stream(url: str, seconds: float) -> dict:
+    """Read the page's WebSocket like the page does, for ``seconds``: update rate (messages
+    with new samples per s) and lag (receive time − the time the newest sample left the
+    sensor, from the stream's own timestamps)."""
+    from websockets.sync.client import connect
+    lags, msgs, samples, events = [], 0, 0, []
+    with connect(url.replace("http://", "ws://") + "ws", open_timeout=5) as ws:
+        ws.recv(timeout=5)                                  # first message: the back-log
+        t_end = time.monotonic() + seconds
+        t_start = time.monotonic()
+        while time.monotonic() < t_end:
+            msg = json.loads(ws.recv(timeout=2))
+            now = time.time()
+            n = len(msg["data"]["t_s"])
+            events += msg["events"]
+            if n:
+                msgs += 1
+                samples += n
+                lags.append((now - msg["produced_wall_s"]) * 1000)
+        elapsed = time.monotonic() - t_start
+    lags = np.array(lags)
+    return {"updates_per_s": msgs / elapsed, "lag_median_ms": float(np.median(lags)),
+            "lag_p95_ms": float(np.percentile(lags, 95)), "lag_max_ms": float(lags.max()),
+            "samples_per_s": samples / elapsed, "events": events}
+
+
+def test_stream_rate_and_lag_measured_from_its_timestamps(walk, profile, record_property):
+    """≥ 20 updates/s and ≤ 200 ms behind the sensor (p95), on a real-time replay over a pty."""
+    from fescontrol.live.server import LiveServer
+    s = _session(walk, profile, speed=1.0, start_s=4.0).start()
+    server = LiveServer(s, port=0).start()
+    try:
+        m = _measure_stream(server.url, 3.0)
+    finally:
+        server.stop()
+        s.stop()
+    for key in ("updates_per_s", "lag_median_ms", "lag_p95_ms", "lag_max_ms"):
+        record_property(key, round(m[key], 1))
+    print(f"\nlive stream: {m['updates_per_s']:.1f} updates/s, lag median {m['lag_median_ms']:.0f} ms, "
+          f"p95 {m['lag_p95_ms']:.0f} ms, max {m['lag_max_ms']:.0f} ms, {m['samples_per_s']:.0f} samples/s")
+    assert m["updates_per_s"] >= 20, m
+    assert m["lag_p95_ms"] <= 200, m
+    assert 90 <= m["samples_per_s"] <= 110                  # every 100 Hz sample arrives, in real time
+    assert any(e["event"] == "heel_off" for e in m["events"])
+
+
+@pytest.mark.timeout(60)
+def test_cli_live_on_a_real_pty_sensor(walk):
+    """`fes live --sensor PTY` (a separate process) reads a pty sensor and serves the stream."""
+    import re
+    import subprocess
+    import sys
+
+    from sim.pty_sensor import PtySensor
+    from sim.replay import recording_stream
+    frames, _ = recording_stream(walk)
+    part = frames[400:1900]                                  # 15 s of walking, sent in real time
+    with PtySensor([f.tobytes() for f in part], np.arange(len(part)) / 100.0, speed=1.0) as sensor:
+        proc = subprocess.Popen([sys.executable, "-m", "fescontrol.cli", "live", "--sensor", sensor.port,
+                                 "--port", "0", "--duration", "8", "--store", "none"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            line = proc.stdout.readline()
+            found = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
+            assert found and f"sensor {sensor.port}" in line, line
+            status, cfg = _http(found.group(1) + "api/config")
+            assert status == 200 and cfg["source"] == f"sensor {sensor.port}"
+            m = _measure_stream(found.group(1), 3.0)
+            status, state = _http(found.group(1) + "api/state")
+            out, _ = proc.communicate(timeout=15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    print(f"\nfes live --sensor: {m['updates_per_s']:.1f} updates/s, lag p95 {m['lag_p95_ms']:.0f} ms "
+          f"(sensor port: from the loop's receipt)")
+    assert proc.returncode == 0, out
+    assert m["updates_per_s"] >= 20 and 90 <= m["samples_per_s"] <= 110, m
+    assert sum(e["event"] == "heel_off" for e in m["events"]) >= 2
+    assert state["fault"] is None and state["state"] in ("stance", "ramp_up", "swing", "extension", "ramp_down")
+    assert "stopped in state" in out
 
 
 def _browser_available() -> str | None:
@@ -228,7 +351,15 @@ def test_the_page_streams_applies_and_refuses_in_a_real_browser(walk, profile, r
                 page.click("#test-burst")
                 page.wait_for_function("document.getElementById('event-log').innerText.includes('test burst ended')",
                                        timeout=6000)
-                assert s.test_bursts[0].status == "done"
+                assert len(s.test_bursts) == 1 and s.test_bursts[0].status == "done"
+                b = s.test_bursts[0]
+                t, cur = _samples(s)
+                on = (t >= b.started_t_s) & (t <= b.ended_t_s) & (cur > 0)
+                assert b.duration_ms == 1000 and on.any()
+                assert t[on][-1] - t[on][0] <= b.duration_ms / 1000 + 0.011      # ended by its timeout
+                assert cur[on].max() == pytest.approx(s.profile.start_amplitude_ma)
+                if os.environ.get("FES_LIVE_SCREENSHOT"):
+                    page.screenshot(path=os.environ["FES_LIVE_SCREENSHOT"])
                 assert errors == []
             finally:
                 browser.close()

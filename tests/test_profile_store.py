@@ -13,6 +13,11 @@ from fescontrol.profile import ProfileError, bundled_profile_path, load_profile,
 from fescontrol.profile_store import HISTORY_FILE, ProfileStore, StoreError
 
 
+def _default_heel(field: str):
+    """The bundled default's value (the defaults are tuned elsewhere; the tests follow them)."""
+    return getattr(load_profile(bundled_profile_path("default")).trigger.heel, field)
+
+
 def _profile(patient="P001", **heel):
     data = load_profile(bundled_profile_path("default")).model_dump(mode="json")
     data["patient_id"] = patient
@@ -23,9 +28,11 @@ def _profile(patient="P001", **heel):
 def test_versions_history_diff_and_rollback(tmp_path):
     store = ProfileStore(tmp_path)
     v1 = store.save(_profile(), by="Ann", note="first fitting")
-    v2 = store.save(_profile(debounce_ms=20), by="Bob", note="fewer late onsets")
+    d0 = _default_heel("debounce_ms")
+    d1 = 20 if d0 != 20 else 25
+    v2 = store.save(_profile(debounce_ms=d1), by="Bob", note="fewer late onsets")
     assert (v1.version, v2.version) == (1, 2) and v2.based_on == 1
-    assert [(c.path, c.old, c.new) for c in v2.changes] == [("trigger.heel.debounce_ms", 30, 20)]
+    assert [(c.path, c.old, c.new) for c in v2.changes] == [("trigger.heel.debounce_ms", d0, d1)]
     hist = store.history("P001")
     assert [(v.by, v.note, v.action) for v in hist] == [("Ann", "first fitting", "save"),
                                                         ("Bob", "fewer late onsets", "save")]
@@ -33,11 +40,11 @@ def test_versions_history_diff_and_rollback(tmp_path):
     # the files are plain YAML profiles that the validator accepts
     for v in hist:
         assert load_profile(tmp_path / "P001" / v.file).patient_id == "P001"
-    assert store.load("P001", 1).trigger.heel.debounce_ms == 30
-    assert store.load("P001").trigger.heel.debounce_ms == 20
+    assert store.load("P001", 1).trigger.heel.debounce_ms == d0
+    assert store.load("P001").trigger.heel.debounce_ms == d1
     v3 = store.rollback("P001", 1, by="Ann", note="patient preferred it")
     assert v3.version == 3 and v3.action == "rollback"
-    assert [(c.path, c.old, c.new) for c in v3.changes] == [("trigger.heel.debounce_ms", 20, 30)]
+    assert [(c.path, c.old, c.new) for c in v3.changes] == [("trigger.heel.debounce_ms", d1, d0)]
     assert store.load("P001").model_dump() == store.load("P001", 1).model_dump()
     assert len(store.history("P001")) == 3          # append-only: nothing rewritten
     lines = (tmp_path / "P001" / HISTORY_FILE).read_text().splitlines()
@@ -66,7 +73,7 @@ def test_refusals_without_author_unchanged_or_bad_patient(tmp_path):
     with pytest.raises(StoreError, match="no change"):
         store.save(_profile(), by="Ann", note="again")
     with pytest.raises(StoreError, match="who made the change"):
-        store.save(_profile(debounce_ms=20), by=" ", note="x")
+        store.save(_profile(debounce_ms=_default_heel("debounce_ms") + 5), by=" ", note="x")
     with pytest.raises(StoreError, match="patient id"):
         store.save(_profile(patient=None), by="Ann", note="x", patient_id="../evil")
     with pytest.raises(StoreError, match="belongs to patient"):
@@ -79,7 +86,10 @@ def test_a_file_changed_outside_the_store_is_reported(tmp_path):
     store = ProfileStore(tmp_path)
     v = store.save(_profile(), by="Ann", note="first")
     path = tmp_path / "P001" / v.file
-    path.write_text(path.read_text().replace("debounce_ms: 30", "debounce_ms: 31"))
+    d0 = _default_heel("debounce_ms")
+    text = path.read_text()
+    assert f"debounce_ms: {d0}" in text
+    path.write_text(text.replace(f"debounce_ms: {d0}", f"debounce_ms: {d0 + 1}"))
     assert not store.intact(store.history("P001")[0])
     out = CliRunner().invoke(main, ["profile", "history", "--store", str(tmp_path)]).output
     assert "changed outside the store" in out
@@ -111,9 +121,13 @@ def test_cli_save_history_diff_rollback_show(tmp_path):
     good = tmp_path / "p.yaml"
     good.write_text(yaml.safe_dump(_profile().model_dump(mode="json")))
     changed = tmp_path / "p2.yaml"
-    changed.write_text(yaml.safe_dump(_profile(off_fraction=0.06, on_fraction=0.3).model_dump(mode="json")))
+    off0, on0 = _default_heel("off_fraction"), _default_heel("on_fraction")
+    off1, on1 = (0.06 if off0 != 0.06 else 0.07), (0.3 if on0 != 0.3 else 0.35)
+    changed.write_text(yaml.safe_dump(_profile(off_fraction=off1, on_fraction=on1).model_dump(mode="json")))
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump(_profile().model_dump(mode="json")).replace("debounce_ms: 30", "debounce_ms: 500"))
+    bad_data = _profile().model_dump(mode="json")
+    bad_data["trigger"]["heel"]["debounce_ms"] = 500
+    bad.write_text(yaml.safe_dump(bad_data))
     run = CliRunner().invoke
     s = ["--store", str(store)]
     assert run(main, ["profile", "save", str(good), "--by", "Ann", "--note", "first", *s]).exit_code == 0
@@ -123,14 +137,14 @@ def test_cli_save_history_diff_rollback_show(tmp_path):
     assert res.exit_code == 2 and "debounce_ms" in res.output and "nothing stored" in res.output
     hist = run(main, ["profile", "history", "--patient", "P001", *s]).output
     assert "P001@1" in hist and "P001@2" in hist and "P001@3" not in hist
-    assert "by Bob" in hist and "earlier onset" in hist and "trigger.heel.off_fraction: 0.04 -> 0.06" in hist
+    assert "by Bob" in hist and "earlier onset" in hist and f"trigger.heel.off_fraction: {off0} -> {off1}" in hist
     diff = run(main, ["profile", "diff", "1", "2", *s]).output
-    assert "trigger.heel.on_fraction: 0.25 -> 0.3" in diff
+    assert f"trigger.heel.on_fraction: {on0} -> {on1}" in diff
     diff_file = run(main, ["profile", "diff", "P001@2", str(good), *s]).output
-    assert "trigger.heel.off_fraction: 0.06 -> 0.04" in diff_file
+    assert f"trigger.heel.off_fraction: {off1} -> {off0}" in diff_file
     res = run(main, ["profile", "rollback", "1", "--by", "Ann", "--note", "back", *s])
     assert res.exit_code == 0 and "P001@3" in res.output
     shown = yaml.safe_load(run(main, ["profile", "show", "3", *s]).output)
-    assert shown["trigger"]["heel"]["off_fraction"] == 0.04
+    assert shown["trigger"]["heel"]["off_fraction"] == off0
     res = run(main, ["profile", "rollback", "7", "--by", "Ann", *s])
     assert res.exit_code == 2 and "no version 7" in res.output

@@ -87,8 +87,58 @@ def test_cli_report_lists_profile_changes_and_handles_imu_walks(tmp_path):
     assert "toe-up rate" not in html or (out / "overview.png").exists()
 
 
-def test_session_reports_have_a_clear_hook():
-    with pytest.raises(ReportError, match="--recording"):
-        session_source("42")
-    res = CliRunner().invoke(main, ["report", "42", "--out", "x"])
-    assert res.exit_code == 2 and "--recording" in res.output
+@pytest.fixture(scope="module")
+def logged_session(tmp_path_factory):
+    """A real patient session: `fes walk --sim` over a pty at 10× speed with the RehaStim2
+    emulator, raw frames logged, a stimulator error injected at 8 s of the recording."""
+    import subprocess
+    import sys
+    db = tmp_path_factory.mktemp("sessions") / "sessions.db"
+    cmd = [sys.executable, "-m", "fescontrol.cli", "walk", "--sim", "physionet:JuCo01", "--side", "left",
+           "--speed", "10", "--duration", "15", "--no-ui", "--db", str(db), "--log-frames",
+           "--fault", "stim-error@8"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+    assert db.exists(), done.stdout + done.stderr
+    return db
+
+
+def test_session_report_from_the_session_database(tmp_path, logged_session):
+    """`fes report SESSION`: the figures come from what the device logged; the database is only read."""
+    import hashlib
+
+    from fescontrol.session_log import SessionLog
+    before = hashlib.sha256(logged_session.read_bytes()).hexdigest()
+    res = CliRunner().invoke(main, ["report", "last", "--db", str(logged_session), "--out", str(tmp_path),
+                                    "--store", str(tmp_path / "none")])
+    assert res.exit_code == 0, res.output
+    assert hashlib.sha256(logged_session.read_bytes()).hexdigest() == before      # read-only
+    with SessionLog(logged_session, create=False) as slog:
+        sid = slog.last_session_id()
+        steps = slog.bursts(sid, "step")
+        faults = slog.events(sid, ["fault"])
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["steps"] == len(steps) >= 5 and data["stimulations"] == len(steps)
+    assert data["stimulation_time_s"] == pytest.approx(sum(b["duration_ms"] for b in steps) / 1000)
+    assert [r["onset_delay_ms"] for r in data["rows"]] == [(b["onset_us"] - b["heel_off_us"]) / 1000 for b in steps]
+    assert 90 <= data["cadence_spm"] <= 115
+    assert [f["reason"] for f in data["faults"]] == [f["name"] for f in faults] == ["stimulator"]
+    assert 8.0 <= data["faults"][0]["t_s"] <= 10.5
+    assert data["walking_time_s"] > 5 and data["detection"] is None
+    html = (tmp_path / "report.html").read_text()
+    assert f"Session {sid} from" in html and "<b>stimulator</b>" in html and "intensity restored" in html
+    assert f'<td id="steps">{len(steps)}</td>' in html
+    for png in ("overview.png", "timing.png"):
+        assert (tmp_path / png).stat().st_size > 5000 and png in html
+
+
+def test_session_report_refusals_are_clear(tmp_path, logged_session):
+    run = CliRunner().invoke
+    res = run(main, ["report", "42", "--db", str(logged_session), "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "no session 42" in res.output
+    res = run(main, ["report", "last", "--db", str(tmp_path / "missing.db"), "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "no session database here" in res.output
+    assert not (tmp_path / "missing.db").exists()                  # never created
+    res = run(main, ["report", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "SESSION" in res.output and "--recording" in res.output
+    with pytest.raises(ReportError, match="number"):
+        session_source("yesterday", logged_session)

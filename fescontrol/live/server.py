@@ -194,6 +194,7 @@ class LiveServer:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((HOST, port))
+        self.sock.listen(128)       # connections queue from now on, before uvicorn has started
         self.port = self.sock.getsockname()[1]
         from uvicorn.config import WS_PROTOCOLS
         ws = "websockets-sansio" if "websockets-sansio" in WS_PROTOCOLS else "websockets"
