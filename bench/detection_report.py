@@ -23,9 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from fescontrol.profile import load_profile  # noqa: E402
-from sim.replay import replay  # noqa: E402
-from sim.run import load_any  # noqa: E402
-from sim.scoring import format_table, pooled, score  # noqa: E402
+from sim.run import score_recordings  # noqa: E402
+from sim.scoring import format_table, pooled  # noqa: E402
 from sim.sources import list_available  # noqa: E402
 from sim.synthetic import SCENARIOS  # noqa: E402
 
@@ -41,19 +40,8 @@ GROUPS = {
 
 def run_group(group: str, *, implementation: str = "auto", echo=print) -> list:
     config, select = GROUPS[group]
-    profile = load_profile(CONFIGS / config)
-    reports = []
-    for name in select(sorted(list_available(), key=_natural)):
-        for side in ("left", "right"):
-            try:
-                rec = load_any(name, side)
-            except (ValueError, KeyError) as err:  # a source without that foot
-                echo(f"  skip {name} {side}: {err}")
-                continue
-            result = replay(rec, profile, implementation=implementation)
-            report = score(rec, result.bursts_s, faults=[f.text for f in result.faults])
-            reports.append(report)
-    return reports
+    return score_recordings(load_profile(CONFIGS / config), select(sorted(list_available(), key=_natural)),
+                            implementation=implementation, echo=echo)
 
 
 def _natural(name: str):

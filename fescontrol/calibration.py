@@ -41,8 +41,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -217,52 +215,27 @@ def record_walk(port: str, seconds: float, profile: Profile, *, save_to: str | N
                 baudrate: int = 921600):
     """Record a walk from the sensor port through the real control loop.
 
-    A tap thread copies every byte from the port into a pipe that the controller's real-time
-    loop (:meth:`Controller.run`, no stimulator) reads, so the walk is detected live with the
-    current profile while the raw frames are kept. Returns ``(recording, raw_bytes,
+    A :class:`~fescontrol.sensor_tee.SensorTee` copies every byte from the port into a pipe
+    that the controller's real-time loop (:meth:`Controller.run`, no stimulator) reads, so the
+    walk is detected live with the current profile while the raw frames are kept. Returns ``(recording, raw_bytes,
     live_events)``; with ``save_to`` the raw frames are written there (``.fesraw``).
     """
     from .controller import Controller
     from .runner import open_sensor
+    from .sensor_tee import SensorTee
 
     link = open_sensor(port, baudrate)
-    read_fd, write_fd = os.pipe()
     raw = bytearray()
-    stop = threading.Event()
-
-    def tap() -> None:
-        import select
-        fd = link.fileno()
-        try:
-            while not stop.is_set():
-                ready, _, _ = select.select([fd], [], [], 0.02)
-                if not ready:
-                    continue
-                try:
-                    chunk = os.read(fd, 4096)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    chunk = b""
-                if not chunk:
-                    break
-                raw.extend(chunk)
-                os.write(write_fd, chunk)
-        finally:
-            os.close(write_fd)
-
+    tee = SensorTee(link.fileno(), lambda batch: raw.extend(batch.data))
     controller = Controller(profile)
-    thread = threading.Thread(target=tap, name="calibration-tap", daemon=True)
     t_end = time.monotonic() + seconds
     echo(f"recording the walk from {port} for {seconds:g} s (walk, stand still, walk again) …")
-    thread.start()
+    tee.start()
     controller.start()
     try:
-        controller.run(read_fd, lambda: time.monotonic() >= t_end or bool(controller.kernel.fault))
+        controller.run(tee.read_fd, lambda: time.monotonic() >= t_end or bool(controller.kernel.fault))
     finally:
-        stop.set()
-        thread.join(timeout=2)
-        os.close(read_fd)
+        tee.stop()  # the bytes relayed so far reach ``raw``
         link.close()
     fault = controller.supervisor.fault
     if fault is not None and time.monotonic() < t_end - 0.05:

@@ -272,13 +272,12 @@ def _field_info(model: type[BaseModel], loc: tuple) -> Any:
     return info
 
 
-def _allowed(info: Any) -> str:
-    """Human text for a field's allowed range, from its constraints."""
-    if info is None:
-        return ""
+def field_bounds(info: Any) -> tuple[Any, bool, Any, bool]:
+    """``(lo, lo_open, hi, hi_open)`` of a field from its constraints; None where unbounded
+    (also for ``info`` None). ``*_open`` is True for a strict bound (gt/lt)."""
     lo = hi = None
     lo_open = hi_open = False
-    for m in info.metadata:
+    for m in getattr(info, "metadata", ()):
         if isinstance(m, annotated_types.Ge):
             lo = m.ge
         elif isinstance(m, annotated_types.Gt):
@@ -287,6 +286,14 @@ def _allowed(info: Any) -> str:
             hi = m.le
         elif isinstance(m, annotated_types.Lt):
             hi, hi_open = m.lt, True
+    return lo, lo_open, hi, hi_open
+
+
+def _allowed(info: Any) -> str:
+    """Human text for a field's allowed range, from its constraints."""
+    if info is None:
+        return ""
+    lo, lo_open, hi, hi_open = field_bounds(info)
     if lo is None and hi is None:
         ann = info.annotation
         if isinstance(ann, type) and issubclass(ann, enum.Enum):

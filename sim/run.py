@@ -30,6 +30,25 @@ def load_any(recording: str, side: str):
     return load_recording(recording, side=side)
 
 
+def score_recordings(profile, names, *, sides=("left", "right"), implementation: str = "auto",
+                     echo: Callable[[str], None] | None = None) -> list:
+    """Batch-replay each recording (each foot in ``sides``) with ``profile`` and score it:
+    one :class:`~sim.scoring.DetectionReport` per recording and foot. A foot the source
+    does not have is skipped (reported through ``echo`` when given)."""
+    reports = []
+    for name in names:
+        for side in sides:
+            try:
+                rec = load_any(name, side)
+            except (ValueError, KeyError) as err:
+                if echo:
+                    echo(f"  skip {name} {side}: {err}")
+                continue
+            result = replay(rec, profile, implementation=implementation)
+            reports.append(score(rec, result.bursts_s, faults=[f.text for f in result.faults]))
+    return reports
+
+
 def delivered_summary(result: ReplayResult) -> dict:
     """Figures about what the device did: steps detected, bursts, time on, peak current."""
     tr = result.trace

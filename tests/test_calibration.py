@@ -253,21 +253,9 @@ def test_calibrated_profiles_score_at_least_as_well_as_the_defaults_on_every_sha
 def _bounds(path: str) -> tuple[float, float]:
     """The validator's own (lower, upper) bounds of a profile field (inclusive or not: both
     are checked as inclusive here, the validator itself checks the strict ones)."""
-    import annotated_types
-
-    from fescontrol.profile import Profile, _field_info
-    info = _field_info(Profile, tuple(path.split(".")))
-    lo, hi = -math.inf, math.inf
-    for m in getattr(info, "metadata", ()):
-        if isinstance(m, annotated_types.Ge):
-            lo = m.ge
-        elif isinstance(m, annotated_types.Gt):
-            lo = m.gt
-        elif isinstance(m, annotated_types.Le):
-            hi = m.le
-        elif isinstance(m, annotated_types.Lt):
-            hi = m.lt
-    return lo, hi
+    from fescontrol.profile import Profile, _field_info, field_bounds
+    lo, _, hi, _ = field_bounds(_field_info(Profile, tuple(path.split("."))))
+    return (-math.inf if lo is None else lo), (math.inf if hi is None else hi)
 
 
 @pytest.fixture(scope="module")

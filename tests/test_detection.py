@@ -14,8 +14,8 @@ import pytest
 
 from fescontrol.profile import load_profile
 from sim.replay import recording_stream, replay
-from sim.run import load_any
-from sim.scoring import pooled, score
+from sim.run import load_any, score_recordings
+from sim.scoring import pooled
 from sim.sources import list_available, list_bundled
 from sim.synthetic import SCENARIOS
 
@@ -23,12 +23,8 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
 def _pooled(config: str, names, sides=("left", "right")):
-    profile = load_profile(CONFIGS / config)
-    reports = []
-    for name in names:
-        for side in sides:
-            rec = load_any(name, side)
-            reports.append(score(rec, replay(rec, profile).bursts_s))
+    reports = score_recordings(load_profile(CONFIGS / config), names, sides=sides)
+    assert len(reports) == len(names) * len(sides)  # every foot of every recording scored
     return pooled(reports)
 
 

@@ -36,7 +36,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .. import DISCLAIMER, limits
-from ..profile import Profile, _allowed, _field_info
+from ..profile import Profile, _allowed, _field_info, field_bounds
 from .session import EDITABLE, LiveError, LiveSession
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -46,7 +46,6 @@ HOST = "127.0.0.1"
 
 def field_ranges(profile: Profile) -> list[dict]:
     """Editable fields: path, value, min/max from the model's constraints, text of the range."""
-    import annotated_types
     data = profile.model_dump(mode="json")
     mode = profile.trigger.mode
     out = []
@@ -56,14 +55,7 @@ def field_ranges(profile: Profile) -> list[dict]:
             continue
         loc = tuple(path.split("."))
         info = _field_info(Profile, loc)
-        lo = hi = None
-        for m in getattr(info, "metadata", ()):
-            if isinstance(m, annotated_types.Ge):
-                lo = m.ge
-            elif isinstance(m, annotated_types.Gt):
-                lo = m.gt
-            elif isinstance(m, annotated_types.Le):
-                hi = m.le
+        lo, _, hi, _ = field_bounds(info)  # strict bounds sent as the limits; the validator decides
         value: Any = data
         for part in loc:
             value = value[part]
