@@ -184,15 +184,11 @@ def profile_group() -> None:
 @click.option("--store", default=DEFAULT_STORE, show_default=True, help=STORE_HELP)
 def profile_save(file, by, note, patient, store) -> None:
     """Validate FILE and store it as the patient's next version (refused changes are never stored)."""
-    import yaml
-
+    from .profile import read_profile_data
     from .profile_store import StoreError
     st = _store(store)
     try:
-        data = yaml.safe_load(Path(file).read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        _fail(f"{file}: not valid YAML: {err}")
-    try:
+        data = read_profile_data(file)
         v = st.save(data if isinstance(data, dict) else {}, by=by, note=note, patient_id=patient, source=file)
     except ProfileError as err:
         _fail(f"refused, nothing stored:\n{err}")

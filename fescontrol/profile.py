@@ -11,14 +11,17 @@ problem naming the file, the field path, the value and the allowed range.
 from __future__ import annotations
 
 import enum
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import annotated_types
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (AllowInfNan, BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator,
+                      model_validator)
 
 from . import limits
+from .profile_yaml import YamlRefused, parse_profile_text, read_profile_file
 
 PROFILE_SCHEMA_VERSION = 1
 
@@ -32,13 +35,22 @@ class ProfileError(ValueError):
         super().__init__("\n".join(f"{source}: {p}" for p in problems))
 
 
+Int = Annotated[int, Strict()]
+"""A whole number written as one: not ``true``, ``'30'``, ``30.0`` or ``0x1e``."""
+Real = Annotated[float, Strict(), AllowInfNan(False)]
+"""A finite number (a whole number is fine): not ``true``, ``'30'`` or ``.nan``."""
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
 class Waveform(str, enum.Enum):
+    """Pulse shapes the stimulator can deliver. ScienceMode2 sets channel, pulse width and
+    current only; the RehaStim2 always makes a symmetric biphasic pulse, so that is the
+    only shape (``asymmetric_biphasic`` is refused with that reason)."""
+
     SYMMETRIC_BIPHASIC = "symmetric_biphasic"
-    ASYMMETRIC_BIPHASIC = "asymmetric_biphasic"
 
 
 class TriggerMode(str, enum.Enum):
@@ -63,14 +75,22 @@ class CutoffMode(str, enum.Enum):
 class StimulationChannel(_Model):
     """One stimulation channel: the pulse train delivered at full envelope."""
 
-    channel: int = Field(1, ge=1, le=limits.CHANNEL_MAX, description="stimulator channel, 1-based")
-    amplitude_ma: float = Field(..., gt=0, le=limits.AMPLITUDE_MAX_MA,
+    channel: Int = Field(1, ge=1, le=limits.CHANNEL_MAX, description="stimulator channel, 1-based")
+    amplitude_ma: Real = Field(..., gt=0, le=limits.AMPLITUDE_MAX_MA,
                                 description="current at the envelope plateau, mA")
-    pulse_width_us: int = Field(300, ge=limits.PULSE_WIDTH_MIN_US, le=limits.PULSE_WIDTH_MAX_US,
+    pulse_width_us: Int = Field(300, ge=limits.PULSE_WIDTH_MIN_US, le=limits.PULSE_WIDTH_MAX_US,
                                 description="width of one phase, µs")
-    frequency_hz: float = Field(40.0, ge=limits.FREQUENCY_MIN_HZ, le=limits.FREQUENCY_MAX_HZ,
+    frequency_hz: Real = Field(40.0, ge=limits.FREQUENCY_MIN_HZ, le=limits.FREQUENCY_MAX_HZ,
                                 description="pulse repetition frequency, Hz")
     waveform: Waveform = Waveform.SYMMETRIC_BIPHASIC
+
+    @field_validator("waveform", mode="before")
+    @classmethod
+    def _waveform_the_device_can_make(cls, value: Any) -> Any:
+        if value == "asymmetric_biphasic":
+            raise ValueError("not supported: the RehaStim2 (ScienceMode2) has no pulse-shape setting "
+                             "and always delivers symmetric biphasic pulses; use symmetric_biphasic")
+        return value
 
     @model_validator(mode="after")
     def _charge(self) -> "StimulationChannel":
@@ -83,13 +103,16 @@ class StimulationChannel(_Model):
 
 
 class Envelope(_Model):
-    """Shape of one burst: ramp up, plateau, extension after heel strike, ramp down."""
+    """Shape of one burst: ramp up, plateau, extension after heel strike, ramp down.
 
-    ramp_up_ms: int = Field(100, ge=0, le=limits.RAMP_MS_MAX)
-    ramp_down_ms: int = Field(100, ge=0, le=limits.RAMP_MS_MAX)
-    extension_ms: int = Field(100, ge=0, le=limits.EXTENSION_MS_MAX,
+    The four times have no default: they shape every burst, so a profile states them
+    (a missing one is refused with what to add)."""
+
+    ramp_up_ms: Int = Field(..., ge=0, le=limits.RAMP_MS_MAX)
+    ramp_down_ms: Int = Field(..., ge=0, le=limits.RAMP_MS_MAX)
+    extension_ms: Int = Field(..., ge=0, le=limits.EXTENSION_MS_MAX,
                               description="plateau kept after heel strike, ms")
-    max_stim_ms: int = Field(1500, ge=100, le=limits.MAX_STIM_MS_MAX,
+    max_stim_ms: Int = Field(..., ge=100, le=limits.MAX_STIM_MS_MAX,
                              description="no burst lasts longer, ms (ramps included)")
     cutoff: CutoffMode = Field(CutoffMode.RAMP_DOWN,
                                description="at max_stim_ms: ramp down in time, or drop to zero")
@@ -111,15 +134,15 @@ class HeelTrigger(_Model):
     heel strike: force > max(on_min_n, on_fraction × peak) for debounce_ms.
     """
 
-    off_fraction: float = Field(0.02, ge=0.0, le=0.9)
-    on_fraction: float = Field(0.25, ge=0.05, le=0.95)
-    off_min_n: float = Field(3.0, ge=0.0, le=500.0)
-    on_min_n: float = Field(20.0, ge=1.0, le=800.0)
-    debounce_ms: int = Field(30, ge=0, le=100)
-    peak_decay_s: float = Field(2.0, ge=1.0, le=60.0,
+    off_fraction: Real = Field(0.02, ge=0.0, le=0.9)
+    on_fraction: Real = Field(0.25, ge=0.05, le=0.95)
+    off_min_n: Real = Field(3.0, ge=0.0, le=500.0)
+    on_min_n: Real = Field(20.0, ge=1.0, le=800.0)
+    debounce_ms: Int = Field(30, ge=0, le=100)
+    peak_decay_s: Real = Field(2.0, ge=1.0, le=60.0,
                                 description="time constant of the stance peak tracker, s")
-    filter_hz: float = Field(20.0, ge=2.0, le=100.0, description="low-pass cut-off, Hz")
-    stuck_ms: int = Field(5000, ge=1000, le=60000,
+    filter_hz: Real = Field(20.0, ge=2.0, le=100.0, description="low-pass cut-off, Hz")
+    stuck_ms: Int = Field(5000, ge=1000, le=60000,
                       description="an unchanged heel reading this long is a stuck sensor, ms")
 
     @model_validator(mode="after")
@@ -142,24 +165,32 @@ class TiltTrigger(_Model):
     is the first fall below strike_rate_dps after that.
     """
 
-    mounting: Literal["foot", "shank"] = "foot"
-    onset_rate_dps: float = Field(60.0, ge=10.0, le=500.0)
-    swing_rate_dps: float = Field(100.0, ge=20.0, le=1000.0)
-    strike_rate_dps: float = Field(0.0, ge=-300.0, le=100.0)
-    stance_rate_dps: float = Field(40.0, ge=5.0, le=300.0,
+    mounting: Literal["foot"] = Field("foot", description="where the IMU is worn; only the foot is supported")
+
+    @field_validator("mounting", mode="before")
+    @classmethod
+    def _foot_only(cls, value: Any) -> Any:
+        if value == "shank":
+            raise ValueError("not supported: the tilt detector's rules and thresholds are for an IMU on "
+                             "the foot (docs/detection.md); mount it on the foot and write mounting: foot")
+        return value
+    onset_rate_dps: Real = Field(60.0, ge=10.0, le=500.0)
+    swing_rate_dps: Real = Field(100.0, ge=20.0, le=1000.0)
+    strike_rate_dps: Real = Field(0.0, ge=-300.0, le=100.0)
+    stance_rate_dps: Real = Field(40.0, ge=5.0, le=300.0,
                                    description="|rate| below this counts as quiet stance, deg/s")
-    disarm_rate_dps: float = Field(40.0, ge=5.0, le=1000.0,
+    disarm_rate_dps: Real = Field(40.0, ge=5.0, le=1000.0,
                                    description="toe-up rate that, while armed, means a swing began without "
                                                "a detected push-off: wait for the next stance, deg/s")
-    swing_wait_ms: int = Field(400, ge=100, le=1000,
+    swing_wait_ms: Int = Field(400, ge=100, le=1000,
                                description="after an onset, the swing must show within this time, "
                                            "else the stride ends (ms)")
-    max_yaw_ratio: float = Field(2.0, ge=0.1, le=100.0,
+    max_yaw_ratio: Real = Field(2.0, ge=0.1, le=100.0,
                                  description="an onset needs |yaw rate| ≤ this × |toe-down rate|: a foot "
                                              "pivoting in a turn is not a push-off")
-    min_stance_ms: int = Field(100, ge=0, le=2000)
-    debounce_ms: int = Field(10, ge=0, le=100)
-    filter_hz: float = Field(15.0, ge=2.0, le=100.0, description="low-pass cut-off, Hz")
+    min_stance_ms: Int = Field(100, ge=0, le=2000)
+    debounce_ms: Int = Field(10, ge=0, le=100)
+    filter_hz: Real = Field(15.0, ge=2.0, le=100.0, description="low-pass cut-off, Hz")
 
     @model_validator(mode="after")
     def _order(self) -> "TiltTrigger":
@@ -178,10 +209,10 @@ class Trigger(_Model):
 class PatientBounds(_Model):
     """What the patient may change: amplitude within [amplitude_min_ma, amplitude_max_ma]."""
 
-    amplitude_min_ma: float = Field(..., ge=0, le=limits.AMPLITUDE_MAX_MA)
-    amplitude_max_ma: float = Field(..., gt=0, le=limits.AMPLITUDE_MAX_MA)
-    step_ma: float = Field(1.0, ge=0.5, le=10.0)
-    min_step_interval_ms: int = Field(300, ge=0, le=5000,
+    amplitude_min_ma: Real = Field(..., ge=0, le=limits.AMPLITUDE_MAX_MA)
+    amplitude_max_ma: Real = Field(..., gt=0, le=limits.AMPLITUDE_MAX_MA)
+    step_ma: Real = Field(1.0, ge=0.5, le=10.0)
+    min_step_interval_ms: Int = Field(300, ge=0, le=5000,
                                       description="rate limit between two intensity steps, ms")
 
     @model_validator(mode="after")
@@ -195,11 +226,11 @@ class PatientBounds(_Model):
 class Training(_Model):
     """Cyclic exercise stimulation while seated."""
 
-    on_s: float = Field(5.0, ge=1.0, le=30.0)
-    off_s: float = Field(10.0, ge=1.0, le=120.0)
-    ramp_up_ms: int = Field(1000, ge=0, le=limits.RAMP_MS_MAX)
-    ramp_down_ms: int = Field(1000, ge=0, le=limits.RAMP_MS_MAX)
-    session_min: float = Field(15.0, gt=0, le=limits.TRAINING_SESSION_MIN_MAX)
+    on_s: Real = Field(5.0, ge=1.0, le=30.0)
+    off_s: Real = Field(10.0, ge=1.0, le=120.0)
+    ramp_up_ms: Int = Field(1000, ge=0, le=limits.RAMP_MS_MAX)
+    ramp_down_ms: Int = Field(1000, ge=0, le=limits.RAMP_MS_MAX)
+    session_min: Real = Field(15.0, gt=0, le=limits.TRAINING_SESSION_MIN_MAX)
 
     @model_validator(mode="after")
     def _ramps_fit(self) -> "Training":
@@ -213,12 +244,12 @@ class Device(_Model):
     """Device links and the watchdogs on them. Limits here can only be narrowed."""
 
     stimulator: str = Field("rehastim2", description="stimulator backend name")
-    sample_rate_hz: float = Field(100.0, ge=50.0, le=1000.0, description="expected sensor rate")
-    stale_ms: int = Field(100, ge=10, le=limits.STALE_MS_MAX,
+    sample_rate_hz: Real = Field(100.0, ge=50.0, le=1000.0, description="expected sensor rate")
+    stale_ms: Int = Field(100, ge=10, le=limits.STALE_MS_MAX,
                           description="sensor data older than this is a fault, ms")
-    max_missing_frames: int = Field(5, ge=0, le=limits.MAX_MISSING_FRAMES_MAX)
-    ack_timeout_ms: int = Field(100, ge=20, le=500)
-    keepalive_ms: int = Field(300, ge=50, le=500)
+    max_missing_frames: Int = Field(5, ge=0, le=limits.MAX_MISSING_FRAMES_MAX)
+    ack_timeout_ms: Int = Field(100, ge=20, le=500)
+    keepalive_ms: Int = Field(300, ge=50, le=500)
 
 
 class Profile(_Model):
@@ -229,11 +260,18 @@ class Profile(_Model):
     patient_id: str | None = Field(None, max_length=80)
     side: Literal["left", "right"] = "left"
     stimulation: StimulationChannel
-    envelope: Envelope = Envelope()
+    envelope: Envelope
     trigger: Trigger = Trigger()
     patient: PatientBounds
     training: Training = Training()
     device: Device = Device()
+
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _version_is_a_number(cls, value: Any) -> Any:
+        if isinstance(value, bool):       # True == 1 would pass the Literal
+            raise ValueError(f"schema version 1 is needed, not {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Profile":
@@ -304,6 +342,44 @@ def _allowed(info: Any) -> str:
     return f"allowed {left}x{right}"
 
 
+_MISSING_SECTION_HINT = {
+    "envelope": "add the burst shape, e.g. `envelope: {ramp_up_ms: 100, ramp_down_ms: 150, "
+                "extension_ms: 150, max_stim_ms: 1500}` (the values of configs/default.yaml)",
+}
+_MISSING_FIELD_HINT = {
+    ("envelope", "ramp_up_ms"): "e.g. ramp_up_ms: 100 as in configs/default.yaml",
+    ("envelope", "ramp_down_ms"): "e.g. ramp_down_ms: 150 as in configs/default.yaml",
+    ("envelope", "extension_ms"): "e.g. extension_ms: 150 as in configs/default.yaml",
+    ("envelope", "max_stim_ms"): "e.g. max_stim_ms: 1500 as in configs/default.yaml",
+}
+_NUMBER_LIKE = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
+_SHOWN_MAX = 60
+
+
+def _shown(value: Any) -> str:
+    """``repr`` of a value, cut short so an error line stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_MAX else text[:_SHOWN_MAX - 5] + " …" + text[-3:]
+
+
+def _type_problem(value: Any, whole: bool) -> str:
+    """Why ``value`` is not a number here, and how to write one."""
+    want = "a whole number" if whole else "a number"
+    if isinstance(value, bool):
+        return f"{want} is needed, not a true/false value"
+    if isinstance(value, str):
+        if _NUMBER_LIKE.match(value):
+            return f"{want} is needed, not the text {value!r}: write it without quotes"
+        if re.match(r"^[-+]?0[xXoObB]", value):
+            return f"{want} is needed: write it in decimal, not {value!r}"
+        if re.match(r"^[-+]?\d+(:\d+)+", value):
+            return f"{want} is needed, not {value!r} (no base-60 times: write the plain number)"
+        return f"{want} is needed, not the text {value!r}"
+    if whole and isinstance(value, float):
+        return f"{want} is needed, not {value!r}"
+    return f"{want} is needed, not {type(value).__name__}"
+
+
 def format_validation_error(err: ValidationError, model: type[BaseModel] = Profile) -> list[str]:
     """One line per problem: field path, value, what is wrong, the allowed range."""
     lines = []
@@ -312,20 +388,31 @@ def format_validation_error(err: ValidationError, model: type[BaseModel] = Profi
         path = ".".join(loc) or "(profile)"
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "missing":
-            lines.append(f"{path}: missing (required field)")
+            if len(loc) == 1 and loc[0] in _MISSING_SECTION_HINT:
+                lines.append(f"{path}: missing (required section): {_MISSING_SECTION_HINT[loc[0]]}")
+            elif loc in _MISSING_FIELD_HINT:
+                lines.append(f"{path}: missing (required field): {_MISSING_FIELD_HINT[loc]}")
+            else:
+                lines.append(f"{path}: missing (required field)")
             continue
         value = e.get("input")
-        shown = "" if isinstance(value, dict) else f" = {value!r}"
+        shown = "" if isinstance(value, dict) else f" = {_shown(value)}"
         if e["type"] in ("value_error", "assertion_error") and isinstance(value, dict):
             lines.append(f"{path}: {msg}")
             continue
+        if e["type"] in ("int_type", "float_type", "finite_number"):
+            msg = ("a finite number is needed" if e["type"] == "finite_number"
+                   else _type_problem(value, whole=e["type"] == "int_type"))
         allowed = _allowed(_field_info(model, loc))
         lines.append(f"{path}{shown}: {msg}" + (f" ({allowed})" if allowed and allowed not in msg else ""))
     return lines
 
 
 def profile_from_dict(data: Any, source: str = "<profile>") -> Profile:
-    """Validate ``data`` (parsed YAML) into a :class:`Profile` or raise :class:`ProfileError`."""
+    """Validate ``data`` (parsed YAML or JSON) into a :class:`Profile` or raise :class:`ProfileError`.
+
+    Numbers must be numbers: ``True``, ``"30"`` and ``30.5`` in an integer field are refused.
+    """
     if not isinstance(data, dict):
         raise ProfileError(source, [f"expected a mapping of profile sections, got {type(data).__name__}"])
     try:
@@ -334,18 +421,45 @@ def profile_from_dict(data: Any, source: str = "<profile>") -> Profile:
         raise ProfileError(source, format_validation_error(err)) from None
 
 
-def load_profile(path: str | Path) -> Profile:
-    """Read and validate a YAML profile; raise :class:`ProfileError` on any problem."""
+def parse_profile_yaml(text: str, source: str = "<profile>") -> Any:
+    """Parse profile YAML strictly (:mod:`fescontrol.profile_yaml`): the data, not yet validated.
+
+    Raises :class:`ProfileError` (one line with the line number) for duplicate keys, anchors,
+    aliases, tags, too deep or too large input and text that is not YAML.
+    """
+    try:
+        return parse_profile_text(text)
+    except YamlRefused as err:
+        raise ProfileError(source, [str(err)]) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(err, "problem", None) or str(err).splitlines()[0]
+        context = getattr(err, "context", None)
+        raise ProfileError(source, [f"not valid YAML{where}: {what}"
+                                    + (f" ({context})" if context else "")]) from None
+    except RecursionError:
+        raise ProfileError(source, ["nested too deeply: not a profile"]) from None
+
+
+def read_profile_data(path: str | Path) -> Any:
+    """Read a profile file (size-checked, UTF-8) and parse it strictly; not yet validated.
+
+    Raises :class:`ProfileError` naming the file on any problem.
+    """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_profile_file(path)
+    except YamlRefused as err:
+        raise ProfileError(str(path), [str(err)]) from None
     except OSError as err:
         raise ProfileError(str(path), [f"cannot read: {err.strerror or err}"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ProfileError(str(path), [f"not valid YAML: {err}"]) from None
-    return profile_from_dict(data, str(path))
+    return parse_profile_yaml(text, str(path))
+
+
+def load_profile(path: str | Path) -> Profile:
+    """Read and validate a YAML profile; raise :class:`ProfileError` on any problem."""
+    return profile_from_dict(read_profile_data(path), str(Path(path)))
 
 
 def profile_to_yaml(profile: Profile) -> str:

@@ -36,10 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .calibration import Change, profile_changes
-from .profile import Profile, ProfileError, profile_from_dict, profile_to_yaml
+from .profile import Profile, ProfileError, profile_from_dict, profile_to_yaml, read_profile_data
 
 HISTORY_FILE = "history.jsonl"
 ACTIONS = ("save", "calibration", "live", "rollback")
@@ -140,8 +138,7 @@ class ProfileStore:
         if v is None:
             raise StoreError(f"nothing stored for patient {patient_id!r}")
         path = self.root / patient_id / v.file
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return profile_from_dict(data, str(path))
+        return profile_from_dict(read_profile_data(path), str(path))
 
     def intact(self, v: Version) -> bool:
         """False when the version's file was changed outside the store."""
