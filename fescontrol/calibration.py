@@ -287,9 +287,12 @@ def gait_structure(recording, mode: TriggerMode) -> GaitStructure:
     mstd = np.sqrt(np.maximum(np.convolve(x * x, kernel, mode="same") - mean * mean, 0.0))
     level = float(np.percentile(mstd, 95))
     if level < MIN_ACTIVITY[kind]:
+        unit = "N" if kind == "heel" else "deg/s"
+        hint = ("; if the patient did walk, the heel hardly loads (forefoot contact?): "
+                "use a tilt (IMU) profile" if kind == "heel" else "")
         raise CalibrationError(f"{recording.name}: no walking found (the {kind} signal hardly "
-                               f"varies: {level:.1f} {'N' if kind == 'heel' else 'deg/s'}); "
-                               "record a walk of at least 20 steps")
+                               f"varies: {level:.1f} {unit}, walking needs {MIN_ACTIVITY[kind]:g} {unit}); "
+                               f"record a walk of at least 20 steps{hint}")
     walking = mstd > ACTIVITY_FRACTION * level
     if walking.sum() < 5 * rate:
         raise CalibrationError(f"{recording.name}: only {walking.sum() / rate:.1f} s of walking "

@@ -226,11 +226,19 @@ def test_calibrated_profiles_score_at_least_as_well_as_the_defaults_on_every_sha
     names = list_bundled() + _shared_walks()
     pooled = {"before": [0, 0, 0.0, 0], "after": [0, 0, 0.0, 0]}     # detected, false, J × n, reference
     per_source: dict[str, list] = {}
+    refused: list[str] = []
     for name in names:
         for side in ("left", "right"):
             rec = load_walk(name, side)
             default = _default_for(rec)
-            cal = Calibrator(default).fit(rec)
+            try:
+                cal = Calibrator(default).fit(rec)
+            except CalibrationError as err:
+                # a walk whose trigger signal hardly varies (a heel that never loads) is refused
+                # with its reason, never calibrated into something worse
+                assert rec.name in str(err) and "record a walk" in str(err), err
+                refused.append(f"{name} {side}: {err}")
+                continue
             j_before, rep_before = _reference_objective(rec, default)
             j_after, rep_after = _reference_objective(rec, cal.proposed_)
             assert j_after >= j_before, (name, side, cal.changes_)
@@ -244,6 +252,8 @@ def test_calibrated_profiles_score_at_least_as_well_as_the_defaults_on_every_sha
         print(f"{source}: {len(js)} walks, objective {np.mean([a for a, _ in js]):.3f} -> "
               f"{np.mean([b for _, b in js]):.3f}, improved on {sum(b > a for a, b in js)}")
     print("pooled (detected, false onsets, J·n, reference swings):", pooled)
+    print("refused:", *refused, sep="\n  ")
+    assert len(refused) <= 0.02 * 2 * len(names), refused
     assert pooled["after"][0] >= pooled["before"][0]
     assert pooled["after"][1] <= pooled["before"][1]
     assert pooled["after"][2] >= pooled["before"][2]
