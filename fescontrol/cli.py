@@ -129,13 +129,13 @@ def sim_command(recording: str, side: str, profile_path: str | None, faults: tup
                 realtime: bool, speed: float, rate_hz: float | None, json_out: str | None,
                 plot_out: str | None, window, kernel: str) -> None:
     """Simulated walk: replay a real (or synthetic) recording through the device and score it."""
-    from sim.run import run_simulation
+    from sim.run import RecordingLoadError, run_simulation
     try:
         code = run_simulation(recording, side=side, profile_path=profile_path, faults=faults,
                               realtime=realtime, speed=speed, rate_hz=rate_hz, json_out=json_out,
                               plot_out=plot_out, window=window,
                               implementation=kernel, echo=click.echo)
-    except ProfileError as err:
+    except (ProfileError, RecordingLoadError) as err:
         click.echo(str(err), err=True)
         code = 2
     sys.exit(code)
@@ -151,7 +151,7 @@ def emulator() -> None:
 def _register_plugins() -> None:
     """Command groups that live in their own modules (patient and orthotist workflows)."""
     import importlib
-    for module in ("fescontrol.cli_patient", "fescontrol.cli_orthotist"):
+    for module in ("fescontrol.cli_patient", "fescontrol.cli_orthotist", "fescontrol.cli_evaluate"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as err:

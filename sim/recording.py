@@ -49,7 +49,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-SOURCES = ("physionet_gaitpdb", "gaitmap_example", "ipol_healthy_imu", "synthetic")
+SOURCES = ("physionet_gaitpdb", "gaitmap_example", "ipol_healthy_imu", "synthetic", "csv")
 SIDES = ("left", "right")
 QUIET_KINDS = ("standing", "turning", "sitting", "weight_shift")
 

@@ -21,8 +21,13 @@ from sim.replay import ReplayResult, check_channels, recording_stream, replay
 from sim.scoring import format_table, score
 
 
+class RecordingLoadError(ValueError):
+    """A recording could not be loaded (missing file, bad format); the message says why."""
+
+
 def load_any(recording: str, side: str):
-    """A bundled/short name, a file path, or ``synthetic:<scenario>``."""
+    """A bundled/short name, a file path (any supported format, including the generic CSV of
+    docs/recordings.md), or ``synthetic:<scenario>``."""
     if recording.startswith("synthetic:"):
         from sim.synthetic import named_scenario
         return named_scenario(recording.split(":", 1)[1], side=side)
@@ -49,6 +54,23 @@ def score_recordings(profile, names, *, sides=("left", "right"), implementation:
     return reports
 
 
+def is_scored(rec) -> bool:
+    """False for a recording without reference events (a generic CSV without its sidecar):
+    it is replayed and reported, but its figures are not scores."""
+    return rec.meta.get("reference_events", True) is not False
+
+
+def sim_report_row(rec, side: str, profile, report, summary: dict, faults) -> dict:
+    """The figures of one replayed recording as ``fes sim --json`` writes them (and as
+    ``fes evaluate`` lists them per recording): plain JSON types only."""
+    data = {**report.to_dict(), "recording": rec.name, "side": side, "profile": profile.name,
+            "trigger_mode": profile.trigger.mode.value, "delivered": summary,
+            "faults": [f.text for f in faults], "scored": is_scored(rec)}
+    for key in ("onset_errors_ms_all", "coverage_all", "after_heel_strike_ms_all", "false_onsets_s"):
+        data[key] = list(data.get(key, ()))
+    return data
+
+
 def delivered_summary(result: ReplayResult) -> dict:
     """Figures about what the device did: steps detected, bursts, time on, peak current."""
     tr = result.trace
@@ -68,7 +90,10 @@ def run_simulation(recording: str, *, side: str = "left", profile_path: str | No
                    json_out: str | None = None,
                    plot_out: str | None = None, window=None, implementation: str = "auto",
                    echo: Callable[[str], None] = print) -> int:
-    rec = load_any(recording, side)
+    try:
+        rec = load_any(recording, side)
+    except (ValueError, OSError) as err:
+        raise RecordingLoadError(f"recording {recording!r}: {err}") from None
     if rate_hz:
         rec = rec.resampled(rate_hz)
     profile = load_profile(profile_path or default_profile_for(rec.has_heel, rec.has_imu))
@@ -94,6 +119,9 @@ def run_simulation(recording: str, *, side: str = "left", profile_path: str | No
     summary = delivered_summary(result) if result.trace else {}
     echo("")
     echo(format_table(report))
+    if not is_scored(rec):
+        echo(f"(no reference events: {rec.meta.get('path', rec.name)} has no .events.csv sidecar, "
+             "so the walk is replayed and reported but not scored)")
     if summary:
         echo(f"\ndelivered: {summary['bursts_delivered']} bursts, {summary['stimulation_time_s']:.1f} s of "
              f"stimulation, peak {summary['peak_current_ma']:.1f} mA; detected {summary['heel_offs_detected']} "
@@ -103,11 +131,7 @@ def run_simulation(recording: str, *, side: str = "left", profile_path: str | No
         echo(f"FAULT at {f.t_us / 1e6 - result.t0_us / 1e6:.3f} s: {f.text}")
     if json_out:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
-        data = {**report.to_dict(), "recording": rec.name, "side": side, "profile": profile.name,
-                "trigger_mode": profile.trigger.mode.value, "delivered": summary,
-                "faults": [f.text for f in result.faults]}
-        for key in ("onset_errors_ms_all", "coverage_all", "after_heel_strike_ms_all", "false_onsets_s"):
-            data[key] = list(data.get(key, ()))
+        data = sim_report_row(rec, side, profile, report, summary, result.faults)
         Path(json_out).write_text(json.dumps(data, indent=2, default=float))
         echo(f"report: {json_out}")
     if plot_out and result.trace:

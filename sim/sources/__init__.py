@@ -6,7 +6,9 @@
   ``"gaitmap:imu_sample"``, ``"ipol:1-1"``. Bundled data (``sim/data``) are used first,
   then the development folder ``../shared/gait-data`` (or ``$FES_GAIT_DATA``);
 * a path to a file of any of the three formats (``.gz`` allowed), picked by its name
-  and, failing that, by its first line.
+  and, failing that, by its first line;
+* a path to a generic CSV recording (``*.csv``, docs/recordings.md; any other ``.csv``
+  that is not a gaitmap file is read as one, so its loader names what is wrong).
 
 Loaders: :func:`load_physionet`, :func:`load_gaitmap`, :func:`load_ipol` (see their
 modules for the format and the reference-event rules).
@@ -18,12 +20,14 @@ from pathlib import Path
 from sim.recording import Recording
 from sim.sources._common import (BUNDLED_DIR, open_text, shared_gait_data_dir, strip_gz,
                                  with_or_without_gz)
+from sim.sources.csv_recording import CsvRecordingError, load_csv_recording, write_csv_recording
 from sim.sources.gaitmap import load_gaitmap
 from sim.sources.ipol import available_trials, ipol_data_dir, load_ipol
 from sim.sources.physionet import load_physionet
 
 __all__ = ["load_recording", "list_bundled", "list_available", "resolve_name",
-           "load_physionet", "load_gaitmap", "load_ipol", "shared_gait_data_dir",
+           "load_physionet", "load_gaitmap", "load_ipol", "load_csv_recording", "write_csv_recording",
+           "CsvRecordingError", "recording_kind", "shared_gait_data_dir",
            "ipol_data_dir", "BUNDLED_DIR"]
 
 _PREFIXES = ("physionet", "gaitmap", "ipol")
@@ -88,6 +92,11 @@ def resolve_name(name: str) -> Path:
                             f"looked for {[str(c) for c in candidates]} (.gz too)")
 
 
+def recording_kind(path: str | Path) -> str:
+    """"physionet", "gaitmap", "ipol" or "csv" for a recording file (ValueError otherwise)."""
+    return _sniff(Path(path))
+
+
 def _sniff(path: Path) -> str:
     name = strip_gz(path.name)
     if name.endswith(("_lf.txt", "_rf.txt", ".json")):
@@ -104,6 +113,8 @@ def _sniff(path: Path) -> str:
         return "ipol"
     if first.startswith("sensor,") or ",left_sensor," in first:
         return "gaitmap"
+    if name.endswith(".csv"):
+        return "csv"      # the generic format; its loader names what is wrong with the file
     if len(first.split()) == 19:
         return "physionet"
     raise ValueError(f"{path}: not a gaitpdb, gaitmap or IPOL file (first line {first[:60]!r})")
@@ -121,6 +132,8 @@ def load_recording(name_or_path: str | Path, side: str | None = None, **kwargs) 
     else:
         path = Path(name_or_path)
     kind = _sniff(path)
+    if kind == "csv":
+        return load_csv_recording(path, side, **kwargs)
     if kind == "ipol":
         return load_ipol(path, side, **kwargs)
     side = side or "left"
