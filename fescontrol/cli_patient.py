@@ -163,7 +163,9 @@ def register(main: click.Group) -> None:
             click.echo(f"{'id':>4}  {'started':<19}  {'length':>8}  {'profile':<28}  {'modes':<18}  "
                        f"{'steps':>5}  {'faults':>6}  end")
             for r in rows:
-                end = r["ended_wall"] or r["last_event_wall"] or r["started_wall"]
+                # an interrupted session ends with the last thing it logged (a step, an event)
+                end = r["ended_wall"] or max(w for w in (r["last_event_wall"], r["last_burst_wall"],
+                                                         r["started_wall"]) if w is not None)
                 status = r["end_reason"] if r["ended_wall"] else "interrupted (no clean end)"
                 click.echo(f"{r['id']:>4}  {_time(r['started_wall']):<19}  {_dur(end - r['started_wall']):>8}  "
                            f"{(r['profile_name'] + '@' + r['profile_hash'][:8])[:28]:<28}  "
@@ -285,8 +287,15 @@ def register(main: click.Group) -> None:
 # ----- helpers -----------------------------------------------------------------------------------
 
 def _open_log(db_path: str | None) -> SessionLog:
+    from .session_log import read_only_reason
+    path = _db(db_path)
     try:
-        return SessionLog(_db(db_path), create=False)
+        return SessionLog(path, create=False)
+    except SessionLogError as err:
+        if not (path.is_file() and read_only_reason(path)):
+            _fail(str(err))
+    try:  # a database on a read-only file system (or without write permission) can still be read
+        return SessionLog(path, create=False, readonly=True)
     except SessionLogError as err:
         _fail(str(err))
 
@@ -336,18 +345,29 @@ def _export_csv(slog: SessionLog, sid: int) -> str:
     rows = []
     for e in slog.events(sid):
         rows.append((e["wall"], {"record": "event", "wall_iso": _iso(e["wall"]),
-                                 "t_s": "" if e["t_us"] is None else e["t_us"] / 1e6, "kind": e["kind"],
-                                 "name": e["name"], "value": "" if e["value"] is None else e["value"],
+                                 "t_s": _seconds(e["t_us"]), "kind": e["kind"],
+                                 "name": e["name"], "value": _rounded(e["value"], 6),
                                  "detail": e["detail"], "frame": "" if e["frame"] is None else e["frame"]}))
     for b in slog.bursts(sid):
-        rows.append((b["wall"], {"record": "burst", "wall_iso": _iso(b["wall"]), "t_s": b["onset_us"] / 1e6,
-                                 "kind": b["kind"], "number": b["number"], "onset_s": b["onset_us"] / 1e6,
-                                 "duration_ms": b["duration_ms"], "peak_ma": b["peak_ma"],
-                                 "heel_strike_s": "" if b["heel_strike_us"] is None else b["heel_strike_us"] / 1e6,
+        rows.append((b["wall"], {"record": "burst", "wall_iso": _iso(b["wall"]), "t_s": _seconds(b["onset_us"]),
+                                 "kind": b["kind"], "number": b["number"], "onset_s": _seconds(b["onset_us"]),
+                                 "duration_ms": _rounded(b["duration_ms"], 3), "peak_ma": _rounded(b["peak_ma"], 6),
+                                 "heel_strike_s": _seconds(b["heel_strike_us"]),
                                  "events": b["events"], "cut_off": b["cut_off"], "complete": b["complete"]}))
     for _, row in sorted(rows, key=lambda r: r[0]):
         w.writerow(row)
     return out.getvalue()
+
+
+def _rounded(x: float | None, places: int) -> str:
+    """A logged float without binary noise (29.999999999999996 → 30.0): ``places`` decimals
+    are far below the device's resolution (mA: 6 → nA; ms: 3 → µs)."""
+    return "" if x is None else repr(round(float(x), places))
+
+
+def _seconds(t_us: int | None) -> str:
+    """Sensor time in s from µs, exact (µs resolution, no float noise)."""
+    return "" if t_us is None else repr(round(t_us / 1e6, 6))
 
 
 def _iso(wall: float) -> str:

@@ -98,6 +98,8 @@ class Status:
     message: str = ""
     message_seq: int = 0
     log: str = ""
+    log_failed: bool = False           # writing the session log stopped (disk full, …)
+    log_alert_seq: int = 0             # increments when it stops (bell)
     frames: int = 0
     finished: bool = False
     end_reason: str = ""
@@ -303,6 +305,11 @@ class LiveSession:
         self.error: BaseException | None = None
         self.session_id: int | None = None
         self.log_error = ""
+        self.log_final = ""
+        self.log_failed = False
+        self._log_alert_seq = 0
+        self._log_failed_steps = 0
+        self.on_log_failure: Callable[[str], None] | None = None
         self.commit_stats = None
 
     # ----- starting ---------------------------------------------------------------------
@@ -354,7 +361,8 @@ class LiveSession:
             stimulator=("emulator" if self.sim is not None and self.sim.emulator is not None
                         else self.stim_name), sim_recording=self.sim.name if self.sim is not None else None,
             frames_logged=self.log_frames)
-        self.writer = LogWriter(slog, self.session_id, self.profile, on_commit=self._committed)
+        self.writer = LogWriter(slog, self.session_id, self.profile, on_commit=self._committed,
+                                on_failure=self._log_stopped)
         fd = link.fileno()
         self.tee = None
         if self.log_frames:
@@ -386,6 +394,19 @@ class LiveSession:
         self.commit_stats = stats
         if self.on_commit is not None:
             self.on_commit(stats)
+
+    def _log_stopped(self, text: str) -> None:
+        """The writer thread could not write (disk full, …): say so at once; walking goes on.
+
+        Stimulation does not depend on the log, and stopping it mid-stride would drop the
+        patient's foot without warning; so the session continues unlogged, the screen says so
+        (and rings) from this moment, and the end of the session repeats it (docs/patient.md)."""
+        self.log_error = text
+        self.log_failed = True
+        self._log_failed_steps = self.modes.steps if getattr(self, "modes", None) is not None else 0
+        self._log_alert_seq += 1
+        if self.on_log_failure is not None:
+            self.on_log_failure(text)
 
     def _record(self, rec: Any) -> None:
         self.writer.put(rec)
@@ -449,7 +470,9 @@ class LiveSession:
             try:
                 self.writer.close(reason, int(c.kernel.frames))
             except Exception as err:  # noqa: BLE001
-                self.log_error = str(err)
+                self.log_final = str(err)       # the whole story, for the end of the session
+                if not self.log_failed:
+                    self.log_error, self.log_failed = str(err), True
             self._publish(force=True, finished=True)
 
     def _tick(self) -> bool:
@@ -592,7 +615,10 @@ class LiveSession:
         left = m.training_remaining_s()
         log_text = self.log_error or ""
         cs = self.commit_stats
-        if not log_text and cs is not None:
+        if self.log_failed:
+            log_text = (f"{self.log_error}. Stimulation goes on as before; "
+                        f"{m.steps - self._log_failed_steps} steps since then not saved")
+        elif not log_text and cs is not None:
             saved_at = datetime.now().timestamp() - (now - cs.last_commit_monotonic)
             log_text = (f"session {self.session_id}: {cs.steps} steps, {cs.events} records saved "
                         f"(last {datetime.fromtimestamp(saved_at):%H:%M:%S})")
@@ -607,7 +633,8 @@ class LiveSession:
             fault_seq=self._fault_seq,
             last_fault=(f"{datetime.fromtimestamp(fault.wall_s):%H:%M:%S} {fault.code.name.lower()}"
                         if fault is not None else "none"),
-            message=text, message_seq=seq, log=log_text, frames=int(k.frames),
+            message=text, message_seq=seq, log=log_text, log_failed=self.log_failed,
+            log_alert_seq=self._log_alert_seq, frames=int(k.frames),
             finished=finished, end_reason=self._end_reason if finished else "")
         with self._lock:
             self._status = status
@@ -645,7 +672,13 @@ def render(status: Status, width: int = 80) -> list[tuple[str, str]]:
     lines.append((f"Sensor      {s.sensor}", ""))
     lines.append((f"Stimulator  {s.stimulator}", ""))
     lines.append((f"Last fault  {s.last_fault}", ""))
-    lines.append((f"Log         {s.log}", "dim"))
+    if s.log_failed:
+        # wrapped, never cut, in the alarm style: the patient must know nothing is being saved
+        for i, text in enumerate(textwrap.wrap(f"LOGGING STOPPED: {s.log}", max(20, width - 13),
+                                               break_on_hyphens=False)):
+            lines.append((("Log         " if i == 0 else " " * 12) + text, "fault"))
+    else:
+        lines.append((f"Log         {s.log}", "dim"))
     lines.append(("", ""))
     if s.fault_active:
         # wrapped, never cut: the patient must read the whole message
@@ -680,6 +713,7 @@ class CursesUI:
     def __init__(self, session: LiveSession):
         self.session = session
         self._fault_seq = 0
+        self._log_alert_seq = 0
         self.bells = 0
 
     def run(self) -> int:
@@ -701,8 +735,8 @@ class CursesUI:
         quitting = False
         while True:
             status = self.session.status()
-            if status.fault_seq != self._fault_seq:
-                self._fault_seq = status.fault_seq
+            if status.fault_seq != self._fault_seq or status.log_alert_seq != self._log_alert_seq:
+                self._fault_seq, self._log_alert_seq = status.fault_seq, status.log_alert_seq
                 self.bells += 1
                 curses.beep()
             self._draw(scr, status, styles)
@@ -782,6 +816,7 @@ class HeadlessUI:
         self.echo = echo
         self.show_commits = show_commits
         session.on_record = self._on_record
+        session.on_log_failure = self._on_log_failure
         if show_commits:
             session.on_commit = self._on_commit
 
@@ -803,6 +838,10 @@ class HeadlessUI:
             e(f"\aFAULT: {patient_fault_message(rec.code, rec.detail, self.session.profile)} [{rec.text}]")
         elif isinstance(rec, Note):
             e(f"note: {rec.text}")
+
+    def _on_log_failure(self, text: str) -> None:
+        self.echo(f"\aLOGGING STOPPED: {text}. Stimulation goes on as before; this session is no longer "
+                  f"saved. Tell your clinician.")
 
     def _on_commit(self, stats) -> None:
         self.echo(f"log: committed {stats.steps} steps, {stats.bursts} bursts, {stats.events} events, "
@@ -863,7 +902,7 @@ def run_with_ui(session: LiveSession, *, ui: str = "curses", echo: Callable[[str
     finally:
         session.close()
     if session.log_error:
-        echo(f"WARNING: the session log could not be completed: {session.log_error}")
+        echo(f"WARNING: the session log could not be completed: {session.log_final or session.log_error}")
         code = code or 1
     return code
 

@@ -25,6 +25,7 @@ Threads: a :class:`SessionLog` is used by one thread at a time. During a live se
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -72,6 +73,60 @@ def profile_json(profile) -> str:
 def patient_key(profile) -> str:
     """Whose remembered intensity this is: the profile's patient_id, else its name."""
     return profile.patient_id or profile.name
+
+
+# ----- why writing failed ----------------------------------------------------------------------
+
+DISK_FULL = "the disk is full"
+READ_ONLY_FS = "it is on a read-only file system"
+_SQLITE_FULL, _SQLITE_READONLY, _SQLITE_IOERR = 13, 8, 10
+
+
+def sqlite_problem(err: BaseException, path: Path | None = None) -> str:
+    """A short phrase for why a database write failed: :data:`DISK_FULL`, read-only, an
+    input/output error, or the error's own text. With ``path``, an input/output error on a
+    file system with no space left is called what it is: a full disk."""
+    code = getattr(err, "sqlite_errorcode", None)
+    primary = None if code is None else code & 0xFF
+    text = str(err)
+    if primary == _SQLITE_FULL or "disk is full" in text or getattr(err, "errno", None) == errno.ENOSPC:
+        return DISK_FULL
+    if (primary == _SQLITE_IOERR or "disk I/O error" in text) and path is not None and _no_space(path):
+        return DISK_FULL
+    if primary == _SQLITE_READONLY or "readonly database" in text:
+        return "the database file became read-only"
+    if primary == _SQLITE_IOERR or "disk I/O error" in text:
+        return f"a disk input/output error ({text})"
+    return f"{type(err).__name__}: {text}"
+
+
+def _no_space(path: Path) -> bool:
+    """True when the file system holding ``path`` has less than one database page free."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        st = os.statvfs(existing)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 8192
+
+
+def read_only_reason(path: Path) -> str | None:
+    """Why ``path`` (or, when it does not exist, its nearest existing folder) cannot be
+    written: :data:`READ_ONLY_FS`, no permission, or None when it can."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        if os.statvfs(existing).f_flag & os.ST_RDONLY:
+            return READ_ONLY_FS
+    except OSError:
+        return None
+    folder = existing if existing.is_dir() else existing.parent
+    if (existing.is_file() and not os.access(existing, os.W_OK)) or not os.access(folder, os.W_OK):
+        return "there is no permission to write it"
+    return None
 
 
 # ----- schema and migrations ------------------------------------------------------------------
@@ -182,40 +237,107 @@ class SessionLog:
     ``migrate`` brings an older schema up to date (otherwise an older file is refused)."""
 
     def __init__(self, path: str | os.PathLike, *, create: bool = True, migrate: bool = True,
-                 schema_version: int = SCHEMA_VERSION):
+                 schema_version: int = SCHEMA_VERSION, readonly: bool = False):
+        """Open (or with ``create`` make) the database at ``path``.
+
+        ``readonly`` opens it for reading only (``fes log …``): nothing is written, and a
+        database on a read-only file system can still be read. Raises :class:`SessionLogError`
+        with the reason — not ours, damaged, newer, read-only, disk full — and then leaves an
+        existing file unchanged and a new one not created (no file or folder left behind).
+        """
         self.path = Path(path)
         self._target_version = schema_version
+        self.readonly = readonly
         exists = self.path.exists()
-        if not exists and not create:
+        if not exists and (not create or readonly):
             raise SessionLogError(f"{self.path}: no session database here (nothing logged yet; "
                                   f"set --db or ${DB_ENV} to use another file)")
+        made_folders: list[Path] = []
         if exists:
             self._check_header()
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            made_folders = self._make_folder()
         # SQLite may create the -wal/-shm side files just by opening a WAL database: a file
         # that is refused gets them removed again, so the folder is left as it was found
         side_files = [Path(f"{self.path}{suffix}") for suffix in ("-wal", "-shm", "-journal")]
         side_existed = [f.exists() for f in side_files]
         try:
-            self.db = sqlite3.connect(str(self.path), timeout=5.0, isolation_level=None,
-                                      check_same_thread=False)
+            self.db = self._connect()
         except sqlite3.Error as err:
-            raise SessionLogError(f"{self.path}: cannot open: {err}") from None
+            self._forget_new(exists, side_files, side_existed, made_folders)
+            raise SessionLogError(self._open_problem(err, exists)) from None
         try:
-            self._check_identity_and_migrate(migrate)
-            self._pragmas()
+            self._check_identity_and_migrate(migrate and not readonly)
+            if readonly:
+                self.journal_mode = str(self.db.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+            else:
+                self._pragmas()
         except BaseException as err:
             self.db.close()
-            if exists:
-                for f, existed in zip(side_files, side_existed):
-                    if not existed and f.exists() and f.stat().st_size == 0:
-                        f.unlink()
+            self._forget_new(exists, side_files, side_existed, made_folders)
             if isinstance(err, sqlite3.DatabaseError):
-                raise SessionLogError(f"{self.path}: damaged or not a session database ({err}); "
-                                      f"it was left unchanged") from None
+                raise SessionLogError(self._open_problem(err, exists)) from None
             raise
         self._in_tx = False
+
+    def _make_folder(self) -> list[Path]:
+        """Create the missing folders above a new database; returns them, deepest last."""
+        missing = [p for p in [self.path.parent, *self.path.parent.parents] if not p.exists()][::-1]
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            for folder in reversed(missing):
+                if folder.exists():
+                    try:
+                        folder.rmdir()
+                    except OSError:
+                        pass
+            raise SessionLogError(f"{self.path}: cannot create its folder: {err.strerror or err}; "
+                                  f"choose another file with --db or ${DB_ENV}") from None
+        return missing
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self.readonly:
+            return sqlite3.connect(str(self.path), timeout=5.0, isolation_level=None, check_same_thread=False)
+        from urllib.parse import quote
+        # on a read-only file system SQLite cannot make the WAL side files a reader needs;
+        # nothing can change the file there either, so it may be read as immutable
+        immutable = "&immutable=1" if read_only_reason(self.path) == READ_ONLY_FS else ""
+        uri = f"file:{quote(str(self.path.resolve()))}?mode=ro{immutable}"
+        return sqlite3.connect(uri, uri=True, timeout=5.0, isolation_level=None, check_same_thread=False)
+
+    def _forget_new(self, existed: bool, side_files: list[Path], side_existed: list[bool],
+                    made_folders: list[Path]) -> None:
+        """After a refused open: remove what opening created (a new file whole, its folders)."""
+        for f, had in zip(side_files, side_existed):
+            if not had and f.exists() and (not existed or f.stat().st_size == 0):
+                f.unlink(missing_ok=True)
+        if not existed:
+            self.path.unlink(missing_ok=True)
+            for folder in reversed(made_folders):
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+
+    def _open_problem(self, err: sqlite3.Error, existed: bool) -> str:
+        """The one-line reason an open failed, worded by its cause."""
+        cause = sqlite_problem(err, self.path)
+        ro = read_only_reason(self.path)
+        if not existed:
+            if cause == DISK_FULL or ro:
+                why = cause if cause == DISK_FULL else ro
+                return (f"{self.path}: cannot create a session database: {why}; nothing was left behind. "
+                        f"Free some space or choose another file with --db or ${DB_ENV}")
+            return (f"{self.path}: cannot create a session database ({err}); nothing was left behind. "
+                    f"Choose another file with --db or ${DB_ENV}")
+        if cause == DISK_FULL:
+            return (f"{self.path}: cannot write to the session database: {cause}; it was left unchanged. "
+                    f"Free some space, then try again")
+        if ro and not self.readonly:
+            return (f"{self.path}: cannot write to the session database: {ro}; it was left unchanged. "
+                    f"Choose a writable file with --db or ${DB_ENV} (`fes log` can still read this one)")
+        return f"{self.path}: damaged or not a session database ({err}); it was left unchanged"
 
     # ----- opening ----------------------------------------------------------------------------
     def _check_header(self) -> None:
@@ -276,7 +398,10 @@ class SessionLog:
                 db.execute("INSERT INTO schema_version VALUES (?, ?, ?)", (target, time.time(), _software()))
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass    # SQLite already rolled back (e.g. on a full disk): keep the first error
                 raise
             log.info("%s: session log schema migrated to version %d", self.path, target)
 
@@ -318,15 +443,32 @@ class SessionLog:
     def begin_session(self, profile, *, kernel: str, sensor: str | None = None,
                       stimulator: str | None = None, sim_recording: str | None = None,
                       frames_logged: bool = False, wall: float | None = None) -> int:
-        """A new session row (committed at once); returns its id."""
-        self._tx()
-        cur = self.db.execute(
-            "INSERT INTO sessions (started_wall, profile_name, profile_hash, profile_json, patient_key, "
-            "kernel, software, sensor, stimulator, sim_recording, frames_logged) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (time.time() if wall is None else wall, profile.name, profile_hash(profile), profile_json(profile),
-             patient_key(profile), kernel, _software(), sensor, stimulator, sim_recording, int(frames_logged)))
-        self.commit()
+        """A new session row (committed at once); returns its id.
+
+        Raises :class:`SessionLogError` (nothing written) when it cannot be stored, e.g. on a
+        full disk: a session is not started unlogged."""
+        try:
+            self._tx()
+            cur = self.db.execute(
+                "INSERT INTO sessions (started_wall, profile_name, profile_hash, profile_json, patient_key, "
+                "kernel, software, sensor, stimulator, sim_recording, frames_logged) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (time.time() if wall is None else wall, profile.name, profile_hash(profile), profile_json(profile),
+                 patient_key(profile), kernel, _software(), sensor, stimulator, sim_recording, int(frames_logged)))
+            self.commit()
+        except sqlite3.Error as err:
+            self.abandon()
+            raise SessionLogError(f"{self.path}: cannot start a session: {sqlite_problem(err, self.path)}; nothing was "
+                                  f"stimulated. Free some space or choose another file with --db or "
+                                  f"${DB_ENV}") from None
         return int(cur.lastrowid)
+
+    def abandon(self) -> None:
+        """Roll back what is not committed (after a failed write; errors are ignored)."""
+        try:
+            self.db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        self._in_tx = False
 
     def end_session(self, session_id: int, reason: str, frames_processed: int | None = None) -> None:
         self._tx()
@@ -526,19 +668,31 @@ class LogWriter:
     """Owns a :class:`SessionLog` in its own thread; records arrive through :meth:`put`.
 
     Commits every batch it drains (so normally within a fraction of a second), each commit
-    durable before ``on_commit(stats)`` is called. A failure to write is kept in ``error``
-    and reported by :meth:`close`; the control loop never waits for the disk.
+    durable before ``on_commit(stats)`` is called. The control loop never waits for the disk.
+
+    When a write fails (a full disk, a read-only or failing file system), writing stops:
+    ``failure`` holds a phrase saying why, ``on_failure(text)`` is called at once (in the
+    writer thread) with why, since when and where, and every record after that (and those
+    of the failed transaction) is counted in ``dropped`` / ``dropped_steps`` and discarded,
+    so memory stays bounded. :meth:`close` then makes one last attempt to
+    mark the session ended and raises :class:`SessionLogError` saying what was not logged.
     """
 
     def __init__(self, session_log: SessionLog, session_id: int, profile, *,
-                 on_commit: Callable[[CommitStats], None] | None = None):
+                 on_commit: Callable[[CommitStats], None] | None = None,
+                 on_failure: Callable[[str], None] | None = None):
         self.log = session_log
         self.session_id = session_id
         self._key = patient_key(profile)
         self._hash = profile_hash(profile)
         self.on_commit = on_commit
+        self.on_failure = on_failure
         self.stats = CommitStats()
         self.error: BaseException | None = None
+        self.failure = ""
+        self.failed_wall: float | None = None
+        self.dropped = 0
+        self.dropped_steps = 0
         self._q: queue.Queue = queue.Queue()
         self._end: tuple[str, int | None] | None = None
         self._thread = threading.Thread(target=self._run, name="session-log", daemon=True)
@@ -555,7 +709,13 @@ class LogWriter:
         if self._thread.is_alive():
             raise SessionLogError("the session log writer did not finish in time")
         if self.error is not None:
-            raise SessionLogError(f"writing the session log failed: {self.error}") from self.error
+            raise SessionLogError(self.failure_text()) from self.error
+
+    def failure_text(self) -> str:
+        """One line: when logging stopped, why, and what was not logged."""
+        when = datetime.fromtimestamp(self.failed_wall or time.time()).strftime("%H:%M:%S")
+        return (f"logging stopped at {when}: {self.failure}; after that {self.dropped_steps} steps and "
+                f"{self.dropped} records in all were not logged ({self.log.path})")
 
     def _run(self) -> None:
         stop = False
@@ -568,27 +728,71 @@ class LogWriter:
                     except queue.Empty:
                         break
                 stop = any(it is _STOP for it in items)
+                written = []            # in the open transaction: lost too if the commit fails
                 for it in items:
-                    if it is not _STOP:
-                        self._write(it)
-                if stop and self._end is not None:
-                    self.log.end_session(self.session_id, *self._end)
-                self._commit()
-        except BaseException as err:  # keep the loop alive? no: report, the session goes on unlogged
-            self.error = err
-            log.exception("session log writer failed")
+                    if it is _STOP:
+                        continue
+                    if self.error is None:
+                        try:
+                            self._write(it)
+                            written.append(it)
+                            continue
+                        except Exception as err:  # noqa: BLE001 - a write failed: stop writing, say so
+                            self._failed(err, written)
+                    self._drop(it)
+                if self.error is None:
+                    try:
+                        if stop and self._end is not None:
+                            self.log.end_session(self.session_id, *self._end)
+                        self._commit()
+                    except Exception as err:  # noqa: BLE001
+                        self._failed(err, written)
+            if self.error is not None and self._end is not None:
+                self._mark_end_after_failure()
         finally:
             try:
                 self.log.close()
             except Exception:  # noqa: BLE001 - closing after a failure
                 pass
 
+    def _failed(self, err: BaseException, uncommitted: list) -> None:
+        """The first failed write: keep why, count what was written but not committed as lost."""
+        self.error = err
+        self.failure = sqlite_problem(err, self.log.path)
+        self.failed_wall = time.time()
+        self.log.abandon()
+        for rec in uncommitted:
+            self._drop(rec)
+        log.error("session log: writing stopped: %s (%s)", self.failure, self.log.path)
+        if self.on_failure is not None:
+            try:
+                when = datetime.fromtimestamp(self.failed_wall).strftime("%H:%M:%S")
+                self.on_failure(f"{self.failure} (since {when}; {self.log.path})")
+            except Exception:  # noqa: BLE001 - the interface's problem must not hide this one
+                log.error("session log: reporting the failure failed", exc_info=False)
+
+    def _drop(self, rec: Any) -> None:
+        from .modes import BurstRecord
+        self.dropped += 1
+        self.dropped_steps += isinstance(rec, BurstRecord) and rec.kind == "step"
+
+    def _mark_end_after_failure(self) -> None:
+        """One last try (space may have been freed): the session's end, with what is missing."""
+        reason, frames = self._end
+        try:
+            self.log.end_session(self.session_id, f"{reason}; {self.failure_text()}", frames)
+        except Exception:  # noqa: BLE001 - still failing: the session stays 'interrupted'
+            self.log.abandon()
+
     def _commit(self) -> None:
         self.log.commit()
         self.stats.commits += 1
         self.stats.last_commit_monotonic = time.monotonic()
         if self.on_commit is not None:
-            self.on_commit(CommitStats(**asdict(self.stats)))
+            try:
+                self.on_commit(CommitStats(**asdict(self.stats)))
+            except Exception as err:  # noqa: BLE001 - what is committed stays committed
+                log.error("session log: the commit callback failed: %s", err)
 
     def _write(self, rec: Any) -> None:
         from .modes import (BurstRecord, CommandRecord, FaultCleared, FaultEntry, IntensityChange,
