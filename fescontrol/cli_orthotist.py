@@ -275,6 +275,10 @@ def profile_show(ref, patient, store) -> None:
 @click.option("--side", type=click.Choice(["left", "right"]))
 @click.option("--profile", "profile_path", type=click.Path(exists=True), help="profile YAML")
 @click.option("--port", type=int, default=8765, show_default=True, help="web page on 127.0.0.1:PORT")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="address to listen on; anything but loopback needs --allow-remote")
+@click.option("--allow-remote", is_flag=True,
+              help="confirm a non-loopback --host: other computers can reach the page (token still required)")
 @click.option("--start", "start_s", type=float, default=0.0, help="with --recording: start at this second")
 @click.option("--speed", type=float, default=1.0, show_default=True, hidden=True)
 @click.option("--stim", help="stimulator: PORT, BACKEND:PORT or 'emulator' (default: none, outputs only shown)")
@@ -282,15 +286,23 @@ def profile_show(ref, patient, store) -> None:
 @click.option("--patient", help="patient id for saved versions (default: the profile's)")
 @click.option("--kernel", type=click.Choice(["auto", "cython", "python"]), default="auto")
 @click.option("--duration", type=float, help="stop after this many seconds")
-def live_command(sensor, recording, side, profile_path, port, start_s, speed, stim, store, patient, kernel,
-                 duration) -> None:
-    """Live view in the browser: signals, events, state and envelope; safe live changes."""
+def live_command(sensor, recording, side, profile_path, port, host, allow_remote, start_s, speed, stim, store,
+                 patient, kernel, duration) -> None:
+    """Live view in the browser: signals, events, state and envelope; safe live changes.
+
+    The printed URL carries this session's secret token (?token=…); the page refuses every
+    request without it, from another origin, or under another host name. Keep it private.
+    """
     import threading
     import time
     from contextlib import ExitStack
 
     from .live import LiveError, LiveSession, port_source, recording_source
-    from .live.server import LiveServer
+    from .live.server import LiveServer, LiveServerError, bind_address
+    try:
+        bind_address(host, allow_remote)
+    except LiveServerError as err:
+        _fail(str(err))
     if bool(sensor) == bool(recording):
         _fail("give exactly one of --sensor PORT or --recording PATH")
     rec = _walk(recording, side) if recording else None
@@ -322,10 +334,19 @@ def live_command(sensor, recording, side, profile_path, port, start_s, speed, st
             source += f"; stimulator {stim}"
         session = LiveSession(profile, open_fd, close=close, stimulator=stimulator, implementation=kernel,
                               store=_store(store), patient_id=patient or profile.patient_id, source=source)
-        server = LiveServer(session, port=port)
+        try:
+            server = LiveServer(session, port=port, host=host, allow_remote=allow_remote)
+        except LiveServerError as err:
+            _fail(str(err))
+        if server.remote:
+            click.echo(f"WARNING: the live view listens on {server.host}:{server.port}, beyond this computer. "
+                       "Anyone on the network with the URL below can drive the stimulator, and plain HTTP is "
+                       "not encrypted: use it only on a network you trust.", err=True)
         session.start()
         stack.callback(session.stop)
         click.echo(f"live view: {server.url}  ({source}); Ctrl-C stops")
+        click.echo("  the ?token=… in this address is this session's secret: every request needs it; "
+                   "share it only with who may drive the stimulator")
         if duration is not None:
             threading.Timer(duration, lambda: setattr(server.server, "should_exit", True)).start()
         try:
@@ -334,8 +355,12 @@ def live_command(sensor, recording, side, profile_path, port, start_s, speed, st
             pass
         time.sleep(0.05)
         snap = session.snapshot()
+        for a in session.actions:
+            click.echo(f"  {time.strftime('%H:%M:%S', time.localtime(a.asked_wall_s))} {a.kind}"
+                       f"{' (' + a.detail + ')' if a.detail else ''} by {a.by}: {a.outcome}")
         click.echo(f"stopped in state {snap['state']}; {len(session.changes)} change(s), "
-                   f"{len(session.test_bursts)} test burst(s), {len(session.saved_versions)} version(s) saved")
+                   f"{len(session.test_bursts)} test burst(s), {len(session.saved_versions)} version(s) saved, "
+                   f"{server.app.guard.refused} request(s) refused")
 
 
 # ----------------------------------------------------------------------------- report

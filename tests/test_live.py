@@ -136,20 +136,32 @@ def test_invalid_changes_are_refused_whole(profile, walk):
                              ({"patient.amplitude_max_ma": 40}, "must not exceed"),
                              ({"envelope.ramp_up_ms": 1000, "envelope.ramp_down_ms": 900}, "max_stim_ms"),
                              ({"device.stale_ms": 50}, "not editable"),
-                             ({"envelope.ramp_up_ms": profile.envelope.ramp_up_ms}, "no change")):
+                             ({"envelope.ramp_up_ms": profile.envelope.ramp_up_ms}, "no change"),
+                             # strictly typed: JSON true is not 1 mA, "30" is not 30
+                             ({"stimulation.amplitude_ma": True}, "true is not a number"),
+                             ({"patient.amplitude_max_ma": "30"}, '"30" is not a number'),
+                             ({"envelope.ramp_up_ms": None}, "null is not a number"),
+                             ({"stimulation.amplitude_ma": float("nan")}, "not a finite number")):
         with pytest.raises(LiveError, match=expected):
             s.request_change(change)
     assert s.changes == [] and s._pending is None
     for bad in (50, 5000, 1000.5):
         with pytest.raises(LiveError, match="duration_ms"):
-            s.request_test_burst(bad)
+            s.request_test_burst(bad, by="tester")
+    for bad in (True, "1000", None):
+        with pytest.raises(LiveError, match="duration_ms"):
+            s.request_test_burst(bad, by="tester")
+    for by in ("", "   ", None, 7):
+        with pytest.raises(LiveError, match="name of the person"):
+            s.request_test_burst(1000, by=by)
+    assert s.test_bursts == [] and s.actions == []
 
 
 def test_a_test_burst_ends_by_itself_and_walking_resumes(walk, profile):
     s = _session(walk, profile, speed=2.0).start()
     try:
         _wait(lambda: s.snapshot()["state"] == "swing", 5, "walking")
-        burst = s.request_test_burst(600)
+        burst = s.request_test_burst(600, by="tester")
         _wait(lambda: burst.status == "done", 6, "the test burst to end")
         t, cur = _samples(s)
         on = (t >= burst.started_t_s) & (t <= burst.ended_t_s) & (cur > 0)
@@ -164,9 +176,11 @@ def test_a_test_burst_ends_by_itself_and_walking_resumes(walk, profile):
         s.stop()
 
 
-def _http(url, body=None):
+def _http(url, body=None, token=None):
+    """GET (or POST ``body`` as JSON) ``url`` with the session token; (status, JSON answer)."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"},
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json",
+                                                          "X-FES-Token": token or ""},
                                  method="POST" if body is not None else "GET")
     try:
         with urllib.request.urlopen(req, timeout=5) as r:
@@ -180,40 +194,41 @@ def test_http_api_validates_and_saves_versions(walk, profile, tmp_path):
     store = ProfileStore(tmp_path)
     s = _session(walk, profile, speed=2.0, store=store).start()
     server = LiveServer(s, port=0).start()
+    base, tok = server.base_url, server.token
     try:
-        status, cfg = _http(server.url + "api/config")
+        status, cfg = _http(base + "api/config", token=tok)
         assert status == 200 and cfg["mode"] == "heel"
         paths = {f["path"]: f for f in cfg["fields"]}
         assert paths["stimulation.amplitude_ma"]["max"] == 100 and "trigger.tilt.onset_rate_dps" not in paths
-        status, res = _http(server.url + "api/change", {"changes": {"trigger.heel.on_fraction": 0.01}})
+        status, res = _http(base + "api/change", {"changes": {"trigger.heel.on_fraction": 0.01}}, token=tok)
         assert status == 422 and "on_fraction" in res["problems"][0] and "0.05" in res["problems"][0]
         assert profile.trigger.heel.debounce_ms != 25
-        status, res = _http(server.url + "api/change", {"changes": {"trigger.heel.debounce_ms": 25}, "by": "Ann"})
+        status, res = _http(base + "api/change", {"changes": {"trigger.heel.debounce_ms": 25}, "by": "Ann"}, token=tok)
         assert status == 202 and res["change"]["status"] == "pending"
-        _wait(lambda: _http(server.url + "api/state")[1]["changes"][0]["status"] == "applied", 5, "applied")
-        status, res = _http(server.url + "api/save", {"by": "", "note": "x"})
+        _wait(lambda: _http(base + "api/state", token=tok)[1]["changes"][0]["status"] == "applied", 5, "applied")
+        status, res = _http(base + "api/save", {"by": "", "note": "x"}, token=tok)
         assert status == 400 and "who made the change" in res["error"]
-        status, res = _http(server.url + "api/save", {"by": "Ann", "note": "tuned while walking"})
+        status, res = _http(base + "api/save", {"by": "Ann", "note": "tuned while walking"}, token=tok)
         assert status == 201 and res["version"]["version"] == 2
         hist = store.history("P5")
         assert [v.action for v in hist] == ["save", "live"]
         assert [(c.path, c.old, c.new) for c in hist[1].changes] == [
             ("trigger.heel.debounce_ms", profile.trigger.heel.debounce_ms, 25)]
         assert "tuned while walking" in hist[1].note
-        status, res = _http(server.url + "api/test-burst", {"duration_ms": 99999})
-        assert status == 422
+        status, res = _http(base + "api/test-burst", {"duration_ms": 99999, "by": "Ann"}, token=tok)
+        assert status == 422 and "duration_ms" in res["error"]
     finally:
         server.stop()
         s.stop()
 
 
-def _measure_stream(url: str, seconds: float) -> dict:
+def _measure_stream(url: str, seconds: float, token: str) -> dict:
     """Read the page's WebSocket like the page does, for ``seconds``: update rate (messages
     with new samples per s) and lag (receive time − the time the newest sample left the
     sensor, from the stream's own timestamps)."""
     from websockets.sync.client import connect
     lags, msgs, samples, events = [], 0, 0, []
-    with connect(url.replace("http://", "ws://") + "ws", open_timeout=5) as ws:
+    with connect(url.replace("http://", "ws://") + "ws?token=" + token, open_timeout=5) as ws:
         ws.recv(timeout=5)                                  # first message: the back-log
         t_end = time.monotonic() + seconds
         t_start = time.monotonic()
@@ -239,7 +254,7 @@ def test_stream_rate_and_lag_measured_from_its_timestamps(walk, profile, record_
     s = _session(walk, profile, speed=1.0, start_s=4.0).start()
     server = LiveServer(s, port=0).start()
     try:
-        m = _measure_stream(server.url, 3.0)
+        m = _measure_stream(server.base_url, 3.0, server.token)
     finally:
         server.stop()
         s.stop()
@@ -270,12 +285,14 @@ def test_cli_live_on_a_real_pty_sensor(walk):
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             line = proc.stdout.readline()
-            found = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
+            found = re.search(r"(http://127\.0\.0\.1:\d+/)\?token=([A-Za-z0-9_-]{43})\s", line)
             assert found and f"sensor {sensor.port}" in line, line
-            status, cfg = _http(found.group(1) + "api/config")
+            base, token = found.groups()
+            assert _http(base + "api/config")[0] == 403                  # no token: refused
+            status, cfg = _http(base + "api/config", token=token)
             assert status == 200 and cfg["source"] == f"sensor {sensor.port}"
-            m = _measure_stream(found.group(1), 3.0)
-            status, state = _http(found.group(1) + "api/state")
+            m = _measure_stream(base, 3.0, token)
+            status, state = _http(base + "api/state", token=token)
             out, _ = proc.communicate(timeout=15)
         finally:
             if proc.poll() is None:
@@ -287,7 +304,9 @@ def test_cli_live_on_a_real_pty_sensor(walk):
     assert m["updates_per_s"] >= 20 and 90 <= m["samples_per_s"] <= 110, m
     assert sum(e["event"] == "heel_off" for e in m["events"]) >= 2
     assert state["fault"] is None and state["state"] in ("stance", "ramp_up", "swing", "extension", "ramp_down")
-    assert "stopped in state" in out
+    assert "stopped in state" in out and "1 request(s) refused" in out
+    # the token is printed once, in the URL, and never again (no access log, no error text)
+    assert (line + out).count(token) == 1, out
 
 
 def _browser_available() -> str | None:
@@ -298,6 +317,17 @@ def _browser_available() -> str | None:
     if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
         return f"no chromium at {CHROMIUM} (.ci/install-browser)"
     return None
+
+
+def _wait_js(page, expression: str, timeout: float) -> None:
+    """Poll ``expression`` in the page until true (``timeout`` in ms). The page's Content
+    Security Policy forbids eval, which Playwright's ``wait_for_function`` needs; CDP's
+    ``evaluate`` is exempt, so the policy stays on in the test."""
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting in the page for: {expression}")
+        time.sleep(0.02)
 
 
 @pytest.mark.browser
@@ -319,7 +349,7 @@ def test_the_page_streams_applies_and_refuses_in_a_real_browser(walk, profile, r
                 page.goto(server.url)
                 assert "fes live view" in page.title()
                 assert page.locator("#plot-heel canvas").count() == 1
-                page.wait_for_function("window.liveStats && window.liveStats.messages > 10", timeout=10_000)
+                _wait_js(page, "window.liveStats && window.liveStats.messages > 10", timeout=10_000)
                 first = page.evaluate("liveStats.samples")
                 m0 = page.evaluate("liveStats.messages")
                 time.sleep(2.0)
@@ -343,13 +373,18 @@ def test_the_page_streams_applies_and_refuses_in_a_real_browser(walk, profile, r
                 page.fill("#f-trigger-heel-off_fraction", "0.04")
                 page.fill("#f-envelope-ramp_up_ms", "130")
                 page.click("#apply")
-                page.wait_for_function("liveStats.applied.length === 1", timeout=5000)
+                _wait_js(page, "liveStats.applied.length === 1", timeout=8000)
                 assert "applied" in page.inner_text("#message")
                 assert s.changes[0].applied_level == 0.0 and s.profile.envelope.ramp_up_ms == 130
                 assert page.locator('#change-log li[data-status="applied"]').count() == 1
-                # the test burst button
+                # the test burst button: refused without a name, then fired by a named person
                 page.click("#test-burst")
-                page.wait_for_function("document.getElementById('event-log').innerText.includes('test burst ended')",
+                _wait_js(page, "document.getElementById('message').innerText.includes('name of the person')",
+                                       timeout=5000)
+                assert s.test_bursts == []
+                page.fill("#burst-by", "Ann")
+                page.click("#test-burst")
+                _wait_js(page, "document.getElementById('event-log').innerText.includes('test burst ended')",
                                        timeout=6000)
                 assert len(s.test_bursts) == 1 and s.test_bursts[0].status == "done"
                 b = s.test_bursts[0]
@@ -358,6 +393,10 @@ def test_the_page_streams_applies_and_refuses_in_a_real_browser(walk, profile, r
                 assert b.duration_ms == 1000 and on.any()
                 assert t[on][-1] - t[on][0] <= b.duration_ms / 1000 + 0.011      # ended by its timeout
                 assert cur[on].max() == pytest.approx(s.profile.start_amplitude_ma)
+                assert b.by == "Ann" and s.actions[0].kind == "test burst" and s.actions[0].by == "Ann"
+                _wait_js(page, "document.getElementById('action-log').innerText.includes('test burst')"
+                                       " && document.getElementById('action-log').innerText.includes('by Ann: done')",
+                                       timeout=5000)
                 if os.environ.get("FES_LIVE_SCREENSHOT"):
                     page.screenshot(path=os.environ["FES_LIVE_SCREENSHOT"])
                 assert errors == []

@@ -30,7 +30,9 @@ applied, at which sensor time and machine state).
 """
 from __future__ import annotations
 
+import json
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -43,7 +45,7 @@ from ..calibration import Change, profile_changes
 from ..codes import FAULT_TEXT, Fault, Phase
 from ..controller import Controller, LoggedEvent
 from ..gait_machine import GaitState
-from ..profile import Profile, ProfileError, profile_from_dict
+from ..profile import Profile, ProfileError, _allowed, _field_info, profile_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,55 @@ class LiveError(ValueError):
     def __init__(self, message: str, problems: list[str] | None = None):
         super().__init__(message)
         self.problems = problems or [message]
+
+
+def check_number(path: str, value: Any) -> str | None:
+    """Why ``value`` is not a plain finite number for the field ``path`` (None when it is).
+
+    JSON ``true``/``false``, strings, null, lists and objects are refused rather than coerced
+    (pydantic would read ``true`` as 1 mA), and so are NaN and ±infinity.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        info = _field_info(Profile, tuple(path.split(".")))
+        allowed = _allowed(info)
+        try:
+            shown = json.dumps(value)
+        except (TypeError, ValueError):
+            shown = repr(value)
+        return (f"{path}: {shown[:40]} is not a number; give a plain number"
+                + (f" ({allowed})" if allowed else ""))
+    if not math.isfinite(value):
+        return f"{path}: {value!r} is not a finite number"
+    return None
+
+
+def person(by: Any, what: str) -> str:
+    """The non-empty name of the person asking for ``what``; raises :class:`LiveError`."""
+    if not isinstance(by, str) or not by.strip():
+        raise LiveError(f"{what} needs the name of the person who asks for it (by: a non-empty text)")
+    name = " ".join(by.split())
+    if len(name) > 80:
+        raise LiveError(f"{what}: the name is longer than 80 characters")
+    return name
+
+
+@dataclass
+class ActionRecord:
+    """A fault clear or a test burst asked for on the live page: who, when, what came of it."""
+
+    id: int
+    kind: str                          # clear fault | test burst
+    by: str
+    asked_wall_s: float
+    detail: str = ""
+    outcome: str = "pending"           # pending | done | refused | no fault latched …
+    done_wall_s: float | None = None
+    done_t_s: float | None = None
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "kind": self.kind, "by": self.by, "asked_wall_s": self.asked_wall_s,
+                "detail": self.detail, "outcome": self.outcome, "done_wall_s": self.done_wall_s,
+                "done_t_s": self.done_t_s}
 
 
 # ----------------------------------------------------------------------------- data
@@ -153,6 +204,7 @@ class ChangeRecord:
 class TestBurst:
     duration_ms: int
     asked_wall_s: float
+    by: str = ""
     status: str = "pending"            # pending | running | done | refused
     started_t_s: float | None = None
     ended_t_s: float | None = None
@@ -162,7 +214,8 @@ class TestBurst:
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {"duration_ms": self.duration_ms, "status": self.status, "started_t_s": self.started_t_s,
+        return {"duration_ms": self.duration_ms, "by": self.by, "status": self.status,
+                "started_t_s": self.started_t_s,
                 "ended_t_s": self.ended_t_s, "peak_ma": self.peak_ma}
 
 
@@ -192,6 +245,8 @@ class LiveSession:
         self.changes: list[ChangeRecord] = []
         self.test_bursts: list[TestBurst] = []
         self.saved_versions: list[dict] = []
+        self.actions: list[ActionRecord] = []     # fault clears and test bursts, who and when
+        self._clear_action: ActionRecord | None = None
         self._lock = threading.Lock()
         self._pending: Profile | None = None
         self._pending_ids: list[int] = []
@@ -221,6 +276,11 @@ class LiveSession:
             raise LiveError(f"not editable here: {', '.join(unknown)}",
                             [f"{k}: not editable on the live page (editable: {', '.join(EDITABLE)})"
                              for k in unknown])
+        loose = [p for p in (check_number(k, v) for k, v in changes.items()) if p]
+        if loose:
+            raise LiveError("refused: " + "; ".join(loose), loose)
+        if not isinstance(by, str):
+            raise LiveError("by: the name of the person asking must be a text")
         with self._lock:
             base = self._pending or self.profile
             data = base.model_dump(mode="json")
@@ -245,27 +305,54 @@ class LiveSession:
                  ", ".join(f"{c.path} {c.old}->{c.new}" for c in diff))
         return record
 
-    def request_test_burst(self, duration_ms: int) -> TestBurst:
-        """Queue one test burst of ``duration_ms`` (ramps of the current profile included)."""
+    def request_test_burst(self, duration_ms: int, by: str) -> TestBurst:
+        """Queue one test burst of ``duration_ms`` (ramps of the current profile included),
+        asked for by the person ``by`` (required). Logged with who and when.
+
+        Raises :class:`LiveError` for a missing name, a duration that is not an integer
+        number of ms (booleans refused) or outside ramps ≤ x ≤ the hard cap, or a burst
+        already under way.
+        """
+        name = person(by, "a test burst")
         env = self.profile.envelope
         lo = max(100, env.ramp_up_ms + env.ramp_down_ms)
-        if not isinstance(duration_ms, int) or not lo <= duration_ms <= limits.TEST_BURST_MS_MAX:
-            raise LiveError(f"test burst duration_ms = {duration_ms!r}; allowed {lo} ≤ x ≤ "
+        if (isinstance(duration_ms, bool) or not isinstance(duration_ms, int)
+                or not lo <= duration_ms <= limits.TEST_BURST_MS_MAX):
+            raise LiveError(f"test burst duration_ms = {duration_ms!r}; allowed an integer {lo} ≤ x ≤ "
                             f"{limits.TEST_BURST_MS_MAX} ms (ramp up + ramp down must fit)")
         with self._lock:
             if self._burst is not None and self._burst.status in ("pending", "running"):
                 raise LiveError("a test burst is already running")
-            burst = TestBurst(duration_ms, time.time())
+            burst = TestBurst(duration_ms, time.time(), by=name)
             self._burst = burst
             self.test_bursts.append(burst)
+            action = ActionRecord(len(self.actions) + 1, "test burst", name, burst.asked_wall_s,
+                                  f"{duration_ms} ms")
+            self.actions.append(action)
+            burst.extra["action"] = action
+        log.warning("live test burst of %d ms asked by %s", duration_ms, name)
         return burst
 
-    def clear_fault(self, by: str) -> None:
-        """A person clears the latched fault (asked from the page); walking starts again."""
-        if not by or not by.strip():
-            raise LiveError("clearing a fault needs the name of the person who clears it")
+    def clear_fault(self, by: str) -> ActionRecord:
+        """A person clears the latched fault (asked from the page); walking starts again.
+
+        Raises :class:`LiveError` without a name, when no fault is latched, or when a clear
+        is already waiting for the loop. Logged with who and when.
+        """
+        name = person(by, "clearing a fault")
+        c = self.controller
         with self._lock:
-            self._clear_by = by.strip()
+            if c is None or not c.kernel.fault:
+                raise LiveError("no fault is latched; nothing to clear")
+            if self._clear_action is not None:
+                raise LiveError(f"a clear by {self._clear_action.by} is already being applied")
+            fault = c.supervisor.fault
+            action = ActionRecord(len(self.actions) + 1, "clear fault", name, time.time(),
+                                  fault.text if fault is not None else "")
+            self.actions.append(action)
+            self._clear_action = action
+        log.warning("live fault clear asked by %s (%s)", name, action.detail)
+        return action
 
     def save_version(self, by: str, note: str) -> dict:
         """Store the profile in use as a new version (needs a store)."""
@@ -398,14 +485,18 @@ class LiveSession:
     def _between_samples(self, swap: dict) -> None:
         """Runs in the loop thread between kernel returns: faults, changes, test bursts."""
         c = self.controller
-        clear_by = getattr(self, "_clear_by", None)
-        if clear_by:
-            self._clear_by = None
+        with self._lock:
+            action, self._clear_action = self._clear_action, None
+        if action is not None:
             if c.kernel.fault:
-                c.supervisor.clear(clear_by, "from the live page")
+                c.supervisor.clear(action.by, "from the live page")
                 c.start()
-                self.buffer.add_event({"t_s": self._sensor_t_s(), "event": f"fault cleared by {clear_by}",
+                action.outcome = "done"
+                self.buffer.add_event({"t_s": self._sensor_t_s(), "event": f"fault cleared by {action.by}",
                                        "state": c.state.value})
+            else:
+                action.outcome = "no fault latched"
+            action.done_wall_s, action.done_t_s = time.time(), self._sensor_t_s()
         self._service_burst()
         with self._lock:
             pending, ids = self._pending, list(self._pending_ids)
@@ -451,10 +542,13 @@ class LiveSession:
             return
         k = c.kernel
         env = self.profile.envelope
+        action = b.extra.get("action")
         if b.status == "pending":
             if k.fault:
                 b.status = "refused"
                 b.extra["reason"] = "a fault is latched"
+                if action is not None:
+                    action.outcome, action.done_wall_s = "refused: a fault is latched", time.time()
                 return
             if not (k.level == 0.0 and c.state in SAFE_STATES):
                 return          # wait for the safe point
@@ -471,7 +565,7 @@ class LiveSession:
                 k.set_phase(Phase.RISE)
                 b.extra["via"] = "kernel"
             b.status, b.started_t_s, b.started_mono = "running", self._sensor_t_s(), time.monotonic()
-            self.buffer.add_event({"t_s": b.started_t_s, "event": f"test burst {b.duration_ms} ms",
+            self.buffer.add_event({"t_s": b.started_t_s, "event": f"test burst {b.duration_ms} ms by {b.by}",
                                    "state": c.state.value})
             return
         # running: done once the output is back to zero and the burst has left its rise
@@ -487,6 +581,9 @@ class LiveSession:
                     c.machine.resume()
                 elif c.state == GaitState.STANDBY:
                     c.start()
+            if action is not None:
+                action.outcome = f"done, peak {b.peak_ma:g} mA"
+                action.done_wall_s, action.done_t_s = time.time(), b.ended_t_s
             self.buffer.add_event({"t_s": b.ended_t_s, "event": "test burst ended", "state": c.state.value})
         elif (time.monotonic() - b.started_mono) * 1000 > b.duration_ms + TEST_BURST_GUARD_MS:
             c.supervisor.latch(Fault.OUTPUT_LIMIT, f"test burst still on after {b.duration_ms} ms "

@@ -3,6 +3,10 @@
 "use strict";
 
 const WINDOW_S = 10;
+// The session token from the page's own URL (http://127.0.0.1:PORT/?token=…): the server
+// refuses every request without it, so the page sends it back on each one.
+const TOKEN = new URLSearchParams(location.search).get("token") || "";
+const AUTH = { "X-FES-Token": TOKEN };
 const data = { t: [], heel: [], thrOff: [], thrOn: [], pitch: [], cur: [] };
 const marks = [];          // {t, event}
 let tilt = null;           // tilt thresholds of the profile in use
@@ -187,8 +191,22 @@ function refreshForm(list) {
   }
 }
 
+function showActions(actions) {
+  const ol = $("action-log");
+  ol.innerHTML = "";
+  for (const a of actions) {
+    const li = document.createElement("li");
+    li.dataset.kind = a.kind;
+    li.dataset.outcome = a.outcome;
+    const when = new Date(a.asked_wall_s * 1000).toLocaleTimeString();
+    li.textContent = `${when} ${a.kind}${a.detail ? " (" + a.detail + ")" : ""} by ${a.by}: ${a.outcome}`;
+    ol.prepend(li);
+  }
+}
+
 async function post(url, body) {
-  const r = await fetch(url, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+  const r = await fetch(url, { method: "POST", headers: { "Content-Type": "application/json", ...AUTH },
+                               body: JSON.stringify(body) });
   let j = {};
   try { j = await r.json(); } catch (e) { j = { error: "bad answer from the server" }; }
   return [r.status, j];
@@ -201,6 +219,7 @@ $("changes").addEventListener("submit", async (ev) => {
     const input = document.getElementById("f-" + f.path.replaceAll(".", "-"));
     if (input.value !== String(input.dataset.current)) {
       const v = Number(input.value);
+      // a number, or the text as typed: the server refuses it with a clear message
       changes[f.path] = input.value.trim() === "" || Number.isNaN(v) ? input.value : v;
     }
   }
@@ -216,7 +235,7 @@ $("changes").addEventListener("submit", async (ev) => {
 });
 
 $("test-burst").addEventListener("click", async () => {
-  const [status, j] = await post("/api/test-burst", { duration_ms: Number($("burst-ms").value) });
+  const [status, j] = await post("/api/test-burst", { duration_ms: Number($("burst-ms").value), by: $("burst-by").value });
   showMessage(status === 202 ? `Test burst of ${j.test_burst.duration_ms} ms queued.` : "Refused: " + j.error, status === 202);
 });
 
@@ -232,7 +251,7 @@ $("save").addEventListener("click", async () => {
 
 // ---------------------------------------------------------------- stream
 function connect() {
-  const ws = new WebSocket(`ws://${location.host}/ws`);
+  const ws = new WebSocket(`ws://${location.host}/ws?token=${encodeURIComponent(TOKEN)}`);
   ws.onopen = () => { $("conn").textContent = "live"; $("conn").className = "badge on"; };
   ws.onclose = () => { $("conn").textContent = "disconnected"; $("conn").className = "badge off"; setTimeout(connect, 1000); };
   ws.onmessage = (ev) => {
@@ -242,6 +261,7 @@ function connect() {
       if (!fields.length) buildForm(msg.profile.fields); else refreshForm(msg.profile.fields);
     }
     if (msg.changes) showChanges(msg.changes);
+    if (msg.actions) showActions(msg.actions);
     append(msg.data);
     logEvents(msg.events);
     setStatus(msg.status);
@@ -263,7 +283,11 @@ function connect() {
   };
 }
 
-fetch("/api/config").then((r) => r.json()).then((cfg) => {
+fetch("/api/config", { headers: AUTH }).then(async (r) => {
+  const cfg = await r.json();
+  if (!r.ok) throw new Error(cfg.error || `the server answered ${r.status}`);
+  return cfg;
+}).then((cfg) => {
   $("source").textContent = `${cfg.source} · trigger ${cfg.mode} · patient ${cfg.patient_id || "–"}` +
     (cfg.store ? "" : " · no profile store (start with --store DIR to save versions)");
   $("disclaimer").textContent = cfg.disclaimer;
@@ -272,4 +296,4 @@ fetch("/api/config").then((r) => r.json()).then((cfg) => {
   buildForm(cfg.fields);
   tilt = cfg.profile.trigger.tilt;
   connect();
-});
+}).catch((err) => showMessage("Cannot start the live view: " + err.message, false));
