@@ -88,6 +88,7 @@ setup(
         "uvicorn>=0.29",
         "websockets>=12.0",
         "tqdm>=4.66",
+        "dask[distributed]>=2024.1",
     ],
     extras_require={
         "test": ["pytest>=7.4", "pytest-timeout>=2.2", "hypothesis>=6.90", "pyte>=0.8.2"],

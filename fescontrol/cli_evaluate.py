@@ -52,6 +52,78 @@ def _load_default_side(source: str):
     return load_recording(source)
 
 
+def _profile_arg(value: str | None):
+    """--profile: a YAML file or a bundled profile name; None stays None (default per recording)."""
+    from pathlib import Path
+
+    from .profile import ProfileError, bundled_profile_path, load_profile
+    if value is None:
+        return None
+    try:
+        return load_profile(value if Path(value).exists() else bundled_profile_path(value))
+    except ProfileError as err:
+        _fail(str(err))
+
+
+def _engine_options(f):
+    for opt in reversed([
+        click.option("--scheduler", help="address of an existing Dask scheduler (tcp://HOST:8786); default "
+                     "$DASK_SCHEDULER_ADDRESS, else a local cluster started and stopped by the command"),
+        click.option("--workers", type=click.IntRange(min=1),
+                     help="local cluster: worker processes (default one per core); with --scheduler: wait for "
+                          "this many workers"),
+        click.option("--kernel", type=click.Choice(["auto", "cython", "python"]), default="auto", show_default=True),
+        click.option("--progress/--no-progress", default=None, help="progress bar (default: on a terminal)"),
+    ]):
+        f = opt(f)
+    return f
+
+
+@click.command("evaluate")
+@click.argument("recordings", nargs=-1, required=True)
+@click.option("--profile", "profile_path", help="profile YAML or bundled name (default: the bundled default "
+              "for each recording's channels, as fes sim)")
+@click.option("--side", type=click.Choice(["left", "right", "both"]), default="both", show_default=True)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="write the figures as JSON")
+@click.option("--html", "html_out", type=click.Path(dir_okay=False), help="write a self-contained HTML report")
+@_engine_options
+def evaluate_command(recordings, profile_path, side, json_out, html_out, scheduler, workers, kernel, progress):
+    """Score a profile on many recordings (files, globs, folders, manifest CSV path,side,subject)
+    on a Dask cluster: per-foot table, pooled, per-subject and worst-decile figures, plots."""
+    import json
+    from pathlib import Path
+
+    from sim.engine import EngineError
+    from sim.evaluate import RecordingSetError, evaluate, expand_recordings, format_report, write_html
+    warnings.showwarning = _show_warning
+    profile = _profile_arg(profile_path)
+    try:
+        items = expand_recordings(recordings, side)
+    except RecordingSetError as err:
+        _fail(str(err))
+    if not items:
+        _fail("no recordings to evaluate (the files hold no foot matching --side)")
+    click.echo(f"evaluating {len(items)} feet of {len({i.source for i in items})} recordings with "
+               f"{profile.name if profile else 'the bundled default profile per recording'} …", err=True)
+    try:
+        result = evaluate(items, profile, scheduler=scheduler, workers=workers, implementation=kernel,
+                          progress=progress)
+    except EngineError as err:
+        _fail(str(err))
+    click.echo(format_report(result))
+    eng = result.to_json()["engine"]
+    click.echo(f"\n{eng['feet']} feet in {eng['elapsed_s']:.1f} s ({eng['feet_per_s']} feet/s) on "
+               f"{eng['workers']} workers at {eng['scheduler']}; kernel {', '.join(eng['kernels']) or '-'}")
+    if json_out:
+        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_out).write_text(json.dumps(result.to_json(), indent=1, default=float), encoding="utf-8")
+        click.echo(f"figures: {json_out}")
+    if html_out:
+        click.echo(f"report: {write_html(result, html_out)}")
+    sys.exit(1 if result.errors else 0)
+
+
 def register(main: click.Group) -> None:
     """Add the commands to the ``fes`` group."""
     main.add_command(recording_group)
+    main.add_command(evaluate_command)
