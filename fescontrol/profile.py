@@ -269,8 +269,8 @@ class Profile(_Model):
     @field_validator("schema_version", mode="before")
     @classmethod
     def _version_is_a_number(cls, value: Any) -> Any:
-        if isinstance(value, bool):       # True == 1 would pass the Literal
-            raise ValueError(f"schema version 1 is needed, not {value!r}")
+        if type(value) is not int:        # True and 1.0 equal 1 and would pass the Literal
+            raise ValueError(f"schema version 1 (a whole number) is needed, not {value!r}")
         return value
 
     @model_validator(mode="after")

@@ -264,7 +264,7 @@ def test_whole_numbers_are_fine_where_decimals_go(tmp_path):
 @pytest.mark.parametrize("path, value", [
     (("stimulation", "amplitude_ma"), True), (("stimulation", "channel"), True),
     (("stimulation", "pulse_width_us"), "300"), (("envelope", "ramp_up_ms"), 100.0),
-    (("schema_version",), True),
+    (("schema_version",), True), (("schema_version",), 1.0),
 ])
 def test_json_and_live_changes_are_just_as_strict(path, value):
     """The live page and the session log hand dicts from JSON: ``true`` is not 1 mA."""
