@@ -298,6 +298,24 @@ def test_websocket_needs_token_own_origin_and_host(walk, profile):
             assert json.loads(ws.recv(timeout=5))["type"] == "data"
 
 
+@pytest.mark.timeout(60)
+def test_a_clear_while_the_cause_persists_says_the_fault_latched_again(walk, profile):
+    open_fd, close = _source(walk, gap=True)
+    s = LiveSession(profile, open_fd, close=close, source="security test").start()
+    try:
+        _wait(lambda: s.controller is not None and s.controller.kernel.fault, 6, "the stale-data fault")
+        first = s.clear_fault("Ann")                      # the sensor is still silent
+        _wait(lambda: "latched again" in first.outcome, 3, "the clear's outcome")
+        assert "stale" in first.outcome and s.controller.kernel.fault
+        _wait(lambda: s.buffer.total > (GAP_AT_S + 0.3) * 100, 4, "the sensor sending again")
+        second = s.clear_fault("Ann")
+        _wait(lambda: not s.controller.kernel.fault, 3, "the fault cleared")
+        time.sleep(0.7)
+        assert second.outcome == "done" and [a.by for a in s.actions] == ["Ann", "Ann"]
+    finally:
+        s.stop()
+
+
 def test_host_policy():
     hosts = HostPolicy("127.0.0.1", 8765)
     for ok in ("127.0.0.1:8765", "localhost:8765", "LOCALHOST:8765", "[::1]:8765"):

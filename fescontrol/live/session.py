@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 WAKE_MS = 10
 BUFFER_SECONDS = 60.0
 TEST_BURST_GUARD_MS = 500
+CLEAR_WATCH_S = 0.5             # a fault that latches again this soon after a clear is reported with it
 SAFE_STATES = (GaitState.STANCE, GaitState.STANDBY, GaitState.PAUSED)
 #: Fields the live page may change (dotted profile paths).
 EDITABLE = (
@@ -247,6 +248,7 @@ class LiveSession:
         self.saved_versions: list[dict] = []
         self.actions: list[ActionRecord] = []     # fault clears and test bursts, who and when
         self._clear_action: ActionRecord | None = None
+        self._clear_watch: tuple[ActionRecord, float] | None = None   # a clear just done, watched
         self._lock = threading.Lock()
         self._pending: Profile | None = None
         self._pending_ids: list[int] = []
@@ -487,11 +489,19 @@ class LiveSession:
         c = self.controller
         with self._lock:
             action, self._clear_action = self._clear_action, None
+        watch = self._clear_watch
+        if watch is not None and (c.kernel.fault or time.monotonic() - watch[1] > CLEAR_WATCH_S):
+            self._clear_watch = None
+            if c.kernel.fault:        # the cause was still there (e.g. the sensor still silent)
+                fault = c.supervisor.fault
+                watch[0].outcome = "done, but the fault latched again at once" + (
+                    f": {fault.text}" if fault is not None else "")
         if action is not None:
             if c.kernel.fault:
                 c.supervisor.clear(action.by, "from the live page")
                 c.start()
                 action.outcome = "done"
+                self._clear_watch = (action, time.monotonic())
                 self.buffer.add_event({"t_s": self._sensor_t_s(), "event": f"fault cleared by {action.by}",
                                        "state": c.state.value})
             else:
