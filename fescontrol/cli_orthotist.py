@@ -274,7 +274,8 @@ def profile_show(ref, patient, store) -> None:
 @click.option("--recording", help="replay this walk at real-time speed over a pseudo-terminal")
 @click.option("--side", type=click.Choice(["left", "right"]))
 @click.option("--profile", "profile_path", type=click.Path(exists=True), help="profile YAML")
-@click.option("--port", type=int, default=8765, show_default=True, help="web page on 127.0.0.1:PORT (0 picks a free one)")
+@click.option("--port", type=int, default=8765, show_default=True,
+              help="web page on 127.0.0.1:PORT (0 picks a free one)")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="address to listen on; anything but loopback needs --allow-remote")
 @click.option("--allow-remote", is_flag=True,

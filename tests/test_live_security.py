@@ -119,7 +119,8 @@ def _state(session: LiveSession) -> dict:
                                   if e["event"].startswith("fault cleared"))}
 
 
-def _raw(port: int, method: str, path: str, headers: dict[str, str | None], body: bytes = b"") -> tuple[int, dict, bytes]:
+def _raw(port: int, method: str, path: str, headers: dict[str, str | None],
+         body: bytes = b"") -> tuple[int, dict, bytes]:
     """One HTTP/1.1 request written byte for byte on a socket (any Host, Origin, Content-Type);
     a header given as None is left out. Returns (status, headers, body)."""
     lines = [f"{method} {path} HTTP/1.1"]
