@@ -123,7 +123,91 @@ def evaluate_command(recordings, profile_path, side, json_out, html_out, schedul
     sys.exit(1 if result.errors else 0)
 
 
+@click.command("sweep")
+@click.argument("recordings", nargs=-1, required=True)
+@click.option("--profile", "profile_path", default="default", show_default=True,
+              help="the base profile (YAML or bundled name); swept fields are set on it")
+@click.option("--param", "params", multiple=True, metavar="PATH=START:STOP:STEP",
+              help="a profile field and its values: START:STOP:STEP (inclusive), START:STOP (a range "
+                   "for --samples) or V1,V2,…; repeat for a grid over several fields")
+@click.option("--samples", type=click.IntRange(min=1), help="draw this many points instead of the full grid")
+@click.option("--sampler", type=click.Choice(["lhs", "random"]), default="lhs", show_default=True,
+              help="with --samples: Latin hypercube or uniform random")
+@click.option("--seed", type=int, default=0, show_default=True, help="for --samples and the CV folds")
+@click.option("--objective", type=click.Choice(["f1", "recall", "precision", "timely_recall",
+                                                "false_onsets_per_min"]), default="f1", show_default=True,
+              help="what 'best' means (false_onsets_per_min is minimised, the others maximised)")
+@click.option("--max-false-per-min", type=float, help="only points with at most this many false onsets "
+              "per minute can be best")
+@click.option("--cv-by", type=click.Choice(["subject"]), help="report the held-out-fold score, folds by subject")
+@click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True)
+@click.option("--side", type=click.Choice(["left", "right", "both"]), default="both", show_default=True)
+@click.option("--block", type=click.IntRange(min=1), help="parameter points per task (default: automatic)")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="every point's figures as JSON")
+@click.option("--plot", "plot_out", type=click.Path(dir_okay=False), help="recall vs false onsets Pareto plot (PNG)")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), help="write the best profile here (YAML)")
+@_engine_options
+def sweep_command(recordings, profile_path, params, samples, sampler, seed, objective, max_false_per_min,
+                  cv_by, folds, side, block, json_out, plot_out, out_path, scheduler, workers, kernel, progress):
+    """Tune profile fields on many recordings: a grid (or --samples) of points, each validated by
+    the profile model, replayed on a Dask cluster; table, Pareto plot, optional best profile."""
+    import json
+    from pathlib import Path
+
+    from sim.engine import EngineError
+    from sim.evaluate import RecordingSetError, expand_recordings
+    from sim.sweep import ParamSpec, SweepError, format_sweep, plot_pareto, sweep
+
+    from .profile import profile_to_yaml
+    warnings.showwarning = _show_warning
+    base = _profile_arg(profile_path)
+    try:
+        specs = [ParamSpec.parse(p) for p in params]
+        if not specs:
+            raise SweepError("give at least one --param PATH=START:STOP:STEP")
+        items = expand_recordings(recordings, side)
+    except (SweepError, RecordingSetError) as err:
+        _fail(str(err))
+    n_points = samples or 1
+    if not samples:
+        for s in specs:
+            n_points *= len(s.values)
+    click.echo(f"sweep: {n_points} points × {len(items)} feet ({n_points * len(items)} replays), base profile "
+               f"{base.name!r}, objective {objective}" + (f", {folds}-fold CV by subject" if cv_by else ""), err=True)
+    try:
+        result = sweep(items, base, specs, samples=samples, sampler=sampler, seed=seed, objective=objective,
+                       max_false_per_min=max_false_per_min, cv_by=cv_by, folds=folds, scheduler=scheduler,
+                       workers=workers, block=block, implementation=kernel, progress=progress)
+    except (SweepError, EngineError) as err:
+        _fail(str(err))
+    click.echo(format_sweep(result))
+    doc = result.to_json()
+    eng = doc["engine"]
+    click.echo(f"\n{eng['replays']} replays in {eng['elapsed_s']:.1f} s ({eng['replays_per_s']} feet/s) on "
+               f"{eng['workers']} workers at {eng['scheduler']}; {eng['tasks']} tasks of {eng['points_per_task']} "
+               f"points; kernel {', '.join(eng['kernels']) or '-'}")
+    if json_out:
+        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_out).write_text(json.dumps(doc, indent=1, default=float), encoding="utf-8")
+        click.echo(f"figures: {json_out}")
+    if plot_out:
+        Path(plot_out).parent.mkdir(parents=True, exist_ok=True)
+        click.echo(f"plot: {plot_pareto(result, plot_out)}")
+    if out_path:
+        best = result.best
+        if best is None:
+            _fail("no valid point was scored, so there is no best profile to write", code=1)
+        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+        header = (f"# written by fes sweep: best of {len(result.valid)} points by {objective} on {result.feet} feet"
+                  + (f"; held-out ({folds}-fold by subject) {objective} {result.cv['held_out_objective']}"
+                     if result.cv else "") + "\n# NOT A CLEARED MEDICAL DEVICE. Review before use on a person.\n")
+        Path(out_path).write_text(header + profile_to_yaml(best.profile), encoding="utf-8")
+        click.echo(f"best profile: {out_path}")
+    sys.exit(1 if result.load_errors else 0)
+
+
 def register(main: click.Group) -> None:
     """Add the commands to the ``fes`` group."""
     main.add_command(recording_group)
     main.add_command(evaluate_command)
+    main.add_command(sweep_command)

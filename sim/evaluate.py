@@ -502,7 +502,8 @@ td,th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}}td:first-c
 .plots img{{margin:0 1em 1em 0}}.note{{color:#555}}</style></head><body>
 <h1>{escape(title)}</h1>
 <p class="note">fescontrol — NOT a cleared medical device. Profile: {escape(doc['profile'])};
-{eng.get('feet')} feet in {eng.get('elapsed_s')} s on {eng.get('workers')} workers ({escape(str(eng.get('scheduler')))});
+{eng.get('feet')} feet in {eng.get('elapsed_s')} s on {eng.get('workers')} workers
+({escape(str(eng.get('scheduler')))});
 kernel: {escape(', '.join(eng.get('kernels', [])))}. Scoring rules: docs/scoring.md.</p>
 <h2>Pooled</h2><table>{head.format('')}<tr><td>all feet ({pooled_.get('recordings', 0)})</td>{row_cells(pooled_)}</tr>
 <tr><td>worst decile ({len(worst['recordings'])})</td>{row_cells(worst['pooled'])}</tr></table>

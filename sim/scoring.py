@@ -15,6 +15,7 @@ Rules (full text and rationale: docs/scoring.md):
 """
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Sequence
@@ -92,9 +93,15 @@ def _in_any(t: float, intervals: Iterable[tuple]) -> bool:
     return any(iv[0] <= t < iv[1] for iv in intervals)
 
 
-def _covered(a: float, b: float, union: list[tuple[float, float]]) -> float:
+def _covered(a: float, b: float, union: list[tuple[float, float]],
+             starts: list[float] | None = None, ends: list[float] | None = None) -> float:
+    """Fraction of [a, b) inside ``union`` (sorted, disjoint). With ``starts``/``ends`` (the
+    union's bounds) only the intervals that can overlap are visited: the others add exactly
+    0.0, so the sum, and the result, are the same."""
     if b <= a:
         return 0.0
+    if starts is not None and ends is not None:
+        union = union[bisect.bisect_right(ends, a):bisect.bisect_left(starts, b)]
     return sum(max(0.0, min(b, q) - max(a, p)) for p, q in union) / (b - a)
 
 
@@ -167,12 +174,13 @@ def score(rec: Recording, bursts: Sequence[Burst], faults: Sequence[Any] = (),
     quiet["total"] = sum(quiet.values())
 
     union = merge_intervals(bursts)
+    starts, ends = [p for p, _ in union], [q for _, q in union]
     errors, after, coverage = [], [], []
     detected = 0
     scored = [j for j in range(len(swings)) if not excluded[j]]
     for j in scored:
         to, hs, _ = swings[j]
-        coverage.append(_covered(to, hs, union))
+        coverage.append(_covered(to, hs, union, starts, ends))
         if j in match_of_swing:
             detected += 1
             onset, offset = bursts[match_of_swing[j]]
