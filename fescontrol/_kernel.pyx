@@ -143,7 +143,8 @@ cdef class CyKernel:
 
     # parameters
     cdef int need_heel, need_imu, mode_heel, mode_tilt, cutoff_zero
-    cdef int64_t ramp_up_us, ramp_down_us, max_stim_us, heel_debounce_us, heel_stuck_us
+    cdef int64_t ramp_up_us, ramp_down_us, max_stim_us, heel_debounce_us, heel_stuck_us, heel_absent_us
+    cdef int heel_stuck_imu_strides
     cdef int64_t tilt_min_stance_us, tilt_debounce_us, tilt_swing_wait_us, stale_us, deliver_interval_us, period_us
     cdef int max_missing
     cdef double heel_off_fraction, heel_on_fraction, heel_off_min_n, heel_on_min_n
@@ -169,8 +170,9 @@ cdef class CyKernel:
     cdef readonly int64_t last_seq, last_ts, t_us, frames, seq_gaps, frames_lost
     cdef int64_t crc_recent, good_since_crc, last_crc_total
     cdef readonly double heel_n, heel_lp, heel_peak, pitch_lp, yaw_lp
-    cdef readonly int heel_loaded, tilt_state, stride
+    cdef readonly int heel_loaded, tilt_state, stride, heel_absent, heel_frozen_strides
     cdef int64_t heel_timer_us, heel_last_raw, heel_same_us, tilt_timer_us
+    cdef readonly int64_t heel_unloaded_us
     cdef readonly double delivered_ma
     cdef readonly int64_t last_deliver_us
     cdef public int deliver_due
@@ -210,6 +212,8 @@ cdef class CyKernel:
         self.heel_peak_decay_s = p.heel_peak_decay_s
         self.heel_filter_hz = p.heel_filter_hz
         self.heel_stuck_us = p.heel_stuck_us
+        self.heel_stuck_imu_strides = p.heel_stuck_imu_strides
+        self.heel_absent_us = p.heel_absent_us
         self.tilt_onset_dps = p.tilt_onset_dps
         self.tilt_swing_dps = p.tilt_swing_dps
         self.tilt_strike_dps = p.tilt_strike_dps
@@ -283,6 +287,9 @@ cdef class CyKernel:
         self.heel_timer_us = 0
         self.heel_last_raw = -1
         self.heel_same_us = 0
+        self.heel_frozen_strides = 0
+        self.heel_unloaded_us = 0
+        self.heel_absent = 0
         self.pitch_lp = 0.0
         self.yaw_lp = 0.0
         self.tilt_state = TILT_STANCE_WAIT
@@ -363,6 +370,7 @@ cdef class CyKernel:
         self.crc_recent = 0
         self.good_since_crc = 0
         self.heel_same_us = 0
+        self.heel_frozen_strides = 0
         self.last_crc_total = self.crc_errors
 
     def mark_delivered(self):
@@ -536,8 +544,7 @@ cdef class CyKernel:
         else:
             self.heel_same_us = 0
             self.heel_last_raw = self.f_heel
-        if self.need_heel and self.detection_enabled and self.heel_same_us >= self.heel_stuck_us:
-            self._fault(F_HEEL_STUCK)
+            self.heel_frozen_strides = 0
         # --- detectors ---
         thr_off = _max(self.heel_off_min_n, self.heel_off_fraction * self.heel_peak)
         thr_on = _max(self.heel_on_min_n, self.heel_on_fraction * self.heel_peak)
@@ -595,12 +602,25 @@ cdef class CyKernel:
                 self.tilt_state = TILT_STANCE_WAIT
                 self.tilt_timer_us = 0
                 tilt_edge_strike = 1
+                if self.heel_same_us > 0 and (flags & FLAG_IMU_PRESENT):
+                    self.heel_frozen_strides += 1
             elif self.tilt_timer_us >= self.max_stim_us:
                 self.tilt_state = TILT_STANCE_WAIT
                 self.tilt_timer_us = 0
         if heel_edge_on and not self.mode_heel and not self.mode_tilt and self.tilt_state >= TILT_ONSET:
             self.tilt_state = TILT_STANCE_WAIT
             self.tilt_timer_us = 0
+        # --- heel contact and stuck heel ---
+        if self.heel_loaded:
+            self.heel_unloaded_us = 0
+            self.heel_absent = 0
+        else:
+            self.heel_unloaded_us += dt_us
+            if self.heel_unloaded_us >= self.heel_absent_us:
+                self.heel_absent = 1
+        if (self.need_heel and self.detection_enabled and self.heel_same_us >= self.heel_stuck_us
+                and (self.heel_loaded or self.heel_frozen_strides >= self.heel_stuck_imu_strides)):
+            self._fault(F_HEEL_STUCK)
         if self.mode_heel:
             onset = heel_edge_off
             strike = heel_edge_on

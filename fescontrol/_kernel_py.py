@@ -74,6 +74,9 @@ class KernelParams:
         self.heel_peak_decay_s = heel.peak_decay_s
         self.heel_filter_hz = heel.filter_hz
         self.heel_stuck_us = heel.stuck_ms * 1000
+        self.heel_stuck_imu_strides = heel.stuck_imu_strides
+        # unloaded longer than the longest burst: the foot is not on its heel (no-contact state)
+        self.heel_absent_us = env.max_stim_ms * 1000
         self.tilt_onset_dps = tilt.onset_rate_dps
         self.tilt_swing_dps = tilt.swing_rate_dps
         self.tilt_strike_dps = tilt.strike_rate_dps
@@ -143,6 +146,9 @@ class PyKernel:
         self.heel_timer_us = 0
         self.heel_last_raw = -1
         self.heel_same_us = 0
+        self.heel_frozen_strides = 0
+        self.heel_unloaded_us = 0
+        self.heel_absent = 0
         self.pitch_lp = 0.0
         self.yaw_lp = 0.0
         self.tilt_state = TILT_STANCE_WAIT
@@ -239,6 +245,7 @@ class PyKernel:
         self.crc_recent = 0
         self.good_since_crc = 0
         self.heel_same_us = 0
+        self.heel_frozen_strides = 0
         self.last_crc_total = self._parser.counters.crc_errors
 
     def mark_delivered(self) -> None:
@@ -348,8 +355,7 @@ class PyKernel:
         else:
             self.heel_same_us = 0
             self.heel_last_raw = f.heel_force
-        if p.need_heel and self.detection_enabled and self.heel_same_us >= p.heel_stuck_us:
-            self._fault(Fault.HEEL_STUCK)
+            self.heel_frozen_strides = 0
         # --- detectors ---------------------------------------------------------------------
         heel_edge_off = heel_edge_on = 0
         thr_off = max(p.heel_off_min_n, p.heel_off_fraction * self.heel_peak)
@@ -415,6 +421,9 @@ class PyKernel:
                 self.tilt_state = TILT_STANCE_WAIT
                 self.tilt_timer_us = 0
                 tilt_edge_strike = 1
+                if self.heel_same_us > 0 and (flags & sp.FLAG_IMU_PRESENT):
+                    # a whole stride seen by the IMU while the heel reading did not move
+                    self.heel_frozen_strides += 1
             elif self.tilt_timer_us >= p.max_stim_us:
                 self.tilt_state = TILT_STANCE_WAIT
                 self.tilt_timer_us = 0
@@ -422,6 +431,21 @@ class PyKernel:
             # heel+tilt: the heel loading ends any stride the tilt detector still follows
             self.tilt_state = TILT_STANCE_WAIT
             self.tilt_timer_us = 0
+        # --- heel contact and stuck heel ---------------------------------------------------
+        # Unloaded for longer than any burst: the foot is off its heel (sitting, forefoot
+        # walking). A state, not a fault: the device waits for the heel to load again.
+        if self.heel_loaded:
+            self.heel_unloaded_us = 0
+            self.heel_absent = 0
+        else:
+            self.heel_unloaded_us += dt_us
+            if self.heel_unloaded_us >= p.heel_absent_us:
+                self.heel_absent = 1
+        # A reading frozen while loaded, or frozen through IMU-detected strides, is a broken
+        # sensor; frozen at the unloaded level (an unloaded FSR reads a constant) is not.
+        if (p.need_heel and self.detection_enabled and self.heel_same_us >= p.heel_stuck_us
+                and (self.heel_loaded or self.heel_frozen_strides >= p.heel_stuck_imu_strides)):
+            self._fault(Fault.HEEL_STUCK)
         if p.mode_heel:
             onset, strike, ready = heel_edge_off, heel_edge_on, self.heel_loaded
         elif p.mode_tilt:

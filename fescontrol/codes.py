@@ -43,7 +43,7 @@ class Fault(enum.IntEnum):
     CHANNEL_MISSING = 5    # the trigger mode needs a channel the sensor does not send
     HEEL_SENSOR_FAULT = 6  # the sensor flags its heel channel as broken
     IMU_SATURATED = 7      # the sensor flags IMU saturation
-    HEEL_STUCK = 8         # heel reading unchanged for longer than stuck_ms
+    HEEL_STUCK = 8         # heel reading frozen stuck_ms under load, or through IMU strides
     OUTPUT_LIMIT = 9       # an output outside the profile or hard limits was asked for
     BUFFER_OVERRUN = 10    # input arrived faster than the loop consumed it
     STIMULATOR = 11        # the stimulator reported an error, reset or did not acknowledge

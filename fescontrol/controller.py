@@ -58,6 +58,16 @@ class Controller:
     def state(self) -> GaitState:
         return self.machine.state
 
+    @property
+    def waiting_reason(self) -> str:
+        """Why walking stimulation waits although no fault is latched ("" when it does not):
+        a heel unloaded for longer than any burst means the foot is not on its heel
+        (sitting, forefoot walking). A state, not a fault: it ends when the heel loads."""
+        k = self.kernel
+        if k.p.need_heel and k.heel_absent and k.detection_enabled and not k.fault:
+            return "no heel contact: waiting for the heel to load"
+        return ""
+
     # ----- user commands ---------------------------------------------------------------
     def start(self) -> None:
         self.machine.start()

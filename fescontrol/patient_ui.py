@@ -79,6 +79,7 @@ class Status:
     profile_name: str = ""
     mode: str = "standby"
     state: str = "standby"
+    waiting: str = ""                  # why stimulation waits without a fault (no heel contact)
     intensity_ma: float = 0.0          # the patient's level (applies from the next stimulation)
     active_ma: float = 0.0             # the level the present/last stimulation uses
     output_ma: float = 0.0             # present output current
@@ -625,6 +626,7 @@ class LiveSession:
         text, seq = self._message
         status = Status(
             profile_name=p.name, mode=m.mode.value, state=m.machine.state.value,
+            waiting=self.controller.waiting_reason,
             intensity_ma=m.intensity.level_ma, active_ma=float(k.amplitude_ma), output_ma=float(k.current_ma),
             min_ma=p.patient.amplitude_min_ma, max_ma=p.patient.amplitude_max_ma, step_ma=p.patient.step_ma,
             steps_session=m.steps, steps_today=self._steps_before + m.steps, training_left_s=left,
@@ -657,7 +659,8 @@ def render(status: Status, width: int = 80) -> list[tuple[str, str]]:
         (f"fescontrol — patient session   profile {s.profile_name}", "title"),
         ("NOT A CLEARED MEDICAL DEVICE: use only under clinical supervision", "dim"),
         ("", ""),
-        (f"Mode        {s.mode.upper():<10} state {s.state}", "bold"),
+        (f"Mode        {s.mode.upper():<10} state {s.state}"
+         + (f"   ({s.waiting})" if s.waiting else ""), "bold"),
     ]
     pending = "" if abs(s.intensity_ma - s.active_ma) < 1e-9 else "  (from the next stimulation)"
     lines.append((f"Intensity   {_fmt_ma(s.intensity_ma)}{pending}   range {_fmt_ma(s.min_ma)}"

@@ -143,7 +143,11 @@ class HeelTrigger(_Model):
                                 description="time constant of the stance peak tracker, s")
     filter_hz: Real = Field(20.0, ge=2.0, le=100.0, description="low-pass cut-off, Hz")
     stuck_ms: Int = Field(5000, ge=1000, le=60000,
-                      description="an unchanged heel reading this long is a stuck sensor, ms")
+                          description="a heel reading unchanged this long while loaded (or through "
+                                      "stuck_imu_strides IMU strides) is a stuck sensor, ms")
+    stuck_imu_strides: Int = Field(3, ge=1, le=20,
+                                   description="strides the IMU sees while the heel reading stays frozen "
+                                               "at its unloaded level that make it a stuck sensor")
 
     @model_validator(mode="after")
     def _hysteresis(self) -> "HeelTrigger":

@@ -10,7 +10,7 @@ faults act on the RehaStim2 emulator and need ``--realtime``.
 | garbage | random bytes injected before the frame at T | byte count (default 64) |
 | crc | frames from T have a corrupted byte (bad CRC) | frame count (default 10) |
 | drop | frames from T are lost | frame count (default 10) |
-| stuck-heel | the heel reading freezes at its value at T | – |
+| stuck-heel | the heel reading freezes under load: at its value at the first sample from T that reads ≥ 20 N (a heel frozen at its unloaded level is a no-contact state, not a fault) | – |
 | imu-saturation | frames from T flag IMU saturation | frame count (default 10) |
 | clock-jump | the device clock leaps forward at T | jump in ms (default 1000) |
 | stim-no-ack | the stimulator stops acknowledging at T | – |
@@ -28,6 +28,7 @@ from drivers import sensor_protocol as sp
 SENSOR_FAULTS = ("unplug", "garbage", "crc", "drop", "stuck-heel", "imu-saturation", "clock-jump")
 STIMULATOR_FAULTS = ("stim-no-ack", "stim-disconnect", "stim-error")
 FAULT_NAMES = SENSOR_FAULTS + STIMULATOR_FAULTS
+STUCK_HEEL_MIN_N = 20.0   # the stuck-heel fault freezes the reading at a loaded level
 _DEFAULT_ARG = {"garbage": 64, "crc": 10, "drop": 10, "imu-saturation": 10, "clock-jump": 1000}
 
 
@@ -93,7 +94,11 @@ def apply_sensor_faults(frames: np.ndarray, rate_hz: float, faults: list[FaultSp
         elif f.name == "drop":
             keep[i:i + f.value] = False
         elif f.name == "stuck-heel":
-            _rewrite(frames, slice(i, n), heel=frames[i, 11:13].copy() if i < n else None)
+            counts = frames[i:, 11].astype(np.int64) | (frames[i:, 12].astype(np.int64) << 8)
+            loaded = np.flatnonzero(counts >= STUCK_HEEL_MIN_N / sp.HEEL_N_PER_COUNT)
+            if len(loaded):
+                j = i + int(loaded[0])
+                _rewrite(frames, slice(j, n), heel=frames[j, 11:13].copy())
         elif f.name == "imu-saturation":
             _rewrite(frames, slice(i, i + f.value), flags_or=sp.FLAG_IMU_SATURATED)
         elif f.name == "clock-jump":

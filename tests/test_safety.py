@@ -195,13 +195,46 @@ def test_channel_missing_faults(kernel_impl):
     assert tr["fault"][0] == Fault.CHANNEL_MISSING and (tr["current_ma"] == 0).all()
 
 
-def test_stuck_heel_sensor_faults(default_profile, kernel_impl):
+def test_stuck_heel_sensor_faults_when_frozen_under_load(default_profile, kernel_impl):
     stuck_s = default_profile.trigger.heel.stuck_ms / 1000
-    heel = np.concatenate([heel_walk(3), np.full(int((stuck_s + 1) * 100), 0.0)])
+    heel = np.concatenate([heel_walk(3), np.full(int((stuck_s + 1) * 100), 500.0)])
     c, tr = run_stream(default_profile, stream(heel, np.zeros(len(heel))), kernel_impl)
     assert c.supervisor.fault.reason == Fault.HEEL_STUCK
     i = int(np.flatnonzero(tr["fault"])[0])
     assert tr["current_ma"][i:].max() == 0.0
+
+
+def test_heel_frozen_unloaded_is_no_contact_not_a_fault(default_profile, kernel_impl):
+    """An unloaded heel sensor reads a constant (sitting, forefoot walking): the device waits,
+    says why, and stimulates again once the heel loads."""
+    stuck_s = default_profile.trigger.heel.stuck_ms / 1000
+    heel = np.concatenate([heel_walk(3), np.full(int((stuck_s + 5) * 100), 0.0)])
+    c, tr = run_stream(default_profile, stream(heel, np.zeros(len(heel))), kernel_impl)
+    assert c.supervisor.fault is None
+    assert c.waiting_reason.startswith("no heel contact")
+    max_stim_n = default_profile.envelope.max_stim_ms // 10
+    assert tr["current_ma"][len(heel_walk(3)) + max_stim_n + 20:].max() == 0.0  # heel-off burst ended
+    _, tr2 = run_stream(default_profile, stream(heel_walk(3), np.zeros(len(heel_walk(3))), first_seq=len(heel),
+                                                 t0_us=1_000_000 + len(heel) * 10_000), controller=c)
+    assert c.supervisor.fault is None and c.waiting_reason == ""
+    assert tr2["current_ma"].max() > 0
+
+
+def test_heel_frozen_through_imu_strides_faults(kernel_impl):
+    """heel+tilt: a heel reading that stays frozen while the IMU sees the foot stride is a broken
+    sensor, even at the unloaded level."""
+    profile = profile_with("combined")
+    n = 1000
+    t = np.arange(n) / 100
+    u = ((t % 1.0) - 0.6) / 0.4                     # 0..1 over the swing of each 1 s stride
+    pitch = np.where(u >= 0, -200 * np.sin(2 * np.pi * u), 0.0)   # push-off (toes down), swing (up)
+    pitch[(u < 0) & (u > -0.04)] = -60.0           # the heel-strike dip that ends each swing
+    pitch[:100] = 0.0
+    gyro = -pitch                                   # toe-up rate = -gyro y
+    heel = np.concatenate([heel_walk(1)[:100], np.zeros(n - 100)])
+    c, tr = run_stream(profile, stream(heel, gyro), kernel_impl)
+    assert c.supervisor.fault is not None and c.supervisor.fault.reason == Fault.HEEL_STUCK
+    assert c.kernel.heel_frozen_strides >= profile.trigger.heel.stuck_imu_strides
 
 
 def test_link_errors_fault(default_profile, kernel_impl):
