@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 #: the keep-alive interval may not exceed this: the device watchdog fires after 1.2 s of silence
 MAX_KEEPALIVE_INTERVAL_S = 0.5
-FAULT_REASONS = ("emergency_switch", "electrode_error", "module_error", "device_reset", "disconnected")
+FAULT_REASONS = ("emergency_switch", "electrode_error", "module_error", "device_reset", "disconnected",
+                 "pulse_timeout", "low_current", "device_stopped")
 
 
 # --------------------------------------------------------------------------- errors
@@ -65,15 +66,18 @@ class StimulationFault(StimulatorError):
     """The device stopped stimulating on its own, or the link is gone. Latched until ``recover()``.
 
     ``reason`` is one of "emergency_switch", "electrode_error", "module_error" (unsolicited
-    StimulationError), "device_reset" (unsolicited Init: watchdog or power reset) or
-    "disconnected" (the port failed).
+    StimulationError), "device_reset" (unsolicited Init: watchdog or power reset),
+    "disconnected" (the port failed), "pulse_timeout", "low_current" (a channel's error
+    report) or "device_stopped" (a channel that should stimulate is reported off).
+    ``channel`` (1-based) names the channel when the device reported one.
     """
 
-    def __init__(self, reason: str, message: str = ""):
+    def __init__(self, reason: str, message: str = "", channel: int | None = None):
         if reason not in FAULT_REASONS:
             raise ValueError(f"reason={reason!r}; allowed {', '.join(FAULT_REASONS)}")
         super().__init__(message or reason)
         self.reason = reason
+        self.channel = channel
 
 
 # --------------------------------------------------------------------------- values
@@ -414,16 +418,21 @@ class Stimulator(abc.ABC):
                 del self._pending[i]
                 if result != 0:
                     self._errors.append(StimulatorOperationError(
-                        f"{pending.what} refused by the device: result {result} ({_result_name(result)})", result))
+                        f"{pending.what} refused by the device: result {result} ({self._describe_result(result)})",
+                        result))
                 return
         log.warning("unexpected acknowledgement %r (result %d): late or not ours", key, result)
 
-    def _device_fault(self, reason: str, message: str) -> None:
+    def _describe_result(self, result: int) -> str:
+        """Text for a non-zero result byte (backends with other result codes override it)."""
+        return _result_name(result)
+
+    def _device_fault(self, reason: str, message: str, channel: int | None = None) -> None:
         """Latch a fault (the first one wins) and queue it for the next raise."""
         if self._fault is not None:
             log.info("while %s is latched: %s", self._fault.reason, message)
             return
-        self._fault = StimulationFault(reason, message)
+        self._fault = StimulationFault(reason, message, channel)
         self._running = False
         log.error("stimulation fault (%s): %s", reason, message)
         self._errors.append(self._fault)
@@ -477,6 +486,7 @@ def _result_name(result: int) -> str:
 #: built-in backends: name -> (module, class); imported only when chosen
 BACKENDS: dict[str, tuple[str, str]] = {
     "rehastim2": ("drivers.rehastim2", "RehaStim2"),
+    "p24": ("drivers.p24", "P24"),
 }
 ENTRY_POINT_GROUP = "fescontrol.stimulators"
 

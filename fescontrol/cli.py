@@ -89,8 +89,9 @@ def diagram(out: str | None) -> None:
 @main.command()
 @click.option("--sensor", required=True, help="sensor port: device path, pty or pyserial URL")
 @click.option("--stim", required=True,
-              help="stimulator port for the profile's backend, BACKEND:PORT, or 'emulator' for the "
-                   "built-in RehaStim2 emulator on a pseudo-terminal")
+              help="stimulator port for the profile's backend, BACKEND:PORT (backends: rehastim2, p24), "
+                   "or 'emulator' / 'p24:emulator' for a built-in RehaStim2 / P24 emulator on a "
+                   "pseudo-terminal")
 @click.option("--profile", "profile_path", type=click.Path(exists=True), help="profile YAML (default: bundled)")
 @click.option("--duration", type=float, help="stop after this many seconds")
 @click.option("--allow-pure-python", is_flag=True, help="run even without the compiled kernel")
@@ -141,11 +142,20 @@ def sim_command(recording: str, side: str, profile_path: str | None, faults: tup
     sys.exit(code)
 
 
+#: emulated stimulators: name -> module with a ``main(argv)`` taking ``--pty``
+EMULATORS = {"rehastim2": "sim.rehastim2", "p24": "sim.p24"}
+
+
 @main.command("emulator")
-def emulator() -> None:
-    """Start the RehaStim2 emulator on a pseudo-terminal and print its port."""
-    from sim.rehastim2 import main as emulator_main
-    sys.exit(emulator_main(["--pty"]))
+@click.argument("device", type=click.Choice(sorted(EMULATORS)), default="rehastim2")
+@click.option("--pty", "use_pty", is_flag=True, default=True,
+              help="on a pseudo-terminal (the only mode, so also the default)")
+def emulator(device: str, use_pty: bool) -> None:
+    """Start a stimulator emulator (DEVICE: rehastim2, the default, or p24) on a
+    pseudo-terminal and print its port. Ctrl-C or SIGTERM ends it and prints every pulse
+    train it delivered."""
+    import importlib
+    sys.exit(importlib.import_module(EMULATORS[device]).main(["--pty"]))
 
 
 def _register_plugins() -> None:

@@ -50,13 +50,20 @@ def run_device(profile: Profile, sensor: str, stim: str, *, duration_s: float | 
     stop_event = stop_event or threading.Event()
     emulator = None
     with ExitStack() as stack:
-        if stim == "emulator":
+        if stim in ("emulator", "rehastim2:emulator"):
             from sim.rehastim2 import RehaStim2Emulator
             emulator = RehaStim2Emulator()
             emulator.start()
             stack.callback(emulator.stop)
-            stim = emulator.port
-            echo(f"RehaStim2 emulator on {stim}")
+            stim = "rehastim2:" + emulator.port
+            echo(f"RehaStim2 emulator on {emulator.port}")
+        elif stim == "p24:emulator":
+            from sim.p24 import P24Emulator
+            emulator = P24Emulator()
+            emulator.start()
+            stack.callback(emulator.stop)
+            stim = "p24:" + emulator.port
+            echo(f"P24 emulator on {emulator.port}")
         stimulator = open_stimulator(profile, stim)
         stimulator.open()
         stack.callback(stimulator.close)

@@ -72,7 +72,7 @@ def heel_walk(strides: int = 10, *, stride_s: float = 1.0, stance_fraction: floa
     return np.concatenate([stand, walk, stand])
 
 
-VIRTUAL_HARDWARE_THREADS = ("pty-sensor", "rehastim2-emulator")
+VIRTUAL_HARDWARE_THREADS = ("pty-sensor", "rehastim2-emulator", "p24-emulator")
 
 
 @pytest.fixture(autouse=True)
