@@ -91,7 +91,9 @@ setup(
         "dask[distributed]>=2024.1",
     ],
     extras_require={
-        "test": ["pytest>=7.4", "pytest-timeout>=2.2", "hypothesis>=6.90", "pyte>=0.8.2"],
+        "test": ["pytest>=7.4", "pytest-timeout>=2.2", "hypothesis>=6.90", "pyte>=0.8.2",
+                 # real third-party stimulator clients, run against our emulators
+                 "pysciencemode>=1.1.5", "science-mode-4>=0.0.23; python_version >= '3.11'"],
         "build": ["cython>=3.0"],
         "browser": ["playwright>=1.40"],
     },

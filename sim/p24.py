@@ -117,11 +117,12 @@ class P24Emulator:
     """The device on a pty. ``start()`` / ``stop()``; also a context manager."""
 
     def __init__(self, *, device_id: str = "P24EMU0001", firmware: tuple[int, int, int] = (1, 0, 0),
+                 science_mode: tuple[int, int, int] = (4, 0, 0), firmware_hash: int = 0x00C0FFEE,
                  tick_s: float = 0.005):
         if len(device_id.encode("ascii")) != sm4.DEVICE_ID_CHARS:
             raise ValueError(f"device_id={device_id!r}; allowed exactly {sm4.DEVICE_ID_CHARS} ASCII characters")
         self.device_id = device_id
-        self.version = sm4.ExtendedVersion(tuple(firmware), (4, 0, 0), 0x00C0FFEE, 1, True)
+        self.version = sm4.ExtendedVersion(tuple(firmware), tuple(science_mode), firmware_hash, 1, True)
         self.tick_s = tick_s
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)
