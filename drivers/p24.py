@@ -47,6 +47,11 @@ MAX_CURRENT_MA = int(sm4.OUTPUT_MAX_MA)     #: 130 mA: the output stage's range 
 MIN_POINT_US = 10                          #: the device lengthens shorter points to 10 µs
 #: a channel's start is not expected in the device's report until this long after its ack
 START_SETTLE_S = 0.05
+#: the device stops by itself this long after the last ml_update / ml_get_current_data
+DEVICE_WATCHDOG_S = 2.0
+#: silence this long while running means our loop stalled: the device may have stopped
+#: (the protocol asks for a poll at least every second), so the link state is in doubt
+MAX_SILENCE_S = 1.0
 
 _CHANNEL_FAULT = {
     sm4.ChannelError.ELECTRODE: ("electrode_error", "electrode error (electrode off or broken cable)"),
@@ -178,9 +183,36 @@ class P24(Stimulator):
         self._confirmed = {}
         self._poll_expect.clear()
 
+    def poll(self) -> None:
+        """As ``Stimulator.poll``; also latches "device_stopped" when the loop was silent for
+        ``MAX_SILENCE_S`` or more while stimulation ran (see ``_check_silence``)."""
+        if self._port is not None:
+            self._check_silence()
+        super().poll()
+
+    def _check_silence(self) -> bool:
+        """True (fault latched) when nothing was sent for MAX_SILENCE_S while running: a hung
+        loop let the device's 2 s watchdog stop it, or nearly. Resuming silently would restart
+        stimulation with the next update, so a person must clear the fault first."""
+        if not self._running or self._fault is not None or self._last_sent_s is None:
+            return False
+        silent_s = time.monotonic() - self._last_sent_s
+        if silent_s < MAX_SILENCE_S:
+            return False
+        self._running = False
+        self._device_fault("device_stopped",
+                           f"nothing sent to the P24 for {silent_s:.2f} s while stimulating (the control loop "
+                           f"stalled); the device stops by itself after {DEVICE_WATCHDOG_S:g} s, so its state is "
+                           f"in doubt")
+        return True
+
     def _send_output(self, levels: Mapping[int, tuple[int, int]]) -> None:
         levels = {ch: levels[ch] for ch in self.channels}
         self._configs(levels)                       # ValueError before anything is written
+        if self._check_silence():
+            fault = self._fault
+            self._errors = [e for e in self._errors if e is not fault]
+            raise fault
         if self._update_nr is not None and self._is_pending((_UPDATE_ACK, self._update_nr)):
             self._queued = levels                   # sent when the one in flight is acknowledged
             return

@@ -25,6 +25,7 @@ accepted and ignored, as a USB CDC-ACM device does). Behaviour emulated (docs/sc
 
 Fault knobs: ``inject_channel_error(channel, kind)`` (electrode error, pulse timeout, low
 current: reported as soon as the channel stimulates, until ``clear_channel_error``),
+``halt_stimulation()`` (stops without notice, as the watchdog does),
 ``ack_enabled = False`` (commands act but are never acknowledged), ``nack_result = r``
 (the next acknowledged command is refused with r and not applied), ``corrupt_acks = True``
 (acknowledgements go out with a wrong CRC), ``disconnect()`` (the pty goes away).
@@ -221,6 +222,14 @@ class P24Emulator:
         with self._lock:
             self._injected[channel] = int(kind)
             self._check_channel_errors(time.monotonic())
+
+    def halt_stimulation(self) -> None:
+        """Stop every channel without telling the host (status 2), as the device does after
+        its watchdog; a client finds out only from ml_get_current_data's active mask."""
+        with self._lock:
+            self._end_all(time.monotonic())
+            if self._status == StimStatus.ML_RUNNING:
+                self._status = StimStatus.ML_INITIALIZED
 
     def clear_channel_error(self, channel: int) -> None:
         """The electrode is fixed: the channel can stimulate again (after a new ml_update)."""

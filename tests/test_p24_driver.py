@@ -146,13 +146,26 @@ def test_keepalive_only_from_the_loop_and_the_device_stops_when_it_ends(emu):
         assert not emu.stimulating
         t_last = [t for t, p in emu.received if p.cmd in (32, 36)][-1]
         assert WATCHDOG_TIMEOUT_S - 0.05 <= emu.watchdog_stops[0] - t_last <= WATCHDOG_TIMEOUT_S + 0.1
-        # when the loop comes back, the device's report shows it stopped: a latched fault
-        with pytest.raises(StimulationFault) as info:
-            loop(stim, 0.5)
-        assert info.value.reason == "device_stopped" and info.value.channel == 1
-        assert "channel 1" in str(info.value)
+        # when the loop comes back it must not simply carry on: a latched fault, nothing sent
+        n = len(emu.received)
+        with pytest.raises(StimulationFault, match="nothing sent to the P24 for 2.") as info:
+            stim.set_output([ChannelOutput(1, 20, 300)])
+        assert info.value.reason == "device_stopped"
         with pytest.raises(StimulationFault):
             stim.set_output([ChannelOutput(1, 20, 300)])
+        loop(stim, 0.3)
+        assert len(emu.received) == n and not emu.stimulating
+
+
+def test_a_device_that_stopped_without_notice_is_a_fault_naming_the_channel(emu):
+    with P24(emu.port, channels=(1, 2)) as stim:
+        stim.set_output([ChannelOutput(1, 0, 300), ChannelOutput(2, 20, 300)])
+        loop(stim, 0.5)
+        emu.halt_stimulation()
+        with pytest.raises(StimulationFault) as info:
+            loop(stim, 1.0)
+        assert info.value.reason == "device_stopped" and info.value.channel == 2
+        assert "channel 2 not stimulating" in str(info.value)
 
 
 def test_no_keepalive_before_stimulation_or_after_stop(emu):
