@@ -154,7 +154,11 @@ class RehaStim2(Stimulator):
         self._running = True
 
     def _send_keepalive(self) -> None:
-        self._write(sm.watchdog(self._next_pkt()))
+        # GetStimulationMode, not Watchdog: the device answers it, so silence is a timeout
+        # within keepalive_interval_s + ack_timeout_s instead of going unnoticed during a plateau
+        pkt = self._next_pkt()
+        self._write(sm.get_stimulation_mode(pkt))
+        self._expect((sm.Command.GET_STIMULATION_MODE_ACK, pkt), f"GetStimulationMode keep-alive pkt {pkt}")
 
     def _send_stop(self) -> None:
         try:
@@ -186,6 +190,12 @@ class RehaStim2(Stimulator):
         if cmd in _ACK_IDS:
             result = sm.signed_byte(packet.data[0]) if packet.data else int(sm.Result.TRANSFER_ERROR)
             self._ack_received((cmd, packet.pkt), result)
+            if (cmd == sm.Command.GET_STIMULATION_MODE_ACK and result == 0 and len(packet.data) > 1
+                    and self._running and packet.data[1] == sm.StimulationMode.START):
+                self._initialised = False
+                self._device_fault("device_reset", "RehaStim2 reports start mode (not stimulating) while "
+                                                   "it should be running; call recover() after a person "
+                                                   "has cleared it")
         elif cmd == sm.Command.INIT:
             self._on_init(packet.pkt)
         elif cmd == sm.Command.STIMULATION_ERROR:

@@ -62,6 +62,12 @@ class StimulatorTimeoutError(StimulatorError):
     """An expected acknowledgement did not arrive before its deadline (or a write blocked)."""
 
 
+class OutputInhibited(StimulatorError):
+    """A command with current was refused: the driver is inhibited after an error or a
+    latched fault of the application (see ``Stimulator.inhibit``). Zero current and Stop
+    still go out."""
+
+
 class StimulationFault(StimulatorError):
     """The device stopped stimulating on its own, or the link is gone. Latched until ``recover()``.
 
@@ -149,6 +155,7 @@ class Stimulator(abc.ABC):
         self._last_sent_s: float | None = None
         self._running = False
         self._session_open = False     # handshake completed on this port
+        self._inhibited: str | None = None
 
     # ------------------------------------------------------------------ public API
 
@@ -183,6 +190,11 @@ class Stimulator(abc.ABC):
         sends more current than asked. ValueError (before anything is sent) for a channel that
         was not configured, a channel given twice, a negative/non-finite current or a value
         outside the device's range. Raises the latched StimulationFault while one is pending.
+
+        Inhibit: once any error was raised (a timeout, a NACK, a fault) or ``inhibit()`` was
+        called, an update with current on any channel raises OutputInhibited and nothing is
+        sent, until ``recover()`` or ``clear_inhibit()``. Before an update with current the
+        acknowledgements already due are checked, so none goes out after one is overdue.
         """
         self._require_session()
         levels: dict[int, tuple[int, int]] = {ch: (0, 0) for ch in self.channels}
@@ -202,6 +214,11 @@ class Stimulator(abc.ABC):
                 raise ValueError(f"channel {out.channel}: pulse_width_us={out.pulse_width_us!r}; "
                                  f"allowed an integer number of µs")
             levels[out.channel] = (math.floor(current), out.pulse_width_us)
+        if any(level[0] > 0 for level in levels.values()):
+            if self._inhibited is None:
+                self._service()          # an overdue acknowledgement raises (and inhibits) here
+            if self._inhibited is not None:
+                raise OutputInhibited(f"output with current refused: {self._inhibited}")
         self._send_output(levels)
 
     def poll(self) -> None:
@@ -218,7 +235,9 @@ class Stimulator(abc.ABC):
         self._service()
 
     def keepalive(self) -> bool:
-        """Send a Watchdog packet if nothing was sent for >= ``keepalive_interval_s``; True if sent.
+        """Send the backend's ACKNOWLEDGED keep-alive (RehaStim2: GetStimulationMode) if nothing
+        was sent for >= ``keepalive_interval_s``; True if sent. A silent or erroring device is
+        therefore reported by ``poll()`` within ``keepalive_interval_s + ack_timeout_s``.
 
         Call it from the control loop itself, once per iteration. The device keeps stimulating
         at the last parameters for as long as ANY valid packet arrives: a keep-alive thread
@@ -236,19 +255,27 @@ class Stimulator(abc.ABC):
 
     def stop(self) -> None:
         """Best effort, never raises for I/O or device errors: zero current on all channels,
-        then stop the channel list, then wait up to ``ack_timeout_s`` for the acknowledgements."""
+        then stop the channel list, then wait up to ``ack_timeout_s`` for the acknowledgements
+        (of these two; older ones still unanswered are summarised in one log line)."""
         if self._port is None:
             return
         try:
+            before = len(self._pending)
             self._send_stop()
             deadline = time.monotonic() + self.ack_timeout_s + 0.02
-            while self._pending and time.monotonic() < deadline:
+            own = self._pending[before:]
+            while any(p in self._pending for p in own) and time.monotonic() < deadline:
                 try:
                     self._service(raise_timeouts=False)
                 except StimulatorError as exc:
                     log.info("during stop: %s", exc)
                 time.sleep(0.001)
-            for pending in self._pending:
+            missing = [p for p in own if p in self._pending]
+            older = [p for p in self._pending if p not in own]
+            if older:
+                log.warning("stop: %d earlier command(s) never acknowledged (%s … %s)",
+                            len(older), older[0].what, older[-1].what)
+            for pending in missing:
                 log.warning("stop: no acknowledgement for %s", pending.what)
         except (StimulatorError, OSError) as exc:
             log.warning("stop on %s could not complete: %s", self.port, exc)
@@ -267,6 +294,7 @@ class Stimulator(abc.ABC):
         self._errors.clear()
         self._pending.clear()
         self._running = False
+        self._inhibited = None
         if fault is not None and fault.reason == "disconnected":
             self._close_port()
             try:
@@ -286,6 +314,33 @@ class Stimulator(abc.ABC):
             raise StimulatorInitError(f"recovery of the stimulator on {self.port!r} failed: {exc}") from exc
         self._session_open = True
         log.info("stimulator on %s recovered%s", self.port, f" from {fault.reason}" if fault else "")
+
+    def inhibit(self, reason: str) -> None:
+        """Refuse every command with current from now on (zero and Stop still go out) until
+        ``recover()`` or ``clear_inhibit()``. The safety supervisor calls it on every latched
+        fault; the driver itself on every error it raises. The first reason is kept."""
+        if self._inhibited is None:
+            self._inhibited = reason or "inhibited"
+
+    def clear_inhibit(self) -> None:
+        """A person cleared the fault and the device needs no new handshake."""
+        self._inhibited = None
+
+    @property
+    def inhibited(self) -> str | None:
+        """Why commands with current are refused, or None."""
+        return self._inhibited
+
+    def next_deadline_s(self, keepalive: bool = True) -> float | None:
+        """time.monotonic() by which ``poll()`` (and ``keepalive()`` when ``keepalive``) must
+        next run to keep the ``keepalive_interval_s + ack_timeout_s`` bound: the soonest
+        acknowledgement deadline or keep-alive due time; None when there is none."""
+        if self._port is None or not self._session_open:
+            return None
+        due = [p.deadline_s for p in self._pending]
+        if keepalive and self._last_sent_s is not None and self._fault is None:
+            due.append(self._last_sent_s + self.keepalive_interval_s)
+        return min(due) if due else None
 
     def close(self) -> None:
         """Close the port (no stop: use ``stop()`` first, or the context manager). Idempotent."""
@@ -341,7 +396,8 @@ class Stimulator(abc.ABC):
 
     @abc.abstractmethod
     def _send_keepalive(self) -> None:
-        """Send one packet that only keeps the device's watchdog alive."""
+        """Send one packet that keeps the device's watchdog alive AND is acknowledged
+        (register it with ``_expect``), so a silent device is noticed within the interval."""
 
     @abc.abstractmethod
     def _send_stop(self) -> None:
@@ -453,12 +509,15 @@ class Stimulator(abc.ABC):
         if not self._errors:
             return
         errors, self._errors = self._errors, []
+        self.inhibit(str(errors[0]))
         for kind in (StimulationFault, StimulatorOperationError, StimulatorTimeoutError, StimulatorError):
             first = next((e for e in errors if isinstance(e, kind)), None)
             if first is not None:
-                for other in errors:
-                    if other is not first:
-                        log.warning("also: %s", other)
+                others = [e for e in errors if e is not first]
+                for other in others[:3]:
+                    log.warning("also: %s", other)
+                if len(others) > 3:
+                    log.warning("also: %d more, the last: %s", len(others) - 3, others[-1])
                 raise first
 
     def _transact(self, frame: bytes, key: Hashable, what: str) -> None:

@@ -55,6 +55,7 @@ cdef enum:
     F_HEEL_STUCK = 8
     F_BUFFER_OVERRUN = 10
     F_LINK_ERRORS = 14
+    F_CLOCK_DRIFT = 15
     R_EVENT = 1
     R_DELIVER = 2
     R_TIMEOUT = 4
@@ -78,6 +79,8 @@ cdef enum:
     FLAG_HEEL_FAULT = 0x10
     N_BINS = 101
     BIN_US = 100
+    DRIFT_WINDOW_US = 1000000
+    DRIFT_MAX_PERCENT = 5
 
 CODE_TABLE = {
     "Phase": {"FALL": PH_FALL, "RISE": PH_RISE, "HOLD": PH_HOLD, "OFF": PH_OFF},
@@ -87,13 +90,15 @@ CODE_TABLE = {
     "Fault": {"SENSOR_STALE": F_SENSOR_STALE, "SEQUENCE_GAP": F_SEQUENCE_GAP, "CLOCK_JUMP": F_CLOCK_JUMP,
               "PARSE_ERROR": F_PARSE_ERROR, "CHANNEL_MISSING": F_CHANNEL_MISSING,
               "HEEL_SENSOR_FAULT": F_HEEL_SENSOR_FAULT, "IMU_SATURATED": F_IMU_SATURATED,
-              "HEEL_STUCK": F_HEEL_STUCK, "BUFFER_OVERRUN": F_BUFFER_OVERRUN, "LINK_ERRORS": F_LINK_ERRORS},
+              "HEEL_STUCK": F_HEEL_STUCK, "BUFFER_OVERRUN": F_BUFFER_OVERRUN, "LINK_ERRORS": F_LINK_ERRORS,
+              "CLOCK_DRIFT": F_CLOCK_DRIFT},
     "Ret": {"EVENT": R_EVENT, "DELIVER": R_DELIVER, "TIMEOUT": R_TIMEOUT, "TRACE_FULL": R_TRACE_FULL,
             "CLOSED": R_CLOSED},
     "constants": {"BUF_BYTES": BUF_BYTES, "QUEUE_LEN": QUEUE_LEN, "PAYLOAD_LEN": PAYLOAD_LEN,
                   "FRAME_LEN": FRAME_LEN, "N_BINS": N_BINS, "BIN_US": BIN_US,
                   "FLAG_HEEL_PRESENT": FLAG_HEEL_PRESENT, "FLAG_IMU_PRESENT": FLAG_IMU_PRESENT,
-                  "FLAG_IMU_SATURATED": FLAG_IMU_SATURATED, "FLAG_HEEL_FAULT": FLAG_HEEL_FAULT},
+                  "FLAG_IMU_SATURATED": FLAG_IMU_SATURATED, "FLAG_HEEL_FAULT": FLAG_HEEL_FAULT,
+                  "DRIFT_WINDOW_US": DRIFT_WINDOW_US, "DRIFT_MAX_PERCENT": DRIFT_MAX_PERCENT},
 }
 
 
@@ -178,6 +183,11 @@ cdef class CyKernel:
     cdef public int deliver_due
     cdef readonly int64_t overruns, missed_deadlines, max_lateness_us
     cdef int64_t anchor_wall_us, anchor_dev_us, last_valid_wall_us
+    # wall clock: back-stop and drift (run_fd only)
+    cdef readonly double clock_rate
+    cdef readonly int64_t burst_wall_start_us, wall_cuts, clock_step_us, drift_late_us, drift_rate_us
+    cdef int64_t drift_win_start_us, drift_win_min_us, drift_prev_min_us
+    cdef int drift_have_prev
     cdef int64_t[:] hist
     # trace
     cdef readonly int trace_capacity
@@ -256,6 +266,7 @@ cdef class CyKernel:
         self.overruns = 0
         self.missed_deadlines = 0
         self.max_lateness_us = 0
+        self.clock_rate = 1.0
         self._reset_state()
 
     cdef void _reset_state(self) noexcept:
@@ -301,6 +312,18 @@ cdef class CyKernel:
         self.anchor_wall_us = 0
         self.anchor_dev_us = 0
         self.last_valid_wall_us = 0
+        self.burst_wall_start_us = -1
+        self.wall_cuts = 0
+        self.clock_step_us = 0
+        self.drift_late_us = 0
+        self.drift_rate_us = 0
+        self._reset_drift()
+
+    cdef void _reset_drift(self) noexcept nogil:
+        self.drift_win_start_us = 0
+        self.drift_win_min_us = 0
+        self.drift_prev_min_us = 0
+        self.drift_have_prev = 0
 
     # ----- Python-visible extras ----------------------------------------------------------
     @property
@@ -330,6 +353,12 @@ cdef class CyKernel:
         self.ramp_up_us = ramp_up_us
         self.ramp_down_us = ramp_down_us
         self.max_stim_us = max_stim_us
+
+    def set_clock_rate(self, double rate):
+        if not (rate == rate and rate >= 0.0 and rate != float("inf")):
+            raise ValueError(f"clock rate {rate!r}; allowed a finite number >= 0 (1 = real time)")
+        self.clock_rate = rate
+        self._reset_drift()
 
     def set_detection(self, enabled):
         self.detection_enabled = 1 if enabled else 0
@@ -372,6 +401,9 @@ cdef class CyKernel:
         self.heel_same_us = 0
         self.heel_frozen_strides = 0
         self.last_crc_total = self.crc_errors
+        self.burst_wall_start_us = -1
+        self.anchor_wall_us = 0
+        self._reset_drift()
 
     def mark_delivered(self):
         self.delivered_ma = self.current_ma
@@ -484,6 +516,17 @@ cdef class CyKernel:
             if self.crc_recent > self.max_missing and not self.fault:
                 self._fault(F_LINK_ERRORS)
 
+    cdef void _cut(self) noexcept nogil:
+        self.phase = PH_FALL
+        self.fall_done_pending = 1
+        if self.stride == STRIDE_ACTIVE:
+            self.stride = STRIDE_LOCKOUT
+        self.tilt_state = TILT_STANCE_WAIT
+        self.tilt_timer_us = 0
+        if not self.max_stim_sent:
+            self.max_stim_sent = 1
+            self._queue(EV_MAX_STIM)
+
     cdef void _sample(self) noexcept nogil:
         cdef int64_t dt_us = self.period_us
         cdef int64_t gap, on_us
@@ -506,6 +549,8 @@ cdef class CyKernel:
             if gap > self.max_missing:
                 self._fault(F_SEQUENCE_GAP)
             elif dt_us == 0 or dt_us > self.stale_us:
+                self.clock_step_us = dt_us - <int64_t>0x100000000 if dt_us >= <int64_t>0x80000000 else dt_us
+                dt_us = self.period_us
                 self._fault(F_CLOCK_JUMP)
         if self.frames == 1:
             self.t_us = self.f_ts
@@ -689,15 +734,7 @@ cdef class CyKernel:
             elif self.phase != PH_FALL and on_us + self.level * self.ramp_down_us + dt_us >= self.max_stim_us:
                 cut = 1
             if cut:
-                self.phase = PH_FALL
-                self.fall_done_pending = 1
-                if self.stride == STRIDE_ACTIVE:
-                    self.stride = STRIDE_LOCKOUT
-                self.tilt_state = TILT_STANCE_WAIT
-                self.tilt_timer_us = 0
-                if not self.max_stim_sent:
-                    self.max_stim_sent = 1
-                    self._queue(EV_MAX_STIM)
+                self._cut()
         if self.level == 0.0:
             self.burst_start_us = -1
         if self.fault:
@@ -732,7 +769,7 @@ cdef class CyKernel:
 
     cdef int _run_fd(self, int fd, int64_t wake_us) noexcept nogil:
         cdef int64_t now = _now_us()
-        cdef int64_t deadline, wait_us, frames_before
+        cdef int64_t deadline, wait_us, frames_before, before_us, until
         cdef int ret, n
         cdef pollfd pfd
         if self.last_valid_wall_us == 0:
@@ -740,19 +777,24 @@ cdef class CyKernel:
         deadline = now + wake_us
         while True:
             frames_before = self.frames
+            before_us = now
             ret = self._process()
+            now = _now_us()
             if self.frames != frames_before:
-                self._account_lateness(_now_us())
+                self._account_lateness(now)
+            ret |= self._wall_guard(before_us, now)
             if ret:
                 return ret
-            now = _now_us()
             if not self.fault and now - self.last_valid_wall_us > self.stale_us:
                 self._fault(F_SENSOR_STALE)
                 return R_EVENT | R_DELIVER
             if now >= deadline:
                 return R_TIMEOUT
-            wait_us = (deadline if deadline < self.last_valid_wall_us + self.stale_us + 1
-                       else self.last_valid_wall_us + self.stale_us + 1) - now
+            until = deadline if deadline < self.last_valid_wall_us + self.stale_us + 1 \
+                else self.last_valid_wall_us + self.stale_us + 1
+            if self.burst_wall_start_us >= 0 and self.burst_wall_start_us + self._wall_max_stim_us() < until:
+                until = self.burst_wall_start_us + self._wall_max_stim_us()
+            wait_us = until - now
             if wait_us < 0:
                 wait_us = 0
             pfd.fd = fd
@@ -760,6 +802,7 @@ cdef class CyKernel:
             pfd.revents = 0
             # poll() takes ms; round up so we never spin
             n = poll(&pfd, 1, <int>((wait_us + 999) // 1000))
+            now = _now_us()
             if n <= 0:
                 continue
             if self.buf_end - self.buf_start + 4096 > BUF_BYTES:
@@ -778,6 +821,30 @@ cdef class CyKernel:
                 return R_CLOSED
             self.buf_end += n
 
+    cdef int64_t _wall_max_stim_us(self) noexcept nogil:
+        cdef int64_t limit = self.max_stim_us
+        if self.clock_rate > 1.0:
+            limit = <int64_t>(limit / self.clock_rate)
+        limit -= self.period_us
+        return limit if limit > self.period_us else self.period_us
+
+    cdef int _wall_guard(self, int64_t before_us, int64_t now_us) noexcept nogil:
+        if self.level <= 0.0:
+            self.burst_wall_start_us = -1
+            return 0
+        if self.burst_wall_start_us < 0:
+            self.burst_wall_start_us = before_us
+        if now_us - self.burst_wall_start_us < self._wall_max_stim_us():
+            return 0
+        self.wall_cuts += 1
+        self.level = 0.0
+        self.current_ma = 0.0
+        self.burst_start_us = -1
+        self.burst_wall_start_us = -1
+        self._cut()
+        self.deliver_due = 1
+        return R_EVENT | R_DELIVER
+
     cdef void _account_lateness(self, int64_t now_us) noexcept nogil:
         cdef int64_t expected, late, b
         self.last_valid_wall_us = now_us
@@ -793,3 +860,34 @@ cdef class CyKernel:
             self.max_lateness_us = late
         if late > self.period_us:
             self.missed_deadlines += 1
+        self._check_drift(now_us)
+
+    cdef void _check_drift(self, int64_t now_us) noexcept nogil:
+        cdef int64_t offset, soonest, span, rate
+        if self.fault or self.clock_rate <= 0.0:
+            return
+        offset = now_us - <int64_t>(self.t_us / self.clock_rate)
+        if self.drift_win_start_us == 0:
+            self.drift_win_start_us = now_us
+            self.drift_win_min_us = offset
+        if offset < self.drift_win_min_us:
+            self.drift_win_min_us = offset
+        soonest = self.drift_win_min_us
+        if self.drift_have_prev and self.drift_prev_min_us < soonest:
+            soonest = self.drift_prev_min_us
+        self.drift_late_us = offset - soonest
+        if self.drift_late_us > self.stale_us:
+            self._fault(F_CLOCK_DRIFT)
+            return
+        span = now_us - self.drift_win_start_us
+        if span < DRIFT_WINDOW_US:
+            return
+        if self.drift_have_prev:
+            self.drift_rate_us = self.drift_win_min_us - self.drift_prev_min_us
+            rate = self.drift_rate_us if self.drift_rate_us >= 0 else -self.drift_rate_us
+            if rate * 100 > DRIFT_MAX_PERCENT * span:
+                self._fault(F_CLOCK_DRIFT)
+        self.drift_prev_min_us = self.drift_win_min_us
+        self.drift_have_prev = 1
+        self.drift_win_start_us = now_us
+        self.drift_win_min_us = offset

@@ -14,9 +14,14 @@ Invariants kept on every sample:
   * after a fault the output is zero on that very sample and stays zero
     until ``clear_fault()``.
 
-Time is the sensor's own clock (µs, unwrapped to int64), so a replay gives
-the same outputs whatever the machine does; wall-clock checks (staleness
-when no frame arrives) live in ``run_fd`` only.
+Two clocks. ``feed``/``process`` (batch replays) run on the sensor's own clock
+(µs, unwrapped to int64), so a replay gives the same outputs whatever the
+machine does. ``run_fd`` (the real-time loop) adds wall-clock checks on the
+monotonic clock: staleness when no frame arrives, the wall-clock back-stop
+(no burst longer than max_stim of wall time, whatever the timestamps say) and
+the drift fault (the sensor clock and the wall clock disagree beyond
+``DRIFT_MAX_PERCENT`` over ``DRIFT_WINDOW_US``, or the sensor clock falls
+behind by more than stale_ms). See docs/design.md, "Two clocks".
 """
 from __future__ import annotations
 
@@ -41,6 +46,8 @@ INPUT_BUFFER_BYTES = 65536
 EVENT_QUEUE_LEN = 16
 LATENESS_BIN_US = 100
 LATENESS_BINS = 101  # last bin: ≥ 10 ms
+DRIFT_WINDOW_US = 1_000_000  # the drift rate is measured over windows of this much wall time
+DRIFT_MAX_PERCENT = 5        # more than this rate difference between the clocks is CLOCK_DRIFT
 
 TRACE_FIELDS = ("t_us", "heel_n", "pitch_rate_dps", "level", "current_ma", "phase", "events", "fault")
 
@@ -114,6 +121,7 @@ class PyKernel:
         self.lateness_hist = np.zeros(LATENESS_BINS, dtype=np.int64)
         self.missed_deadlines = 0
         self.max_lateness_us = 0
+        self.clock_rate = 1.0
         self._reset_state()
 
     # ----- state ---------------------------------------------------------------------------
@@ -161,6 +169,18 @@ class PyKernel:
         self.anchor_wall_us = 0
         self.anchor_dev_us = 0
         self.last_valid_wall_us = 0
+        self.burst_wall_start_us = -1
+        self.wall_cuts = 0
+        self.clock_step_us = 0
+        self.drift_late_us = 0
+        self.drift_rate_us = 0
+        self._reset_drift()
+
+    def _reset_drift(self) -> None:
+        self.drift_win_start_us = 0
+        self.drift_win_min_us = 0
+        self.drift_prev_min_us = 0
+        self.drift_have_prev = 0
 
     # ----- counters from the parser -------------------------------------------------------
     @property
@@ -203,6 +223,15 @@ class PyKernel:
         self.p.ramp_up_us = int(ramp_up_us)
         self.p.ramp_down_us = int(ramp_down_us)
         self.p.max_stim_us = int(max_stim_us)
+
+    def set_clock_rate(self, rate: float) -> None:
+        """Sensor µs expected per wall µs in ``run_fd``: 1 on a device; a replay at N × real
+        time sets N (the wall back-stop is then max_stim / N); 0 (as fast as the reader
+        takes frames) turns the drift check off and keeps the back-stop at max_stim."""
+        if not (math.isfinite(rate) and rate >= 0.0):
+            raise ValueError(f"clock rate {rate!r}; allowed a finite number >= 0 (1 = real time)")
+        self.clock_rate = float(rate)
+        self._reset_drift()
 
     def set_detection(self, enabled: bool) -> None:
         """Enable or disable gait events. On enabling, wait for a stance before any onset."""
@@ -247,6 +276,9 @@ class PyKernel:
         self.heel_same_us = 0
         self.heel_frozen_strides = 0
         self.last_crc_total = self._parser.counters.crc_errors
+        self.burst_wall_start_us = -1
+        self.anchor_wall_us = 0
+        self._reset_drift()
 
     def mark_delivered(self) -> None:
         """The current output was sent to the stimulator."""
@@ -297,6 +329,18 @@ class PyKernel:
         if len(self._events) < EVENT_QUEUE_LEN:
             self._events.append(int(event))
 
+    def _cut(self) -> None:
+        """The burst limit was reached: ramp down (or zero, already set) and report MAX_STIM once."""
+        self.phase = int(Phase.FALL)
+        self.fall_done_pending = 1
+        if self.stride == STRIDE_ACTIVE:
+            self.stride = STRIDE_LOCKOUT
+        self.tilt_state = TILT_STANCE_WAIT
+        self.tilt_timer_us = 0
+        if not self.max_stim_sent:
+            self.max_stim_sent = 1
+            self._queue(Event.MAX_STIM)
+
     # ----- one sample ----------------------------------------------------------------------
     def _sample(self, f: sp.SensorFrame) -> None:
         p = self.p
@@ -316,6 +360,10 @@ class PyKernel:
             if gap > p.max_missing:
                 self._fault(Fault.SEQUENCE_GAP)
             elif dt_us == 0 or dt_us > p.stale_us:
+                # signed step for the fault detail; the sample itself advances by one period so
+                # that sensor time, filters and timers do not take a bogus (e.g. 2^32-1 µs) step
+                self.clock_step_us = dt_us - 0x100000000 if dt_us >= 0x80000000 else dt_us
+                dt_us = p.period_us
                 self._fault(Fault.CLOCK_JUMP)
         if self.frames == 1:
             self.t_us = f.timestamp_us
@@ -511,15 +559,7 @@ class PyKernel:
             elif self.phase != Phase.FALL and on_us + self.level * p.ramp_down_us + dt_us >= p.max_stim_us:
                 cut = 1
             if cut:
-                self.phase = int(Phase.FALL)
-                self.fall_done_pending = 1
-                if self.stride == STRIDE_ACTIVE:
-                    self.stride = STRIDE_LOCKOUT
-                self.tilt_state = TILT_STANCE_WAIT
-                self.tilt_timer_us = 0
-                if not self.max_stim_sent:
-                    self.max_stim_sent = 1
-                    self._queue(Event.MAX_STIM)
+                self._cut()
         if self.level == 0.0:
             self.burst_start_us = -1
         if self.fault:
@@ -552,8 +592,11 @@ class PyKernel:
 
         Returns at the latest after ``wake_us`` of wall time (Ret.TIMEOUT) so the
         caller can service the stimulator. No valid frame for stale_ms of wall time
-        latches SENSOR_STALE. Lateness of each frame against the sensor clock is
-        accumulated in ``lateness_hist`` (100 µs bins).
+        latches SENSOR_STALE. The wall-clock back-stop zeroes any burst that has lasted
+        max_stim less one sample period of monotonic time, whatever the sensor timestamps say, and the wait for
+        input never runs past that deadline, so zero goes out on time with no frame at
+        all. Lateness of each frame against the sensor clock is accumulated in
+        ``lateness_hist`` (100 µs bins) and checked for drift (CLOCK_DRIFT).
         """
         now = time.monotonic_ns() // 1000
         if self.last_valid_wall_us == 0:
@@ -561,19 +604,26 @@ class PyKernel:
         deadline = now + wake_us
         while True:
             frames_before = self.frames
+            before_us = now
             ret = self.process()
+            now = time.monotonic_ns() // 1000
             if self.frames != frames_before:
-                self._account_lateness(time.monotonic_ns() // 1000)
+                self._account_lateness(now)
+            ret |= self._wall_guard(before_us, now)
             if ret:
                 return ret
-            now = time.monotonic_ns() // 1000
             if not self.fault and now - self.last_valid_wall_us > self.p.stale_us:
                 self._fault(Fault.SENSOR_STALE)
                 return int(Ret.EVENT | Ret.DELIVER)
             if now >= deadline:
                 return int(Ret.TIMEOUT)
-            wait_us = min(deadline, self.last_valid_wall_us + self.p.stale_us + 1) - now
-            readable, _, _ = select.select([fd], [], [], max(wait_us, 0) / 1e6)
+            until = min(deadline, self.last_valid_wall_us + self.p.stale_us + 1)
+            if self.burst_wall_start_us >= 0:
+                until = min(until, self.burst_wall_start_us + self._wall_max_stim_us())
+            wait_us = until - now
+            # poll() has ms resolution (the compiled twin): round up so we never spin
+            readable, _, _ = select.select([fd], [], [], ((max(wait_us, 0) + 999) // 1000) / 1e3)
+            now = time.monotonic_ns() // 1000
             if not readable:
                 continue
             try:
@@ -587,6 +637,35 @@ class PyKernel:
             ret = self.feed(data)
             if ret:
                 return ret
+
+    def _wall_max_stim_us(self) -> int:
+        """When the back-stop cuts, in wall time from the burst's start: one sample period
+        before max_stim (that period is the margin for the zero to reach the stimulator),
+        scaled down in a replay faster than real time."""
+        limit = self.p.max_stim_us
+        if self.clock_rate > 1.0:
+            limit = int(limit / self.clock_rate)
+        limit -= self.p.period_us
+        return limit if limit > self.p.period_us else self.p.period_us
+
+    def _wall_guard(self, before_us: int, now_us: int) -> int:
+        """Wall-clock back-stop: a burst started (at the latest) at ``before_us`` ends at
+        ``_wall_max_stim_us`` of monotonic time. Returns Ret flags (EVENT | DELIVER when it cut)."""
+        if self.level <= 0.0:
+            self.burst_wall_start_us = -1
+            return 0
+        if self.burst_wall_start_us < 0:
+            self.burst_wall_start_us = before_us
+        if now_us - self.burst_wall_start_us < self._wall_max_stim_us():
+            return 0
+        self.wall_cuts += 1
+        self.level = 0.0
+        self.current_ma = 0.0
+        self.burst_start_us = -1
+        self.burst_wall_start_us = -1
+        self._cut()
+        self.deliver_due = 1
+        return int(Ret.EVENT | Ret.DELIVER)
 
     def _account_lateness(self, now_us: int) -> None:
         self.last_valid_wall_us = now_us
@@ -602,3 +681,44 @@ class PyKernel:
             self.max_lateness_us = late
         if late > self.p.period_us:
             self.missed_deadlines += 1
+        self._check_drift(now_us)
+
+    def _check_drift(self, now_us: int) -> None:
+        """CLOCK_DRIFT, checked on every frame ``run_fd`` reads unless the clock rate is 0.
+
+        ``offset`` = wall time − sensor time (scaled by the expected clock rate). Its
+        minimum is the frame that arrived soonest; late frames only raise it. Fault when
+          * offset: a frame arrives more than stale_ms later than its timestamp says,
+            against the soonest arrival of this and the previous window (the sensor clock
+            fell behind, or frames queue up); the short horizon keeps the ordinary
+            crystal difference of two clocks (~100 ppm) from adding up over a session;
+          * rate: the minimum offset of one DRIFT_WINDOW_US window of wall time moves by
+            more than DRIFT_MAX_PERCENT of the window from the one before (either clock
+            runs fast or slow).
+        """
+        if self.fault or self.clock_rate <= 0.0:
+            return
+        offset = now_us - int(self.t_us / self.clock_rate)
+        if self.drift_win_start_us == 0:
+            self.drift_win_start_us = now_us
+            self.drift_win_min_us = offset
+        if offset < self.drift_win_min_us:
+            self.drift_win_min_us = offset
+        soonest = self.drift_win_min_us
+        if self.drift_have_prev and self.drift_prev_min_us < soonest:
+            soonest = self.drift_prev_min_us
+        self.drift_late_us = offset - soonest
+        if self.drift_late_us > self.p.stale_us:
+            self._fault(Fault.CLOCK_DRIFT)
+            return
+        span = now_us - self.drift_win_start_us
+        if span < DRIFT_WINDOW_US:
+            return
+        if self.drift_have_prev:
+            self.drift_rate_us = self.drift_win_min_us - self.drift_prev_min_us
+            if abs(self.drift_rate_us) * 100 > DRIFT_MAX_PERCENT * span:
+                self._fault(Fault.CLOCK_DRIFT)
+        self.drift_prev_min_us = self.drift_win_min_us
+        self.drift_have_prev = 1
+        self.drift_win_start_us = now_us
+        self.drift_win_min_us = offset

@@ -50,6 +50,7 @@ class Fault(enum.IntEnum):
     EXCEPTION = 12         # software error in the control path
     USER_STOP = 13         # emergency stop by a person
     LINK_ERRORS = 14       # too many corrupt frames on the sensor link
+    CLOCK_DRIFT = 15       # sensor clock and wall clock disagree (rate or offset; real-time loop only)
 
 
 class Ret(enum.IntFlag):
@@ -78,4 +79,5 @@ FAULT_TEXT = {
     Fault.EXCEPTION: "software exception in the control path",
     Fault.USER_STOP: "emergency stop",
     Fault.LINK_ERRORS: "too many corrupt sensor frames",
+    Fault.CLOCK_DRIFT: "sensor clock and wall clock disagree",
 }

@@ -137,14 +137,25 @@ class Controller:
         if self.kernel.trace_capacity and self.kernel.trace_len:
             self._flush_trace()
 
+    def set_sensor_clock_rate(self, rate: float) -> None:
+        """Sensor seconds per wall second in the real-time loop: 1 on a device (the default);
+        a replay at N × real time sets N, one as fast as the reader goes sets 0 (no drift
+        check). See ``PyKernel.set_clock_rate``. ValueError for NaN, inf or < 0."""
+        self.kernel.set_clock_rate(float(rate))
+
     def run(self, sensor_fd: int, should_stop: Callable[[], bool], wake_ms: int = 20) -> None:
         """Real-time loop on a sensor file descriptor until ``should_stop()`` or EOF.
 
+        Each wait for sensor bytes ends at the latest after ``wake_ms``, at the next
+        acknowledgement deadline or keep-alive of the stimulator, or (inside the kernel) at
+        the wall-clock burst limit, so those deadlines are kept with no frame arriving.
         Stimulation always ends zero: on exit the supervisor stops the stimulator.
         """
+        wake_us = wake_ms * 1000
         try:
             while not should_stop():
-                ret = self.kernel.run_fd(sensor_fd, wake_ms * 1000)
+                due_us = self.supervisor.service_due_in_us()
+                ret = self.kernel.run_fd(sensor_fd, wake_us if due_us is None else min(wake_us, due_us))
                 if ret & _CLOSED:
                     self.supervisor.latch(Fault.SENSOR_STALE, "sensor port closed")
                     return

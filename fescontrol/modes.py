@@ -68,7 +68,7 @@ _RISING = {S.RAMP_UP: "step", S.TRAINING_RAMP_UP: "training", S.TEST_RAMP_UP: "t
 #: faults that the sensor bytes alone do not reproduce (wall clock, devices, people):
 #: a replay latches them again at the frame where they happened
 EXTERNAL_FAULTS = frozenset({Fault.SENSOR_STALE, Fault.BUFFER_OVERRUN, Fault.STIMULATOR,
-                             Fault.EXCEPTION, Fault.USER_STOP})
+                             Fault.EXCEPTION, Fault.USER_STOP, Fault.CLOCK_DRIFT})
 
 DEFAULT_TEST_BURST_MS = 1000
 PLATEAU_MARGIN_PERIODS = 3

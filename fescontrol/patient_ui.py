@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import curses
 import logging
+import math
 import queue
 import signal
 import textwrap
@@ -43,7 +44,7 @@ from .session_log import LogWriter, SampleBatch, SessionLog, patient_key
 # ----- what a patient reads about a fault -------------------------------------------------------
 
 _SENSOR_LOST = (Fault.SENSOR_STALE, Fault.SEQUENCE_GAP, Fault.LINK_ERRORS, Fault.CLOCK_JUMP,
-                Fault.PARSE_ERROR, Fault.BUFFER_OVERRUN)
+                Fault.PARSE_ERROR, Fault.BUFFER_OVERRUN, Fault.CLOCK_DRIFT)
 
 
 def patient_fault_message(code: Fault, detail: str = "", profile: Profile | None = None) -> str:
@@ -163,8 +164,8 @@ class SimulatedDevices:
         self.recording = rec = recording
         self.name = name or rec.name
         self.speed = float(speed)
-        if self.speed <= 0:
-            raise ValueError("speed must be > 0 (1 = real time)")
+        if not (math.isfinite(self.speed) and self.speed > 0):
+            raise ValueError(f"speed {speed!r}: allowed a finite number > 0 (1 = real time)")
         specs = [parse_fault(f) for f in faults]
         if activity == "walk":
             from sim.replay import recording_stream
@@ -356,6 +357,8 @@ class LiveSession:
         link = stack.enter_context(open_sensor(sensor_port, self.sensor_baud))
         self.controller = Controller(self.profile, stimulator=self.stimulator, implementation=self.implementation,
                                      trace_capacity=1024 if self.log_frames else 0)
+        if self.sim is not None:
+            self.controller.set_sensor_clock_rate(self.sim.speed)   # a replay at N × real time
         self.session_id = slog.begin_session(
             self.profile, kernel=self.controller.implementation,
             sensor=f"sim:{self.sim.name}" if self.sim is not None else sensor_port,

@@ -10,7 +10,10 @@ gaps, clock jumps, channel flags, stuck heel, max stimulation time) runs inside
 the kernel, which latches its own fault code the same way.
 
 Invariants:
-  * no current leaves here while a fault is latched;
+  * no current leaves here while a fault is latched, ever: ``deliver`` refuses it, ``_send``
+    checks again just before the driver, and every latch also inhibits the driver
+    (``Stimulator.inhibit``), which refuses any command with current on its own until a
+    person clears the fault;
   * no current above the profile amplitude or the hard cap, no pulse width or
     charge outside their caps, ever reaches ``Stimulator.set_output``;
   * every fault is recorded with its reason, time and detail.
@@ -64,6 +67,7 @@ class SafetySupervisor:
         #: called as listener(t_us, current_ma) after every output that reached the stimulator
         self.delivery_listeners: list = []
         self._stimulator_needs_recover = False
+        self._stopped = False            # True: stopped and nothing sent since (no second Stop)
         ch = profile.stimulation
         self._channel = ch.channel
         self._pulse_width_us = ch.pulse_width_us
@@ -105,13 +109,19 @@ class SafetySupervisor:
         self.kernel.mark_delivered()
 
     def _send(self, current_ma: float) -> None:
+        if current_ma > 0.0 and self.kernel.fault:
+            # last gate before the driver (deliver() already refused it)
+            self.latch(Fault.OUTPUT_LIMIT, "current asked for while a fault is latched")
+            return
         self.deliveries += 1
         self.last_delivered_ma = current_ma
         if self.stimulator is not None:
+            self._stopped = False
             from drivers.stimulator import ChannelOutput, StimulatorError
             try:
                 self.stimulator.set_output([ChannelOutput(self._channel, current_ma, self._pulse_width_us)])
             except StimulatorError as err:
+                self._stimulator_needs_recover = True
                 self.latch(Fault.STIMULATOR, str(err))
                 return
         for listener in self.delivery_listeners:
@@ -119,20 +129,37 @@ class SafetySupervisor:
 
     # ----- periodic service from the control loop -------------------------------------
     def service(self) -> None:
-        """Read stimulator replies and send keep-alive. Call from the control loop only:
-        the device keeps stimulating while any packet arrives, so a keep-alive must stop
-        when this loop stops."""
+        """Read stimulator replies and send the (acknowledged) keep-alive. Call from the
+        control loop only: the device keeps stimulating while any packet arrives, so a
+        keep-alive must stop when this loop stops. A stimulator that stops answering is a
+        STIMULATOR fault within keepalive_ms + ack_timeout_ms (if the loop calls this by
+        ``service_due_in_us``)."""
         if self.stimulator is None:
             return
         from drivers.stimulator import StimulationFault, StimulatorError
         try:
             self.stimulator.poll()
-            self.stimulator.keepalive()
+            if not self.kernel.fault:
+                # no keep-alive while faulted: should Stop not have been taken, the device's
+                # own watchdog ends any stimulation
+                self.stimulator.keepalive()
         except StimulationFault as err:
             self._stimulator_needs_recover = True
             self.latch(Fault.STIMULATOR, f"{getattr(err, 'reason', 'error')}: {err}")
         except StimulatorError as err:
+            self._stimulator_needs_recover = True
             self.latch(Fault.STIMULATOR, str(err))
+
+    def service_due_in_us(self, now_s: float | None = None) -> int | None:
+        """Microseconds until ``service()`` must run next (an acknowledgement deadline or
+        the keep-alive), None when there is no stimulator. The loop bounds its wait by it."""
+        if self.stimulator is None:
+            return None
+        due = self.stimulator.next_deadline_s(keepalive=not self.kernel.fault)
+        if due is None:
+            return None
+        now_s = time.monotonic() if now_s is None else now_s
+        return max(0, int((due - now_s) * 1e6) + 1)
 
     # ----- faults ---------------------------------------------------------------------
     def latch(self, reason: Fault, detail: str = "") -> None:
@@ -153,17 +180,43 @@ class SafetySupervisor:
         """The kernel latched a fault on a sample: record it, stop, enter FAULT."""
         reason = Fault(self.kernel.fault)
         if not self.faults or self.faults[-1].t_us != self.kernel.t_us or self.faults[-1].reason != reason:
-            self.faults.append(FaultRecord(reason, "", self.kernel.t_us))
+            self.faults.append(FaultRecord(reason, self._kernel_fault_detail(reason), self.kernel.t_us))
             log.warning("fault latched: %s", self.faults[-1].text)
         try:
             self.machine.enter_fault(reason)
         finally:
             self._stop_stimulator()
 
+    def _kernel_fault_detail(self, reason: Fault) -> str:
+        """What the kernel measured, in words, for the faults that carry a number."""
+        k = self.kernel
+        if reason == Fault.CLOCK_JUMP:
+            step = int(getattr(k, "clock_step_us", 0))
+            if step < 0:
+                return f"sensor timestamp went backwards by {-step} µs"
+            if step == 0:
+                return "sensor timestamp stood still (same as the frame before)"
+            return f"sensor timestamp leapt forward by {step} µs (more than stale_ms {k.p.stale_us // 1000} ms)"
+        if reason == Fault.CLOCK_DRIFT:
+            late, rate = int(k.drift_late_us), int(k.drift_rate_us)
+            if late > k.p.stale_us:
+                return (f"frames arrive {late} µs later than their timestamps say "
+                        f"(allowed {k.p.stale_us} µs)")
+            from ._kernel_py import DRIFT_MAX_PERCENT, DRIFT_WINDOW_US
+            direction = "slow" if rate > 0 else "fast"
+            return (f"sensor clock runs {direction}: {abs(rate)} µs per {DRIFT_WINDOW_US // 1000} ms of wall "
+                    f"time (allowed {DRIFT_MAX_PERCENT} %)")
+        return ""
+
     def _stop_stimulator(self) -> None:
         self.last_delivered_ma = 0.0
         self.kernel.mark_delivered()
         if self.stimulator is not None:
+            if self.kernel.fault:
+                self.stimulator.inhibit(f"fault {Fault(self.kernel.fault).name} latched")
+            if self._stopped and not self.stimulator.is_running:
+                return  # stopped already and nothing sent since: a second Stop only costs time
+            self._stopped = True
             self.stimulator.stop()  # zero current, then Stop; best effort, never raises
 
     def clear(self, person: str, note: str = "") -> None:
@@ -173,8 +226,11 @@ class SafetySupervisor:
         if not person:
             raise ValueError("clearing a fault needs the name of the person who clears it")
         log.warning("fault %s cleared by %s %s", Fault(self.kernel.fault).name, person, note)
-        if self.stimulator is not None and (self._stimulator_needs_recover or self.stimulator.fault is not None):
-            self.stimulator.recover()  # redo the handshake the device needs after its own fault
-            self._stimulator_needs_recover = False
+        if self.stimulator is not None:
+            if self._stimulator_needs_recover or self.stimulator.fault is not None:
+                self.stimulator.recover()  # redo the handshake the device needs after its own fault
+                self._stimulator_needs_recover = False
+            else:
+                self.stimulator.clear_inhibit()
         self.kernel.clear_fault()
         self.machine.fault_cleared()

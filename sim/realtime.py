@@ -49,6 +49,7 @@ def realtime_replay(recording, profile, chunks, times_s, unplug_s, stim_faults, 
         sensor = PtySensor(chunks, times_s, unplug_s=unplug_s, speed=speed)
         link = open_sensor(sensor.port)
         controller = Controller(profile, stimulator=stimulator, trace_capacity=4096)
+        controller.set_sensor_clock_rate(speed)   # N × real time; 0: no wall relation (no drift check)
         collector = TraceCollector()
         controller.trace_sink = collector
         timers = [threading.Timer(f.at_s / (speed or 1e9), STIM_FAULT_ACTIONS[f.name], (emulator,))
@@ -69,6 +70,8 @@ def realtime_replay(recording, profile, chunks, times_s, unplug_s, stim_faults, 
                 if not sensor.done.is_set() or unplug_s is not None:
                     return False
                 done_at.append(time.monotonic())
+                if stimulator.pending_acks and done_at[-1] - done_at[0] <= stimulator.ack_timeout_s + 0.05:
+                    return False  # let the last acknowledgements come in (or time out: a fault)
                 return controller.kernel.frames >= n_frames or done_at[-1] - done_at[0] > 0.05
 
             controller.run(link.fileno(), finished)

@@ -298,7 +298,9 @@ def test_keepalive_from_the_loop_keeps_device_alive_with_gaps_under_half_a_secon
     times = [t for t, _ in list(emulator.received)]
     gaps = [b - a for a, b in zip(times, times[1:])]
     assert max(gaps) <= stim.keepalive_interval_s + 0.03 <= 0.5
-    assert len(packets(emulator, sm.Command.WATCHDOG)) >= 4
+    # the keep-alive is acknowledged (GetStimulationMode), so silence would be noticed
+    assert len(packets(emulator, sm.Command.GET_STIMULATION_MODE)) >= 4
+    assert stim.pending_acks <= 1
 
 
 @pytest.mark.timeout(5)
