@@ -262,6 +262,7 @@ class P24(Stimulator):
         for packet in self._decoder.feed(data):
             self._handle_packet(packet)
         if (self._queued is not None and self._fault is None and not self._errors
+                and (self._inhibited is None or not any(ma > 0 for ma, _ in self._queued.values()))
                 and not (self._update_nr is not None and self._is_pending((_UPDATE_ACK, self._update_nr)))):
             self._write_update(self._queued)
 

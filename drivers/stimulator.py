@@ -156,6 +156,7 @@ class Stimulator(abc.ABC):
         self._running = False
         self._session_open = False     # handshake completed on this port
         self._inhibited: str | None = None
+        self._last_keepalive_s: float | None = None   # last keepalive() that asked the backend
 
     # ------------------------------------------------------------------ public API
 
@@ -250,6 +251,9 @@ class Stimulator(abc.ABC):
         now = time.monotonic()
         if self._last_sent_s is not None and now - self._last_sent_s < self.keepalive_interval_s:
             return False
+        if self._last_keepalive_s is not None and now - self._last_keepalive_s < self.keepalive_interval_s:
+            return False    # the backend chose not to send last time (nothing to keep alive)
+        self._last_keepalive_s = now
         self._send_keepalive()
         return True
 
@@ -339,7 +343,8 @@ class Stimulator(abc.ABC):
             return None
         due = [p.deadline_s for p in self._pending]
         if keepalive and self._last_sent_s is not None and self._fault is None:
-            due.append(self._last_sent_s + self.keepalive_interval_s)
+            last = max(self._last_sent_s, self._last_keepalive_s or 0.0)
+            due.append(last + self.keepalive_interval_s)
         return min(due) if due else None
 
     def close(self) -> None:

@@ -783,6 +783,10 @@ cdef class CyKernel:
             if self.frames != frames_before:
                 self._account_lateness(now)
             ret |= self._wall_guard(before_us, now)
+            if self.queue_count:
+                ret |= R_EVENT
+            if self.deliver_due:
+                ret |= R_DELIVER
             if ret:
                 return ret
             if not self.fault and now - self.last_valid_wall_us > self.stale_us:

@@ -610,6 +610,10 @@ class PyKernel:
             if self.frames != frames_before:
                 self._account_lateness(now)
             ret |= self._wall_guard(before_us, now)
+            if self._events:       # the drift check may have latched a fault just now
+                ret |= int(Ret.EVENT)
+            if self.deliver_due:
+                ret |= int(Ret.DELIVER)
             if ret:
                 return ret
             if not self.fault and now - self.last_valid_wall_us > self.p.stale_us:
