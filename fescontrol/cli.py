@@ -96,8 +96,10 @@ def diagram(out: str | None) -> None:
 @click.option("--duration", type=float, help="stop after this many seconds")
 @click.option("--allow-pure-python", is_flag=True, help="run even without the compiled kernel")
 @click.option("--sensor-baud", type=int, default=921600, show_default=True)
+@click.option("--rt", is_flag=True, help="real-time hardening from the profile's device.realtime section "
+              "(mlockall, SCHED_FIFO, CPU affinity, frozen gc; docs/realtime.md)")
 def run(sensor: str, stim: str, profile_path: str | None, duration: float | None,
-        allow_pure_python: bool, sensor_baud: int) -> None:
+        allow_pure_python: bool, sensor_baud: int, rt: bool) -> None:
     """Run the device: sensor in, supervised stimulation out. Ctrl-C or SIGTERM stops
     stimulation first (zero current, then Stop), then exits."""
     from .runner import run_device
@@ -107,7 +109,7 @@ def run(sensor: str, stim: str, profile_path: str | None, duration: float | None
                    "run `make install`, or pass --allow-pure-python for testing", err=True)
         sys.exit(2)
     sys.exit(run_device(profile, sensor, stim, duration_s=duration, sensor_baud=sensor_baud,
-                        echo=click.echo))
+                        echo=click.echo, realtime=rt))
 
 
 # ----- sim ----------------------------------------------------------------------------------

@@ -17,8 +17,8 @@ from typing import Annotated, Any, Literal
 
 import annotated_types
 import yaml
-from pydantic import (AllowInfNan, BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (AllowInfNan, BaseModel, ConfigDict, Field, Strict, StrictBool, ValidationError,
+                      field_validator, model_validator)
 
 from . import limits
 from .profile_yaml import YamlRefused, parse_profile_text, read_profile_file
@@ -244,6 +244,28 @@ class Training(_Model):
         return self
 
 
+class Realtime(_Model):
+    """Real-time hardening of ``fes run`` on a dedicated device (docs/realtime.md).
+
+    Applied when ``enabled`` or with ``fes run --rt``; each setting is reported as granted
+    or not. ``required`` refuses to start when any is not granted (a dedicated device).
+    """
+
+    enabled: StrictBool = Field(False, description="apply on every `fes run` (else only with --rt)")
+    required: StrictBool = Field(False, description="refuse to run when a setting is not granted")
+    lock_memory: StrictBool = Field(True, description="mlockall(MCL_CURRENT|MCL_FUTURE): no page faults")
+    fifo_priority: Int = Field(50, ge=0, le=99, description="SCHED_FIFO priority of the loop, 1..99; 0 = off")
+    cpus: tuple[Annotated[int, Strict(), Field(ge=0, le=1023)], ...] = Field(
+        (), description="CPUs the loop runs on (sched_setaffinity); empty = any")
+    freeze_gc: StrictBool = Field(True, description="gc.freeze() + gc.disable() while the loop runs")
+
+    @model_validator(mode="after")
+    def _unique_cpus(self) -> "Realtime":
+        if len(set(self.cpus)) != len(self.cpus):
+            raise ValueError(f"cpus {list(self.cpus)} lists a CPU twice")
+        return self
+
+
 class Device(_Model):
     """Device links and the watchdogs on them. Limits here can only be narrowed."""
 
@@ -254,6 +276,7 @@ class Device(_Model):
     max_missing_frames: Int = Field(5, ge=0, le=limits.MAX_MISSING_FRAMES_MAX)
     ack_timeout_ms: Int = Field(100, ge=20, le=500)
     keepalive_ms: Int = Field(300, ge=50, le=500)
+    realtime: Realtime = Realtime()
 
 
 class Profile(_Model):

@@ -17,6 +17,7 @@ import serial
 
 from .controller import Controller
 from .profile import Profile
+from .realtime import RealtimeRefused, hardened_loop
 
 
 def open_sensor(port: str, baudrate: int = 921600) -> serial.SerialBase:
@@ -45,8 +46,12 @@ def open_stimulator(profile: Profile, stim: str):
 
 def run_device(profile: Profile, sensor: str, stim: str, *, duration_s: float | None = None,
                sensor_baud: int = 921600, echo: Callable[[str], None] = print,
-               stop_event: threading.Event | None = None) -> int:
-    """Run until done; returns the process exit code (0 ok, 1 fault latched, 130 interrupted)."""
+               stop_event: threading.Event | None = None, realtime: bool = False) -> int:
+    """Run until done; returns the process exit code (0 ok, 1 fault latched, 2 refused, 130 interrupted).
+
+    ``realtime`` (``fes run --rt``) or ``profile.device.realtime.enabled`` applies the profile's
+    real-time settings to this thread for the loop (:mod:`fescontrol.realtime`), one line each.
+    """
     stop_event = stop_event or threading.Event()
     emulator = None
     with ExitStack() as stack:
@@ -73,6 +78,12 @@ def run_device(profile: Profile, sensor: str, stim: str, *, duration_s: float | 
             lambda e: echo(f"{e.t_us / 1e6:10.3f} s  {e.event:<15} -> {e.state}"))
         previous = signal.signal(signal.SIGTERM, lambda *_: stop_event.set()) \
             if threading.current_thread() is threading.main_thread() else None
+        if realtime or profile.device.realtime.enabled:
+            try:
+                stack.enter_context(hardened_loop(profile.device.realtime, echo))
+            except RealtimeRefused as err:
+                echo(f"refusing to run: {err}")
+                return 2
         t_end = None if duration_s is None else time.monotonic() + duration_s
         controller.start()
         echo(f"running: profile {profile.name!r}, {controller.implementation} kernel; Ctrl-C stops")
