@@ -1,31 +1,79 @@
-"""Real-time latency over real pseudo-terminals at 1 kHz.
+"""Real-time latency over real pseudo-terminals at 1 kHz, against the machine's own floor.
 
 Three processes, as on the device: a sensor unit writing frames at 1 kHz to a pty
-(child process), the RehaStim2 emulator on a second pty (child process), and the
-device loop (this process: the compiled kernel, the gait machine, the supervisor and
-the real ScienceMode2 driver). Latency = time a sensor frame was written → time the
-stimulator command it caused was read and parsed by the emulator, both on the
-system-wide monotonic clock. Missed deadlines come from the kernel's own lateness
-accounting (a frame processed more than one period after the sensor clock says).
+(child process), a far end on a second pty (child process), and the process under test
+(this one) between them.
+
+* **loop** — the device loop: the compiled kernel, the gait machine, the supervisor and the
+  real ScienceMode2 driver; the far end is the RehaStim2 emulator. Latency = time a sensor
+  frame was written → time the stimulator command it caused was read and parsed by the
+  emulator, both on the system-wide monotonic clock. Missed deadlines come from the
+  kernel's own lateness accounting (a frame processed more than one period after the
+  sensor clock says).
+* **relay** — the floor: the same sensor process, ptys and far-end process, with a minimal
+  relay in this process that forwards every byte it reads at once (poll, read, write; no
+  control logic). Latency = time a frame was written → time the far end read its last byte.
+  Whatever the relay shows, the pty layer and the scheduler cost any loop on this machine.
+
+``load=True`` runs a CPU hog (bench/load.py) on one core for the whole run. ``rt=True``
+applies :func:`fescontrol.realtime.hardened_loop` (mlockall, SCHED_FIFO 50, frozen gc) to
+this process and SCHED_FIFO 50 to the sensor and far-end processes, which stand in for
+hardware that keeps its own time.
 """
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import select
+import sys
 import time
 
 import numpy as np
 
 from drivers import sciencemode2 as sm
+from drivers.sensor_protocol import FRAME_LEN
+from fescontrol import realtime
 from fescontrol.controller import Controller
-from fescontrol.profile import bundled_profile_path, load_profile, profile_from_dict
-from fescontrol.runner import open_sensor, open_stimulator
+from fescontrol.profile import Realtime, bundled_profile_path, load_profile, profile_from_dict
+from fescontrol.runner import DEVICE_EVENT_HISTORY, open_sensor, open_stimulator
 from sim.replay import recording_stream
 
 RATE_HZ = 1000.0
+FIRST_TS_US = 1_000_000
+RT_PRIORITY = 50
+#: applied to the process under test with rt=True: what `fes run --rt` applies by default
+RT_SETTINGS = Realtime(enabled=True, fifo_priority=RT_PRIORITY)
 
 
-def _sensor_process(frames_bytes: bytes, n: int, conn, start_evt) -> None:
+def bench_profile(**device):
+    """The default profile at 1 kHz (stale after 50 ms, 10 missing frames allowed; ``device``
+    overrides more of the device section)."""
+    base = load_profile(bundled_profile_path("default")).model_dump(mode="json")
+    base["device"].update(sample_rate_hz=RATE_HZ, stale_ms=50, max_missing_frames=10, **device)
+    return profile_from_dict(base, "bench-1kHz")
+
+
+def rt_permitted() -> bool:
+    """Whether this process may use SCHED_FIFO (tried in a throw-away child)."""
+    ctx = mp.get_context("fork")
+    proc = ctx.Process(target=_try_fifo)
+    proc.start()
+    proc.join(10)
+    return proc.exitcode == 0
+
+
+def _try_fifo() -> None:
+    os._exit(0 if realtime.set_fifo_priority(1).granted else 1)
+
+
+def _child_rt(rt: bool) -> None:
+    if rt:
+        realtime.set_fifo_priority(RT_PRIORITY)
+
+
+def _sensor_process(frames_bytes: bytes, n: int, conn, start_evt, rt: bool) -> None:
     from sim.pty_sensor import frames_sensor
+    _child_rt(rt)  # before the writer thread starts: threads inherit the policy
     frames = np.frombuffer(frames_bytes, dtype=np.uint8).reshape(n, -1)
     sensor = frames_sensor(frames, RATE_HZ, keep_times=True)
     conn.send(sensor.port)
@@ -33,20 +81,50 @@ def _sensor_process(frames_bytes: bytes, n: int, conn, start_evt) -> None:
     sensor.start()
     sensor.done.wait()
     conn.send(sensor.write_times[: sensor.sent].copy())
-    conn.recv()  # keep the pty open until the loop is done
+    conn.recv()  # keep the pty open until the process under test is done
     sensor.stop()
 
 
-def _emulator_process(conn) -> None:
+def _emulator_process(conn, rt: bool) -> None:
     from sim.rehastim2 import RehaStim2Emulator
+    _child_rt(rt)
     with RehaStim2Emulator(tick_s=0.002) as emu:
         conn.send(emu.port)
         conn.recv()  # stop
-        updates = [(t, p.data) for t, p in emu.received if p.cmd == sm.Command.START_CHANNEL_LIST_MODE]
-        conn.send([t for t, _ in updates])
+        updates = [t for t, p in emu.received if p.cmd == sm.Command.START_CHANNEL_LIST_MODE]
+        conn.send(updates)
+
+
+def _reader_process(conn, n: int, rt: bool) -> None:
+    """The relay's far end: reads a raw pty as the emulator does (select, read) and records
+    the monotonic time (ns) at which each whole frame had arrived."""
+    from sim.pty_sensor import open_raw_pty
+    _child_rt(rt)
+    master, slave, port = open_raw_pty()
+    conn.send(port)
+    arrival = np.zeros(n, dtype=np.int64)
+    got = 0
+    try:
+        while got < n * FRAME_LEN:
+            ready, _, _ = select.select([master], [], [], 0.002)
+            if conn.poll():
+                break  # stop asked (the relay ended early)
+            if not ready:
+                continue
+            data = os.read(master, 4096)
+            now = time.monotonic_ns()
+            before = got // FRAME_LEN
+            got += len(data)
+            arrival[before: got // FRAME_LEN] = now
+    finally:
+        conn.send(arrival[: got // FRAME_LEN])
+        os.close(master)
+        os.close(slave)
 
 
 def walking_frames(duration_s: float):
+    """``duration_s`` of the bundled PhysioNet walk at 1 kHz, repeated with continuous
+    sequence numbers and timestamps."""
     from sim.sources import load_recording
     rec = load_recording("physionet:GaCo01", side="left").resampled(RATE_HZ)
     n = int(duration_s * RATE_HZ)
@@ -54,39 +132,76 @@ def walking_frames(duration_s: float):
     reps = int(np.ceil(n / len(frames)))
     if reps > 1:  # continue the walk with continuous sequence numbers and timestamps
         rec_frames = [recording_stream(rec, first_seq=k * len(frames),
-                                       first_timestamp_us=1_000_000 + int(k * len(frames) * 1000))[0]
+                                       first_timestamp_us=FIRST_TS_US + int(k * len(frames) * 1000))[0]
                       for k in range(reps)]
         frames = np.concatenate(rec_frames)
     return frames[:n]
 
 
-def measure(duration_s: float = 60.0) -> dict:
-    base = load_profile(bundled_profile_path("default")).model_dump(mode="json")
-    base["device"].update(sample_rate_hz=RATE_HZ, stale_ms=50, max_missing_frames=10)
-    profile = profile_from_dict(base, "bench-1kHz")
-    frames = walking_frames(duration_s)
+class _DeliveryTimes:
+    """Delivery listener writing sensor times into a preallocated array (no per-call objects kept)."""
+
+    def __init__(self, capacity: int):
+        self.t_us = np.zeros(capacity, dtype=np.int64)
+        self.n = 0
+
+    def __call__(self, t_us: int, current_ma: float) -> None:
+        if self.n < len(self.t_us):
+            self.t_us[self.n] = t_us
+            self.n += 1
+
+
+def _stats(latency_ms: np.ndarray) -> dict:
+    if len(latency_ms) == 0:
+        return {"p50": float("nan"), "p99": float("nan"), "max": float("nan"), "samples": 0}
+    return {"p50": float(np.median(latency_ms)), "p99": float(np.percentile(latency_ms, 99)),
+            "max": float(latency_ms.max()), "samples": int(len(latency_ms))}
+
+
+def _start_children(frames, far_end, far_args, rt: bool):
     ctx = mp.get_context("fork")
     s_parent, s_child = ctx.Pipe()
-    e_parent, e_child = ctx.Pipe()
+    f_parent, f_child = ctx.Pipe()
     start_evt = ctx.Event()
-    sensor_proc = ctx.Process(target=_sensor_process, args=(frames.tobytes(), len(frames), s_child, start_evt))
-    emu_proc = ctx.Process(target=_emulator_process, args=(e_child,))
-    sensor_proc.start()
-    emu_proc.start()
+    sensor = ctx.Process(target=_sensor_process, args=(frames.tobytes(), len(frames), s_child, start_evt, rt),
+                         daemon=True)
+    far = ctx.Process(target=far_end, args=(f_child, *far_args, rt), daemon=True)
+    sensor.start()
+    far.start()
+    return sensor, far, s_parent, f_parent, start_evt
+
+
+def measure(duration_s: float = 60.0, *, rt: bool = False) -> dict:
+    """The device loop for ``duration_s`` at 1 kHz. Returns latency stats (ms), missed
+    deadlines, frames, lateness p99 (µs) and the allocated-block growth of the steady state
+    (from 5 s in to the end)."""
+    profile = bench_profile()
+    frames = walking_frames(duration_s)
+    sensor_proc, emu_proc, s_parent, e_parent, start_evt = _start_children(frames, _emulator_process, (), rt)
     sensor_port, emu_port = s_parent.recv(), e_parent.recv()
     stimulator = open_stimulator(profile, emu_port)
     stimulator.open()
     link = open_sensor(sensor_port)
-    controller = Controller(profile, stimulator=stimulator)
-    delivered_t_us: list[int] = []
-    controller.supervisor.delivery_listeners.append(lambda t_us, ma: delivered_t_us.append(t_us))
-    controller.start()
-    start_evt.set()
+    controller = Controller(profile, stimulator=stimulator, event_history=DEVICE_EVENT_HISTORY)
+    delivered = _DeliveryTimes(len(frames))
+    controller.supervisor.delivery_listeners.append(delivered)
+    blocks = _BlockProbe(controller.kernel, steady_from_frame=int(5 * RATE_HZ))
+    kernel = controller.kernel
     t_end = time.monotonic() + duration_s + 1.0
-    first_ts_us = 1_000_000
+    n_frames = len(frames)
+
+    def should_stop() -> bool:
+        blocks.check()
+        return time.monotonic() > t_end or bool(kernel.fault) or kernel.frames >= n_frames
+
+    settings = []
     try:
-        controller.run(link.fileno(), lambda: time.monotonic() > t_end or bool(controller.kernel.fault)
-                       or controller.kernel.frames >= len(frames))
+        with realtime.hardened_loop(RT_SETTINGS) if rt else _no_hardening() as report:
+            settings = report.lines() if report is not None else []
+            controller.start()
+            start_evt.set()
+            controller.run(link.fileno(), should_stop)
+            blocks.finish()
     finally:
         write_times = s_parent.recv()
         s_parent.send("done")
@@ -96,18 +211,98 @@ def measure(duration_s: float = 60.0) -> dict:
         update_times = e_parent.recv()
         sensor_proc.join(5)
         emu_proc.join(5)
-    k = controller.kernel
     assert not controller.supervisor.faults, controller.supervisor.faults
     # pair each delivered update with the frame that caused it (first update = start command)
-    n = min(len(delivered_t_us), len(update_times))
-    frame_idx = np.rint((np.array(delivered_t_us[:n]) - first_ts_us) / 1000.0).astype(int)
+    n = min(delivered.n, len(update_times))
+    frame_idx = np.rint((delivered.t_us[:n] - FIRST_TS_US) / 1000.0).astype(int)
     ok = frame_idx < len(write_times)
     latency_ms = (np.array(update_times[:n])[ok] * 1e9 - write_times[frame_idx[ok]]) / 1e6
-    return {"latency_ms": {"p50": float(np.median(latency_ms)), "p99": float(np.percentile(latency_ms, 99)),
-                           "max": float(latency_ms.max()), "samples": int(len(latency_ms))},
-            "missed_deadlines": int(k.missed_deadlines), "frames": int(k.frames),
-            "frames_lost": int(k.frames_lost), "duration_s": float(k.frames / RATE_HZ),
-            "lateness_p99_us": _hist_percentile(k.lateness_hist, 99), "kernel": controller.implementation}
+    return {"latency_ms": _stats(latency_ms), "missed_deadlines": int(kernel.missed_deadlines),
+            "frames": int(kernel.frames), "frames_lost": int(kernel.frames_lost),
+            "duration_s": float(kernel.frames / RATE_HZ),
+            "lateness_p99_us": _hist_percentile(kernel.lateness_hist, 99),
+            "max_lateness_us": int(kernel.max_lateness_us), "kernel": controller.implementation,
+            "steady_state_blocks": blocks.growth, "steady_state_s": blocks.seconds,
+            "rt_settings": settings}
+
+
+def measure_relay(duration_s: float = 30.0, *, rt: bool = False) -> dict:
+    """The floor: the same sensor and far-end processes and ptys, a minimal relay in between.
+    Returns latency stats (ms) over every frame, and how many were later than one period."""
+    frames = walking_frames(duration_s)
+    n = len(frames)
+    sensor_proc, reader_proc, s_parent, r_parent, start_evt = _start_children(frames, _reader_process, (n,), rt)
+    sensor_port, reader_port = s_parent.recv(), r_parent.recv()
+    link_in = open_sensor(sensor_port)
+    link_out = open_sensor(reader_port)  # the same pyserial open as a stimulator port
+    fd_in, fd_out = link_in.fileno(), link_out.fileno()
+    poller = select.poll()
+    poller.register(fd_in, select.POLLIN)
+    forwarded = 0
+    t_end = time.monotonic() + duration_s + 1.0
+    settings = []
+    try:
+        with realtime.hardened_loop(RT_SETTINGS) if rt else _no_hardening() as report:
+            settings = report.lines() if report is not None else []
+            start_evt.set()
+            while forwarded < n * FRAME_LEN and time.monotonic() < t_end:
+                if not poller.poll(20):
+                    continue
+                data = os.read(fd_in, 4096)
+                if not data:
+                    break
+                os.write(fd_out, data)
+                forwarded += len(data)
+    finally:
+        write_times = s_parent.recv()
+        s_parent.send("done")
+        r_parent.send("stop")
+        arrival = r_parent.recv()
+        link_in.close()
+        link_out.close()
+        sensor_proc.join(5)
+        reader_proc.join(5)
+    m = min(len(arrival), len(write_times))
+    latency_ms = (arrival[:m] - write_times[:m]) / 1e6
+    return {"latency_ms": _stats(latency_ms), "frames": int(m),
+            "over_one_period": int(np.count_nonzero(latency_ms > 1000.0 / RATE_HZ)),
+            "rt_settings": settings}
+
+
+class _no_hardening:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+class _BlockProbe:
+    """``sys.getallocatedblocks()`` at the start of the steady state and at the end.
+
+    Checked from the loop's ``should_stop`` (once per wake-up); the probe reads once at each
+    end, so it adds nothing in between. With the collector off (rt) the count is exact: any
+    growth is memory the loop keeps (a leak, or cycles never collected). With the collector
+    on, garbage waiting for the next collection counts too, so small ± numbers are noise.
+    """
+
+    def __init__(self, kernel, steady_from_frame: int):
+        self.kernel = kernel
+        self.steady_from_frame = steady_from_frame
+        self.start_blocks = None
+        self.start_t = 0.0
+        self.growth = None
+        self.seconds = 0.0
+
+    def check(self) -> None:
+        if self.start_blocks is None and self.kernel.frames >= self.steady_from_frame:
+            self.start_t = time.monotonic()
+            self.start_blocks = sys.getallocatedblocks()
+
+    def finish(self) -> None:
+        if self.start_blocks is not None:
+            self.growth = sys.getallocatedblocks() - self.start_blocks
+            self.seconds = round(time.monotonic() - self.start_t, 1)
 
 
 def _hist_percentile(hist, q: float) -> float:
@@ -116,3 +311,14 @@ def _hist_percentile(hist, q: float) -> float:
         return 0.0
     c = np.cumsum(hist) / hist.sum()
     return float(np.searchsorted(c, q / 100.0) * 100)
+
+
+def compare(loop: dict, relay: dict) -> dict:
+    """Loop minus relay and loop / relay for p50, p99 and max (ms)."""
+    a, b = loop["latency_ms"], relay["latency_ms"]
+    out = {}
+    for k in ("p50", "p99", "max"):
+        out[f"{k}_diff_ms"] = a[k] - b[k]
+        out[f"{k}_ratio"] = a[k] / b[k] if b[k] > 0 else float("inf")
+    return out
+

@@ -9,6 +9,7 @@ same controller drives a batch replay (:meth:`feed`) and the real-time loop
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
@@ -40,12 +41,15 @@ class Controller:
     """One device session: kernel + machine + supervisor (+ optional stimulator)."""
 
     def __init__(self, profile: Profile, *, stimulator=None, implementation: str = "auto",
-                 trace_capacity: int = 0):
+                 trace_capacity: int = 0, event_history: int | None = None):
+        """``event_history`` bounds :attr:`events` to the newest N (a device running for hours
+        must not grow; listeners still see every event); None keeps all (replays, reports)."""
         self.profile = profile
         self.kernel = make_kernel(profile, implementation, trace_capacity)
         self.machine = GaitMachine(self.kernel, profile.envelope.extension_ms)
         self.supervisor = SafetySupervisor(profile, self.kernel, self.machine, stimulator)
-        self.events: list[LoggedEvent] = []
+        self.events: list[LoggedEvent] | deque[LoggedEvent] = (
+            [] if event_history is None else deque(maxlen=event_history))
         self.event_listeners: list[Callable[[LoggedEvent], None]] = []
         self.trace_sink: Callable[[dict, int], None] | None = None
         self.kernel.request_amplitude(profile.start_amplitude_ma)

@@ -328,7 +328,7 @@ class LiveSession:
         return self
 
     def _open(self) -> None:
-        from .runner import open_sensor, open_stimulator
+        from .runner import DEVICE_EVENT_HISTORY, open_sensor, open_stimulator
         stack = self._stack
         slog = SessionLog(self.db_path)
         stack.callback(self._close_log_if_unowned, slog)
@@ -356,7 +356,8 @@ class LiveSession:
         sensor_port = self.sim.sensor_port if self.sim is not None else self.sensor_name
         link = stack.enter_context(open_sensor(sensor_port, self.sensor_baud))
         self.controller = Controller(self.profile, stimulator=self.stimulator, implementation=self.implementation,
-                                     trace_capacity=1024 if self.log_frames else 0)
+                                     trace_capacity=1024 if self.log_frames else 0,
+                                     event_history=DEVICE_EVENT_HISTORY)
         if self.sim is not None:
             self.controller.set_sensor_clock_rate(self.sim.speed)   # a replay at N × real time
         self.session_id = slog.begin_session(

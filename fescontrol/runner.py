@@ -19,6 +19,9 @@ from .controller import Controller
 from .profile import Profile
 from .realtime import RealtimeRefused, hardened_loop
 
+#: events a device session keeps in memory (the newest; listeners and the session log get all)
+DEVICE_EVENT_HISTORY = 1000
+
 
 def open_sensor(port: str, baudrate: int = 921600) -> serial.SerialBase:
     """Open the sensor link non-blocking; the kernel reads its file descriptor directly."""
@@ -73,7 +76,7 @@ def run_device(profile: Profile, sensor: str, stim: str, *, duration_s: float | 
         stimulator.open()
         stack.callback(stimulator.close)
         link = stack.enter_context(open_sensor(sensor, sensor_baud))
-        controller = Controller(profile, stimulator=stimulator)
+        controller = Controller(profile, stimulator=stimulator, event_history=DEVICE_EVENT_HISTORY)
         controller.event_listeners.append(
             lambda e: echo(f"{e.t_us / 1e6:10.3f} s  {e.event:<15} -> {e.state}"))
         previous = signal.signal(signal.SIGTERM, lambda *_: stop_event.set()) \

@@ -413,8 +413,9 @@ class LiveSession:
 
     # ----- the loop thread -----------------------------------------------------------------------
     def _new_controller(self, profile: Profile) -> Controller:
+        from ..runner import DEVICE_EVENT_HISTORY
         c = Controller(profile, stimulator=self.stimulator, implementation=self.implementation,
-                       trace_capacity=2048)
+                       trace_capacity=2048, event_history=DEVICE_EVENT_HISTORY)
         c.trace_sink = self._on_trace
         c.event_listeners.append(self._on_event)
         self.controllers_built += 1
