@@ -77,6 +77,7 @@ def measure(walk_s: float = 3600.0) -> dict:
     stimulator.open()
     link = open_sensor(sensor_port)
     controller = Controller(profile, stimulator=stimulator, event_history=DEVICE_EVENT_HISTORY)
+    controller.set_sensor_clock_rate(0)  # as fast as it reads: no sensor/wall drift check
     kernel = controller.kernel
     n_total = int(walk_s * RATE_HZ)
     warm_frames = n_total // 10
