@@ -255,8 +255,8 @@ class Realtime(_Model):
     required: StrictBool = Field(False, description="refuse to run when a setting is not granted")
     lock_memory: StrictBool = Field(True, description="mlockall(MCL_CURRENT|MCL_FUTURE): no page faults")
     fifo_priority: Int = Field(50, ge=0, le=99, description="SCHED_FIFO priority of the loop, 1..99; 0 = off")
-    cpus: tuple[Annotated[int, Strict(), Field(ge=0, le=1023)], ...] = Field(
-        (), description="CPUs the loop runs on (sched_setaffinity); empty = any")
+    cpus: list[Annotated[int, Strict(), Field(ge=0, le=1023)]] = Field(
+        [], description="CPUs the loop runs on (sched_setaffinity); empty = any")
     freeze_gc: StrictBool = Field(True, description="gc.freeze() + gc.disable() while the loop runs")
 
     @model_validator(mode="after")

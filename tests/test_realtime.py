@@ -85,7 +85,7 @@ def test_refusals_say_what_was_not_granted_and_what_to_do():
 
 def _privileged_settings():
     policy_before = os.sched_getscheduler(0)
-    with rt.hardened_loop(Realtime(fifo_priority=10, cpus=(min(os.sched_getaffinity(0)),))) as report:
+    with rt.hardened_loop(Realtime(fifo_priority=10, cpus=[min(os.sched_getaffinity(0))])) as report:
         inside = (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority, os.sched_getaffinity(0),
                   rt._vm_locked_kb(), gc.isenabled())
     after = (os.sched_getscheduler(0) == policy_before, rt._vm_locked_kb(), gc.isenabled())
@@ -154,7 +154,7 @@ def test_profile_section_defaults_off_and_round_trips():
     assert p.device.realtime == Realtime()
     assert not p.device.realtime.enabled and p.device.realtime.fifo_priority == 50
     q = profile_with(device={"realtime": {"enabled": True, "cpus": [1], "fifo_priority": 80}})
-    assert q.device.realtime.cpus == (1,)
+    assert q.device.realtime.cpus == [1]
     assert profile_from_dict(yaml.safe_load(yaml.safe_dump(q.model_dump(mode="json"))), "rt") == q
 
 
