@@ -35,12 +35,13 @@ from drivers.sensor_protocol import FRAME_LEN
 from fescontrol import realtime
 from fescontrol.controller import Controller
 from fescontrol.profile import Realtime, bundled_profile_path, load_profile, profile_from_dict
-from fescontrol.runner import DEVICE_EVENT_HISTORY, open_sensor, open_stimulator
+from fescontrol.runner import open_sensor, open_stimulator
 from sim.replay import recording_stream
 
 RATE_HZ = 1000.0
 FIRST_TS_US = 1_000_000
 RT_PRIORITY = 50
+STEADY_EVENT_HISTORY = 8
 #: applied to the process under test with rt=True: what `fes run --rt` applies by default
 RT_SETTINGS = Realtime(enabled=True, fifo_priority=RT_PRIORITY)
 
@@ -182,7 +183,10 @@ def measure(duration_s: float = 60.0, *, rt: bool = False) -> dict:
     stimulator = open_stimulator(profile, emu_port)
     stimulator.open()
     link = open_sensor(sensor_port)
-    controller = Controller(profile, stimulator=stimulator, event_history=DEVICE_EVENT_HISTORY)
+    # a short event history, full before the steady-state window opens at 5 s, so the block
+    # count shows what the loop keeps per call, not the history filling (memory.py uses the
+    # device's DEVICE_EVENT_HISTORY over a whole hour)
+    controller = Controller(profile, stimulator=stimulator, event_history=STEADY_EVENT_HISTORY)
     delivered = _DeliveryTimes(len(frames))
     controller.supervisor.delivery_listeners.append(delivered)
     blocks = _BlockProbe(controller.kernel, steady_from_frame=int(5 * RATE_HZ))

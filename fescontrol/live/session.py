@@ -416,6 +416,8 @@ class LiveSession:
         from ..runner import DEVICE_EVENT_HISTORY
         c = Controller(profile, stimulator=self.stimulator, implementation=self.implementation,
                        trace_capacity=2048, event_history=DEVICE_EVENT_HISTORY)
+        # a replay source says how fast its sensor clock runs against the wall (recording_source)
+        c.set_sensor_clock_rate(getattr(self._open_fd, "sensor_clock_rate", 1.0))
         c.trace_sink = self._on_trace
         c.event_listeners.append(self._on_event)
         self.controllers_built += 1
@@ -659,6 +661,7 @@ def recording_source(recording, *, start_s: float = 0.0, speed: float = 1.0):
             state["sensor"].stop()
             state["link"].close()
 
+    open_fd.sensor_clock_rate = speed  # sensor seconds per wall second, for the drift check
     return open_fd, close
 
 
