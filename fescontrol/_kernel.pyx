@@ -20,7 +20,7 @@ import numpy as np
 from drivers import sensor_protocol as _sp
 from .codes import Event, Fault, Phase, Ret
 from ._kernel_py import KernelParams, TRACE_FIELDS, INPUT_BUFFER_BYTES, EVENT_QUEUE_LEN, \
-    LATENESS_BIN_US, LATENESS_BINS
+    LATENESS_BIN_US, LATENESS_BINS, STRIDE_MAX_US as _STRIDE_MAX_US
 
 cdef extern from "poll.h" nogil:
     struct pollfd:
@@ -69,6 +69,7 @@ cdef enum:
     TILT_ONSET = 2
     TILT_SWING = 3
     BUF_BYTES = 65536
+    FLOOR_BINS = 40
     QUEUE_LEN = 16
     PAYLOAD_LEN = 28
     FRAME_LEN = 33
@@ -149,7 +150,9 @@ cdef class CyKernel:
     # parameters
     cdef int need_heel, need_imu, mode_heel, mode_tilt, cutoff_zero
     cdef int64_t ramp_up_us, ramp_down_us, max_stim_us, heel_debounce_us, heel_stuck_us, heel_absent_us
-    cdef int heel_stuck_imu_strides
+    cdef int heel_stuck_imu_strides, heel_learn_strides
+    cdef int64_t heel_floor_bin_us, heel_onset_lead_us, heel_max_delay_us, stride_max_us
+    cdef double heel_floor_max_fraction, heel_floor_max_n, heel_on_max_fraction, heel_swing_fraction
     cdef int64_t tilt_min_stance_us, tilt_debounce_us, tilt_swing_wait_us, stale_us, deliver_interval_us, period_us
     cdef int max_missing
     cdef double heel_off_fraction, heel_on_fraction, heel_off_min_n, heel_on_min_n
@@ -178,6 +181,14 @@ cdef class CyKernel:
     cdef readonly int heel_loaded, tilt_state, stride, heel_absent, heel_frozen_strides
     cdef int64_t heel_timer_us, heel_last_raw, heel_same_us, tilt_timer_us
     cdef readonly int64_t heel_unloaded_us
+    # adaptive heel detector (see PyKernel): swing floor ring buffer, learned stride timing
+    cdef readonly double heel_floor, heel_stride_us, heel_unload_us
+    cdef double floor_bins[FLOOR_BINS]
+    cdef int floor_idx, floor_filled
+    cdef double floor_bin_min, floor_win_min
+    cdef int64_t floor_bin_us, heel_since_on_us, heel_since_off_us, heel_pending_us
+    cdef readonly int64_t heel_delay_us
+    cdef readonly int heel_strides_learned, heel_pending
     cdef readonly double delivered_ma
     cdef readonly int64_t last_deliver_us
     cdef public int deliver_due
@@ -224,6 +235,15 @@ cdef class CyKernel:
         self.heel_stuck_us = p.heel_stuck_us
         self.heel_stuck_imu_strides = p.heel_stuck_imu_strides
         self.heel_absent_us = p.heel_absent_us
+        self.heel_floor_bin_us = p.heel_floor_bin_us
+        self.heel_floor_max_fraction = p.heel_floor_max_fraction
+        self.heel_floor_max_n = p.heel_floor_max_n
+        self.heel_on_max_fraction = p.heel_on_max_fraction
+        self.heel_swing_fraction = p.heel_swing_fraction
+        self.heel_onset_lead_us = p.heel_onset_lead_us
+        self.heel_max_delay_us = p.heel_max_delay_us
+        self.heel_learn_strides = p.heel_learn_strides
+        self.stride_max_us = _STRIDE_MAX_US
         self.tilt_onset_dps = p.tilt_onset_dps
         self.tilt_swing_dps = p.tilt_swing_dps
         self.tilt_strike_dps = p.tilt_strike_dps
@@ -270,6 +290,7 @@ cdef class CyKernel:
         self._reset_state()
 
     cdef void _reset_state(self) noexcept:
+        cdef int k
         self.fault = 0
         self.phase = PH_FALL
         self.level = 0.0
@@ -301,6 +322,22 @@ cdef class CyKernel:
         self.heel_frozen_strides = 0
         self.heel_unloaded_us = 0
         self.heel_absent = 0
+        self.heel_floor = 0.0
+        for k in range(FLOOR_BINS):
+            self.floor_bins[k] = 0.0
+        self.floor_idx = 0
+        self.floor_filled = 0
+        self.floor_bin_min = 0.0
+        self.floor_bin_us = 0
+        self.floor_win_min = 0.0
+        self.heel_since_on_us = 0
+        self.heel_since_off_us = 0
+        self.heel_stride_us = 0.0
+        self.heel_unload_us = 0.0
+        self.heel_strides_learned = 0
+        self.heel_delay_us = 0
+        self.heel_pending = 0
+        self.heel_pending_us = 0
         self.pitch_lp = 0.0
         self.yaw_lp = 0.0
         self.tilt_state = TILT_STANCE_WAIT
@@ -532,8 +569,9 @@ cdef class CyKernel:
         cdef int64_t gap, on_us
         cdef int flags = self.f_flags
         cdef int queue_before = self.queue_count
-        cdef double heel, pitch, yaw, decayed, thr_off, thr_on, w
+        cdef double heel, pitch, yaw, decayed, thr_off, thr_on, w, m, cand, span
         cdef int heel_edge_off = 0, heel_edge_on = 0, tilt_edge_onset = 0, tilt_edge_strike = 0
+        cdef int heel_onset = 0
         cdef int onset, strike, ready, cut, ph, i, mask, k
         self.frames += 1
         self.good_since_crc += 1
@@ -591,8 +629,35 @@ cdef class CyKernel:
             self.heel_last_raw = self.f_heel
             self.heel_frozen_strides = 0
         # --- detectors ---
-        thr_off = _max(self.heel_off_min_n, self.heel_off_fraction * self.heel_peak)
-        thr_on = _max(self.heel_on_min_n, self.heel_on_fraction * self.heel_peak)
+        if self.frames == 1:
+            self.floor_bin_min = self.heel_lp
+        elif self.heel_lp < self.floor_bin_min:
+            self.floor_bin_min = self.heel_lp
+        self.floor_bin_us += dt_us
+        if self.floor_bin_us >= self.heel_floor_bin_us:
+            self.floor_bins[self.floor_idx] = self.floor_bin_min
+            self.floor_idx = (self.floor_idx + 1) % FLOOR_BINS
+            if self.floor_filled < FLOOR_BINS:
+                self.floor_filled += 1
+            self.floor_bin_us = 0
+            self.floor_bin_min = self.heel_lp
+            m = self.floor_bins[0]
+            for k in range(1, self.floor_filled):
+                if self.floor_bins[k] < m:
+                    m = self.floor_bins[k]
+            self.floor_win_min = m
+        cand = self.floor_bin_min
+        if self.floor_filled and self.floor_win_min < cand:
+            cand = self.floor_win_min
+        if cand <= self.heel_floor_max_fraction * self.heel_peak and cand <= self.heel_floor_max_n:
+            self.heel_floor = cand
+        span = self.heel_peak - self.heel_floor
+        if span < 0.0:
+            span = 0.0
+        thr_off = self.heel_floor + _max(self.heel_off_min_n, self.heel_off_fraction * span)
+        thr_on = self.heel_floor + _max(2.0 * self.heel_off_min_n,
+                                        _min(_max(self.heel_on_min_n, self.heel_on_fraction * span),
+                                             self.heel_on_max_fraction * span))
         if self.heel_loaded:
             if self.heel_lp < thr_off:
                 self.heel_timer_us += dt_us
@@ -600,6 +665,7 @@ cdef class CyKernel:
                     self.heel_loaded = 0
                     self.heel_timer_us = 0
                     heel_edge_off = 1
+                    self.heel_since_off_us = 0
             else:
                 self.heel_timer_us = 0
         else:
@@ -609,8 +675,26 @@ cdef class CyKernel:
                     self.heel_loaded = 1
                     self.heel_timer_us = 0
                     heel_edge_on = 1
+                    self._learn_stride()
+                    self.heel_since_on_us = 0
             else:
                 self.heel_timer_us = 0
+        self.heel_since_on_us += dt_us
+        self.heel_since_off_us += dt_us
+        if heel_edge_off:
+            if self.heel_delay_us > 0:
+                self.heel_pending = 1
+                self.heel_pending_us = 0
+            else:
+                heel_onset = 1
+        elif self.heel_pending:
+            if self.heel_loaded:
+                self.heel_pending = 0
+            else:
+                self.heel_pending_us += dt_us
+                if self.heel_pending_us >= self.heel_delay_us:
+                    self.heel_pending = 0
+                    heel_onset = 1
         w = self.pitch_lp
         ph = self.tilt_state
         if ph == TILT_STANCE_WAIT:
@@ -667,7 +751,7 @@ cdef class CyKernel:
                 and (self.heel_loaded or self.heel_frozen_strides >= self.heel_stuck_imu_strides)):
             self._fault(F_HEEL_STUCK)
         if self.mode_heel:
-            onset = heel_edge_off
+            onset = heel_onset
             strike = heel_edge_on
             ready = self.heel_loaded
         elif self.mode_tilt:
@@ -759,6 +843,29 @@ cdef class CyKernel:
             self.tr_events[i] = mask
             self.tr_fault[i] = self.fault
             self.trace_len = i + 1
+
+    cdef void _learn_stride(self) noexcept nogil:
+        cdef int64_t stride = self.heel_since_on_us
+        cdef int64_t unload = self.heel_since_off_us
+        cdef double lag, d
+        if stride >= self.stride_max_us or unload >= stride:
+            return
+        if self.heel_strides_learned == 0:
+            self.heel_stride_us = <double>stride
+            self.heel_unload_us = <double>unload
+        else:
+            self.heel_stride_us += 0.25 * (<double>stride - self.heel_stride_us)
+            self.heel_unload_us += 0.25 * (<double>unload - self.heel_unload_us)
+        if self.heel_strides_learned < self.heel_learn_strides:
+            self.heel_strides_learned += 1
+        if self.heel_strides_learned >= self.heel_learn_strides:
+            lag = self.heel_unload_us - self.heel_swing_fraction * self.heel_stride_us
+            d = lag - <double>self.heel_onset_lead_us
+            if d < 0.0:
+                d = 0.0
+            if d > <double>self.heel_max_delay_us:
+                d = <double>self.heel_max_delay_us
+            self.heel_delay_us = <int64_t>d
 
     # ----- real-time reading from a file descriptor ----------------------------------------
     def run_fd(self, int fd, int64_t wake_us):

@@ -49,6 +49,9 @@ LATENESS_BINS = 101  # last bin: ≥ 10 ms
 DRIFT_WINDOW_US = 1_000_000  # the drift rate is measured over windows of this much wall time
 DRIFT_MAX_PERCENT = 5        # more than this rate difference between the clocks is CLOCK_DRIFT
 
+FLOOR_BINS = 40         # ring buffer of per-bin minima: the swing-floor window
+STRIDE_MAX_US = 2_500_000   # longer heel cycles are stops, not strides (not learned from)
+
 TRACE_FIELDS = ("t_us", "heel_n", "pitch_rate_dps", "level", "current_ma", "phase", "events", "fault")
 
 
@@ -81,6 +84,14 @@ class KernelParams:
         self.heel_peak_decay_s = heel.peak_decay_s
         self.heel_filter_hz = heel.filter_hz
         self.heel_stuck_us = heel.stuck_ms * 1000
+        self.heel_floor_bin_us = heel.floor_window_ms * 1000 // FLOOR_BINS
+        self.heel_floor_max_fraction = heel.floor_max_fraction
+        self.heel_floor_max_n = heel.floor_max_n
+        self.heel_on_max_fraction = heel.on_max_fraction
+        self.heel_swing_fraction = heel.swing_fraction
+        self.heel_onset_lead_us = heel.onset_lead_ms * 1000
+        self.heel_max_delay_us = heel.max_onset_delay_ms * 1000
+        self.heel_learn_strides = heel.learn_strides
         self.heel_stuck_imu_strides = heel.stuck_imu_strides
         # unloaded longer than the longest burst: the foot is not on its heel (no-contact state)
         self.heel_absent_us = env.max_stim_ms * 1000
@@ -157,6 +168,21 @@ class PyKernel:
         self.heel_frozen_strides = 0
         self.heel_unloaded_us = 0
         self.heel_absent = 0
+        self.heel_floor = 0.0
+        self.floor_bins = [0.0] * FLOOR_BINS
+        self.floor_idx = 0
+        self.floor_filled = 0
+        self.floor_bin_min = 0.0
+        self.floor_bin_us = 0
+        self.floor_win_min = 0.0
+        self.heel_since_on_us = 0
+        self.heel_since_off_us = 0
+        self.heel_stride_us = 0.0
+        self.heel_unload_us = 0.0
+        self.heel_strides_learned = 0
+        self.heel_delay_us = 0
+        self.heel_pending = 0
+        self.heel_pending_us = 0
         self.pitch_lp = 0.0
         self.yaw_lp = 0.0
         self.tilt_state = TILT_STANCE_WAIT
@@ -406,8 +432,38 @@ class PyKernel:
             self.heel_frozen_strides = 0
         # --- detectors ---------------------------------------------------------------------
         heel_edge_off = heel_edge_on = 0
-        thr_off = max(p.heel_off_min_n, p.heel_off_fraction * self.heel_peak)
-        thr_on = max(p.heel_on_min_n, p.heel_on_fraction * self.heel_peak)
+        # swing-phase floor: the lowest filtered force of the last floor_window_ms, taken as
+        # the unloaded level only when it lies well under the loaded peak (else: standing,
+        # the heel did not unload; the floor holds)
+        if self.frames == 1:
+            self.floor_bin_min = self.heel_lp
+        elif self.heel_lp < self.floor_bin_min:
+            self.floor_bin_min = self.heel_lp
+        self.floor_bin_us += dt_us
+        if self.floor_bin_us >= p.heel_floor_bin_us:
+            self.floor_bins[self.floor_idx] = self.floor_bin_min
+            self.floor_idx = (self.floor_idx + 1) % FLOOR_BINS
+            if self.floor_filled < FLOOR_BINS:
+                self.floor_filled += 1
+            self.floor_bin_us = 0
+            self.floor_bin_min = self.heel_lp
+            m = self.floor_bins[0]
+            for k in range(1, self.floor_filled):
+                if self.floor_bins[k] < m:
+                    m = self.floor_bins[k]
+            self.floor_win_min = m
+        cand = self.floor_bin_min
+        if self.floor_filled and self.floor_win_min < cand:
+            cand = self.floor_win_min
+        if cand <= p.heel_floor_max_fraction * self.heel_peak and cand <= p.heel_floor_max_n:
+            self.heel_floor = cand
+        span = self.heel_peak - self.heel_floor
+        if span < 0.0:
+            span = 0.0
+        thr_off = self.heel_floor + max(p.heel_off_min_n, p.heel_off_fraction * span)
+        thr_on = self.heel_floor + max(2.0 * p.heel_off_min_n,
+                                       min(max(p.heel_on_min_n, p.heel_on_fraction * span),
+                                           p.heel_on_max_fraction * span))
         if self.heel_loaded:
             if self.heel_lp < thr_off:
                 self.heel_timer_us += dt_us
@@ -415,6 +471,7 @@ class PyKernel:
                     self.heel_loaded = 0
                     self.heel_timer_us = 0
                     heel_edge_off = 1
+                    self.heel_since_off_us = 0
             else:
                 self.heel_timer_us = 0
         else:
@@ -424,8 +481,28 @@ class PyKernel:
                     self.heel_loaded = 1
                     self.heel_timer_us = 0
                     heel_edge_on = 1
+                    self._learn_stride()
+                    self.heel_since_on_us = 0
             else:
                 self.heel_timer_us = 0
+        self.heel_since_on_us += dt_us
+        self.heel_since_off_us += dt_us
+        # heel-mode onset, delayed by the walker's own heel-off -> toe-off lag (learned)
+        heel_onset = 0
+        if heel_edge_off:
+            if self.heel_delay_us > 0:
+                self.heel_pending = 1
+                self.heel_pending_us = 0
+            else:
+                heel_onset = 1
+        elif self.heel_pending:
+            if self.heel_loaded:
+                self.heel_pending = 0       # the heel came back before the toes could leave
+            else:
+                self.heel_pending_us += dt_us
+                if self.heel_pending_us >= self.heel_delay_us:
+                    self.heel_pending = 0
+                    heel_onset = 1
         tilt_edge_onset = tilt_edge_strike = 0
         w = self.pitch_lp
         ts = self.tilt_state
@@ -495,7 +572,7 @@ class PyKernel:
                 and (self.heel_loaded or self.heel_frozen_strides >= p.heel_stuck_imu_strides)):
             self._fault(Fault.HEEL_STUCK)
         if p.mode_heel:
-            onset, strike, ready = heel_edge_off, heel_edge_on, self.heel_loaded
+            onset, strike, ready = heel_onset, heel_edge_on, self.heel_loaded
         elif p.mode_tilt:
             onset, strike, ready = tilt_edge_onset, tilt_edge_strike, self.tilt_state == TILT_ARMED
         else:
@@ -585,6 +662,32 @@ class PyKernel:
             tr["events"][i] = mask
             tr["fault"][i] = self.fault
             self.trace_len = i + 1
+
+    def _learn_stride(self) -> None:
+        """At a heel strike: learn the stride time (strike to strike) and the time the heel
+        was unloaded (heel-off to strike); from them the onset delay for the next strides."""
+        p = self.p
+        stride = self.heel_since_on_us
+        unload = self.heel_since_off_us
+        if stride >= STRIDE_MAX_US or unload >= stride:
+            return
+        if self.heel_strides_learned == 0:
+            self.heel_stride_us = float(stride)
+            self.heel_unload_us = float(unload)
+        else:
+            self.heel_stride_us += 0.25 * (stride - self.heel_stride_us)
+            self.heel_unload_us += 0.25 * (unload - self.heel_unload_us)
+        if self.heel_strides_learned < p.heel_learn_strides:
+            self.heel_strides_learned += 1
+        if self.heel_strides_learned >= p.heel_learn_strides:
+            # heel-off leads toe-off by (unloaded time - swing time); swing ~ swing_fraction x stride
+            lag = self.heel_unload_us - p.heel_swing_fraction * self.heel_stride_us
+            d = lag - p.heel_onset_lead_us
+            if d < 0.0:
+                d = 0.0
+            if d > p.heel_max_delay_us:
+                d = float(p.heel_max_delay_us)
+            self.heel_delay_us = int(d)
 
     # ----- real-time reading from a file descriptor ------------------------------------------
     def run_fd(self, fd: int, wake_us: int) -> int:

@@ -148,11 +148,35 @@ class HeelTrigger(_Model):
     stuck_imu_strides: Int = Field(3, ge=1, le=20,
                                    description="strides the IMU sees while the heel reading stays frozen "
                                                "at its unloaded level that make it a stuck sensor")
+    floor_window_ms: Int = Field(3000, ge=1000, le=4000,
+                                 description="the unloaded (swing) level is the lowest heel force of this "
+                                             "window: at least one stride of slow walking, ms")
+    floor_max_fraction: Real = Field(0.10, ge=0.0, le=0.5,
+                                     description="that minimum counts as the unloaded level only below this "
+                                                 "fraction of the loaded peak (else the heel did not unload)")
+    floor_max_n: Real = Field(20.0, ge=0.0, le=200.0,
+                              description="nor above this force: a larger preload means a misfitted sensor, N")
+    on_max_fraction: Real = Field(0.5, ge=0.1, le=0.95,
+                                  description="the heel-strike threshold never exceeds this fraction of the "
+                                              "peak above the floor (weak heels still load past it)")
+    swing_fraction: Real = Field(0.38, ge=0.15, le=0.5,
+                                 description="swing time as a fraction of the stride, used to place toe-off "
+                                             "inside the learned heel-unloaded time")
+    onset_lead_ms: Int = Field(150, ge=0, le=300,
+                               description="the onset is placed this long before the predicted toe-off, ms")
+    max_onset_delay_ms: Int = Field(200, ge=0, le=400,
+                                    description="the learned onset delay after heel-off never exceeds this "
+                                                "(0: no delay, onset at heel-off), ms")
+    learn_strides: Int = Field(3, ge=1, le=20,
+                               description="strides learned before the onset delay applies (cold start: none)")
 
     @model_validator(mode="after")
     def _hysteresis(self) -> "HeelTrigger":
         if self.on_fraction <= self.off_fraction:
             raise ValueError(f"on_fraction ({self.on_fraction:g}) must be above off_fraction "
+                             f"({self.off_fraction:g}) so the detector has hysteresis")
+        if self.on_max_fraction <= self.off_fraction:
+            raise ValueError(f"on_max_fraction ({self.on_max_fraction:g}) must be above off_fraction "
                              f"({self.off_fraction:g}) so the detector has hysteresis")
         if self.on_min_n <= self.off_min_n:
             raise ValueError(f"on_min_n ({self.on_min_n:g} N) must be above off_min_n "

@@ -51,7 +51,8 @@ def test_seated_minute_with_the_heel_unloaded_then_walking(seated_minute, config
     trace = collector.arrays()
     bursts = [(a - 1.0, b - 1.0) for a, b in bursts_from_trace(trace["t_us"], trace["current_ma"])]
     # sitting down unloads the heel like a heel-off: that burst (if any) ends by max_stim_ms
-    settled = sit_start + TRANSITION_S + profile.envelope.max_stim_ms / 1000 + 0.05
+    delay_s = profile.trigger.heel.max_onset_delay_ms / 1000 if profile.trigger.mode.value == "heel" else 0.0
+    settled = sit_start + TRANSITION_S + delay_s + profile.envelope.max_stim_ms / 1000 + 0.05
     assert not [b for b in bursts if b[1] > settled and b[0] < sit_end - TRANSITION_S], "stimulation while seated"
     after = [s for s in rec.reference_swings() if s[0] > sit_end]
     report_after = score(rec, [b for b in bursts if b[0] > sit_end - TRANSITION_S])

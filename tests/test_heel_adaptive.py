@@ -1,0 +1,69 @@
+"""The heel detector adapts to the walker, causally, from a cold start (issue 11).
+
+* swing floor: a sensor that keeps an offset through swing still gives heel-offs;
+* weak heels: a heel that loads only ~20 N still gives heel strikes;
+* onset delay: when heel-off leads toe-off by much more than usual, onsets move later,
+  learned from the walker's own strides and bounded by ``max_onset_delay_ms``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from .conftest import heel_walk, profile_with, stream
+from .helpers import bursts, run_stream
+
+
+def _heel_offs(c) -> list[int]:
+    return [e.t_us for e in c.events if e.event == "heel_off"]
+
+
+@pytest.mark.timeout(60)
+def test_offset_through_swing_still_gives_heel_offs(default_profile, kernel_impl):
+    heel = heel_walk(20, load_n=400.0)
+    heel = np.where(heel < 1.0, 14.0, heel)          # the sensor keeps 14 N through every swing
+    c, tr = run_stream(default_profile, stream(heel, np.zeros(len(heel))), kernel_impl)
+    assert len(_heel_offs(c)) >= 18                 # all but the first strides (cold start)
+    assert c.kernel.heel_floor == pytest.approx(14.0, abs=0.5)
+    assert c.supervisor.fault is None
+
+
+@pytest.mark.timeout(60)
+def test_the_floor_holds_while_standing(default_profile, kernel_impl):
+    heel = np.concatenate([heel_walk(5, load_n=400.0, standing_s=0.1), np.full(1000, 250.0)])
+    c, tr = run_stream(default_profile, stream(heel, np.zeros(len(heel))), kernel_impl)
+    assert c.kernel.heel_floor < 1.0                # standing load is not an unloaded level
+    assert len(bursts(tr)) == 5                     # one burst per stride, none while standing
+
+
+@pytest.mark.timeout(60)
+def test_weak_heel_still_gives_heel_strikes(default_profile, kernel_impl):
+    heel = heel_walk(20, load_n=18.0)               # below on_min_n (20 N): the heel barely loads
+    c, _ = run_stream(default_profile, stream(heel, np.zeros(len(heel))), kernel_impl)
+    strikes = [e for e in c.events if e.event == "heel_strike"]
+    assert len(_heel_offs(c)) >= 18 and len(strikes) >= 18
+
+
+@pytest.mark.timeout(60)
+def test_onset_delay_is_learned_and_bounded(kernel_impl):
+    """A slow walker: stride 1.6 s, heel unloaded 1.0 s (heel-off long before toe-off)."""
+    profile = profile_with("default")
+    heel = heel_walk(15, stride_s=1.6, stance_fraction=1 - 1.0 / 1.6, load_n=400.0)
+    c, tr = run_stream(profile, stream(heel, np.zeros(len(heel))), kernel_impl)
+    h = profile.trigger.heel
+    lag_us = 1.0e6 - h.swing_fraction * 1.6e6 - h.onset_lead_ms * 1000
+    assert c.kernel.heel_delay_us == pytest.approx(min(lag_us, h.max_onset_delay_ms * 1000), abs=20_000)
+    # cold start: the first strides start at heel-off; later ones later by the learned delay
+    b = bursts(tr)
+    off_i = np.flatnonzero(np.diff((heel < 1).astype(int)) == 1) + 1          # heel-off samples
+    first_lag = b[0][0] - off_i[0]
+    last_lag = b[-1][0] - off_i[len(b) - 1]
+    assert first_lag < 10 and (last_lag - first_lag) * 10_000 == pytest.approx(c.kernel.heel_delay_us, abs=20_000)
+
+
+@pytest.mark.timeout(60)
+def test_no_delay_when_disabled(kernel_impl):
+    profile = profile_with("default", trigger={"heel": {"max_onset_delay_ms": 0}})
+    heel = heel_walk(15, stride_s=1.6, stance_fraction=1 - 1.0 / 1.6, load_n=400.0)
+    c, _ = run_stream(profile, stream(heel, np.zeros(len(heel))), kernel_impl)
+    assert c.kernel.heel_delay_us == 0
