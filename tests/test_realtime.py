@@ -193,3 +193,62 @@ def test_fes_run_rt_refuses_when_required_and_not_granted(tmp_path):
     assert any(line.startswith("realtime cpu_affinity: NOT granted — ") for line in lines), out.stdout
     assert "refusing to run: device.realtime.required is set and cpu_affinity was not granted" in lines
     assert "Traceback" not in out.stdout + out.stderr and "running:" not in out.stdout
+
+
+# ----- no allocation in the steady state -----------------------------------------------------
+def test_the_loop_keeps_nothing_per_call_with_the_collector_off():
+    """Five minutes of walking through the real loop (pty, compiled or twin kernel, machine,
+    supervisor) as fast as it reads, collector frozen and off as under --rt: the blocks the
+    process holds do not grow between minute one and the end. An unbounded event list grew by
+    ~3 blocks per gait event (~2,500 here)."""
+    import numpy as np
+
+    from fescontrol.controller import Controller
+    from fescontrol.runner import open_sensor
+    from sim.pty_sensor import PtySensor
+    from sim.replay import recording_stream
+    from sim.synthetic import Stand, Walk, synthesize
+
+    rec = synthesize([Stand(1.0), Walk(300.0, 110)], seed=5)
+    frames, _ = recording_stream(rec)
+    profile = load_profile(bundled_profile_path("default"))
+    controller = Controller(profile, event_history=8)  # full from the start of the window
+    controller.set_sensor_clock_rate(0)
+    kernel, n = controller.kernel, len(frames)
+    sensor = PtySensor([f.tobytes() for f in frames], np.zeros(n), speed=0)
+    link = open_sensor(sensor.port)
+    marks = {}
+
+    def should_stop():
+        if "start" not in marks and kernel.frames >= 60 * rec.rate_hz and len(controller.events) >= 8:
+            marks["start"] = (sys.getallocatedblocks(), len(controller.events))
+        return kernel.frames >= n or bool(kernel.fault)
+
+    try:
+        with rt.quiet_gc():
+            controller.start()
+            sensor.start()
+            controller.run(link.fileno(), should_stop)
+            marks["end"] = (sys.getallocatedblocks(), len(controller.events))
+    finally:
+        sensor.stop()
+        link.close()
+    assert not controller.supervisor.faults and controller.supervisor.deliveries > 100
+    (b0, e0), (b1, e1) = marks["start"], marks["end"]
+    print(f"allocated blocks from minute 1 to 5: {b1 - b0:+}")
+    assert b1 - b0 <= 100, f"the loop kept {b1 - b0} blocks over four minutes of walking"
+    assert e0 == e1 == 8 and kernel.frames == n
+
+
+def test_event_history_keeps_the_newest_and_listeners_get_all(default_profile):
+    from fescontrol.controller import Controller
+    from tests.conftest import heel_walk, stream
+    bounded = Controller(default_profile, event_history=5)
+    full = Controller(default_profile)
+    heard = []
+    bounded.event_listeners.append(heard.append)
+    for c in (bounded, full):
+        c.start()
+        c.feed(stream(heel_walk(10)))
+    assert len(full.events) > 20 and len(heard) == len(full.events)
+    assert list(bounded.events) == list(full.events)[-5:]
