@@ -158,7 +158,8 @@ cdef class CyKernel:
     cdef double heel_off_fraction, heel_on_fraction, heel_off_min_n, heel_on_min_n
     cdef double heel_peak_decay_s, heel_filter_hz
     cdef double tilt_onset_dps, tilt_swing_dps, tilt_strike_dps, tilt_stance_dps, tilt_filter_hz
-    cdef double tilt_disarm_dps, tilt_max_yaw_ratio
+    cdef double tilt_disarm_dps, tilt_max_yaw_ratio, tilt_adapt_fraction, tilt_onset_min_dps, tilt_swing_min_dps
+    cdef int tilt_learn_strides
     cdef readonly double amplitude_max_ma
     cdef readonly object p
     # input buffer and parser counters
@@ -189,6 +190,8 @@ cdef class CyKernel:
     cdef int64_t floor_bin_us, heel_since_on_us, heel_since_off_us, heel_pending_us
     cdef readonly int64_t heel_delay_us
     cdef readonly int heel_strides_learned, heel_pending
+    cdef readonly double tilt_push_min, tilt_swing_max, tilt_push_peak, tilt_swing_peak
+    cdef readonly int tilt_push_learned, tilt_swing_learned
     cdef readonly double delivered_ma
     cdef readonly int64_t last_deliver_us
     cdef public int deliver_due
@@ -254,6 +257,10 @@ cdef class CyKernel:
         self.tilt_min_stance_us = p.tilt_min_stance_us
         self.tilt_debounce_us = p.tilt_debounce_us
         self.tilt_filter_hz = p.tilt_filter_hz
+        self.tilt_adapt_fraction = p.tilt_adapt_fraction
+        self.tilt_onset_min_dps = p.tilt_onset_min_dps
+        self.tilt_swing_min_dps = p.tilt_swing_min_dps
+        self.tilt_learn_strides = p.tilt_learn_strides
         self.stale_us = p.stale_us
         self.max_missing = p.max_missing
         self.deliver_interval_us = p.deliver_interval_us
@@ -342,6 +349,12 @@ cdef class CyKernel:
         self.yaw_lp = 0.0
         self.tilt_state = TILT_STANCE_WAIT
         self.tilt_timer_us = 0
+        self.tilt_push_min = 0.0
+        self.tilt_swing_max = 0.0
+        self.tilt_push_peak = 0.0
+        self.tilt_swing_peak = 0.0
+        self.tilt_push_learned = 0
+        self.tilt_swing_learned = 0
         self.stride = STRIDE_LOCKOUT
         self.delivered_ma = 0.0
         self.last_deliver_us = 0
@@ -569,7 +582,7 @@ cdef class CyKernel:
         cdef int64_t gap, on_us
         cdef int flags = self.f_flags
         cdef int queue_before = self.queue_count
-        cdef double heel, pitch, yaw, decayed, thr_off, thr_on, w, m, cand, span
+        cdef double heel, pitch, yaw, decayed, thr_off, thr_on, w, m, cand, span, onset_thr, swing_thr
         cdef int heel_edge_off = 0, heel_edge_on = 0, tilt_edge_onset = 0, tilt_edge_strike = 0
         cdef int heel_onset = 0
         cdef int onset, strike, ready, cut, ph, i, mask, k
@@ -696,6 +709,15 @@ cdef class CyKernel:
                     self.heel_pending = 0
                     heel_onset = 1
         w = self.pitch_lp
+        onset_thr = self.tilt_onset_dps
+        swing_thr = self.tilt_swing_dps
+        if self.tilt_adapt_fraction > 0.0:
+            if self.tilt_push_learned >= self.tilt_learn_strides:
+                onset_thr = _min(self.tilt_onset_dps, _max(self.tilt_onset_min_dps,
+                                                           self.tilt_adapt_fraction * self.tilt_push_peak))
+            if self.tilt_swing_learned >= self.tilt_learn_strides:
+                swing_thr = _min(self.tilt_swing_dps, _max(self.tilt_swing_min_dps,
+                                                           self.tilt_adapt_fraction * self.tilt_swing_peak))
         ph = self.tilt_state
         if ph == TILT_STANCE_WAIT:
             if -self.tilt_stance_dps < w < self.tilt_stance_dps:
@@ -703,13 +725,17 @@ cdef class CyKernel:
                 if self.tilt_timer_us >= self.tilt_min_stance_us:
                     self.tilt_state = TILT_ARMED
                     self.tilt_timer_us = 0
+                    self.tilt_push_min = 0.0
             else:
                 self.tilt_timer_us = 0
         elif ph == TILT_ARMED:
+            if w < self.tilt_push_min:
+                self.tilt_push_min = w
             if w > self.tilt_disarm_dps:
                 self.tilt_state = TILT_STANCE_WAIT
                 self.tilt_timer_us = 0
-            elif w < -self.tilt_onset_dps and fabs(self.yaw_lp) <= -w * self.tilt_max_yaw_ratio:
+                self._learn_push(-self.tilt_push_min)
+            elif w < -onset_thr and fabs(self.yaw_lp) <= -w * self.tilt_max_yaw_ratio:
                 self.tilt_timer_us += dt_us
                 if self.tilt_timer_us >= self.tilt_debounce_us:
                     self.tilt_state = TILT_ONSET
@@ -719,18 +745,25 @@ cdef class CyKernel:
                 self.tilt_timer_us = 0
         elif ph == TILT_ONSET:
             self.tilt_timer_us += dt_us
-            if w > self.tilt_swing_dps:
+            if w < self.tilt_push_min:
+                self.tilt_push_min = w
+            if w > swing_thr:
                 self.tilt_state = TILT_SWING
+                self._learn_push(-self.tilt_push_min)
+                self.tilt_swing_max = w
             elif self.tilt_timer_us >= self.tilt_swing_wait_us:
                 self.tilt_state = TILT_STANCE_WAIT
                 self.tilt_timer_us = 0
                 tilt_edge_strike = 1
         else:
             self.tilt_timer_us += dt_us
+            if w > self.tilt_swing_max:
+                self.tilt_swing_max = w
             if w < self.tilt_strike_dps:
                 self.tilt_state = TILT_STANCE_WAIT
                 self.tilt_timer_us = 0
                 tilt_edge_strike = 1
+                self._learn_swing(self.tilt_swing_max)
                 if self.heel_same_us > 0 and (flags & FLAG_IMU_PRESENT):
                     self.heel_frozen_strides += 1
             elif self.tilt_timer_us >= self.max_stim_us:
@@ -843,6 +876,22 @@ cdef class CyKernel:
             self.tr_events[i] = mask
             self.tr_fault[i] = self.fault
             self.trace_len = i + 1
+
+    cdef void _learn_push(self, double peak_dps) noexcept nogil:
+        if self.tilt_push_learned == 0:
+            self.tilt_push_peak = peak_dps
+        else:
+            self.tilt_push_peak += 0.25 * (peak_dps - self.tilt_push_peak)
+        if self.tilt_push_learned < self.tilt_learn_strides:
+            self.tilt_push_learned += 1
+
+    cdef void _learn_swing(self, double peak_dps) noexcept nogil:
+        if self.tilt_swing_learned == 0:
+            self.tilt_swing_peak = peak_dps
+        else:
+            self.tilt_swing_peak += 0.25 * (peak_dps - self.tilt_swing_peak)
+        if self.tilt_swing_learned < self.tilt_learn_strides:
+            self.tilt_swing_learned += 1
 
     cdef void _learn_stride(self) noexcept nogil:
         cdef int64_t stride = self.heel_since_on_us

@@ -105,6 +105,10 @@ class KernelParams:
         self.tilt_min_stance_us = tilt.min_stance_ms * 1000
         self.tilt_debounce_us = tilt.debounce_ms * 1000
         self.tilt_filter_hz = tilt.filter_hz
+        self.tilt_adapt_fraction = tilt.adapt_fraction
+        self.tilt_onset_min_dps = tilt.onset_min_dps
+        self.tilt_swing_min_dps = tilt.swing_min_dps
+        self.tilt_learn_strides = tilt.learn_strides
         self.stale_us = dev.stale_ms * 1000
         self.max_missing = dev.max_missing_frames
         self.deliver_interval_us = int(round(1e6 / profile.stimulation.frequency_hz))
@@ -187,6 +191,12 @@ class PyKernel:
         self.yaw_lp = 0.0
         self.tilt_state = TILT_STANCE_WAIT
         self.tilt_timer_us = 0
+        self.tilt_push_min = 0.0
+        self.tilt_swing_max = 0.0
+        self.tilt_push_peak = 0.0
+        self.tilt_swing_peak = 0.0
+        self.tilt_push_learned = 0
+        self.tilt_swing_learned = 0
         self.stride = STRIDE_LOCKOUT
         self.delivered_ma = 0.0
         self.last_deliver_us = 0
@@ -505,6 +515,17 @@ class PyKernel:
                     heel_onset = 1
         tilt_edge_onset = tilt_edge_strike = 0
         w = self.pitch_lp
+        # thresholds relative to this walker's recent push-off and swing peaks: they only
+        # ever go below the profile's (weak push-offs), never under the *_min_dps bounds
+        onset_thr = p.tilt_onset_dps
+        swing_thr = p.tilt_swing_dps
+        if p.tilt_adapt_fraction > 0.0:
+            if self.tilt_push_learned >= p.tilt_learn_strides:
+                onset_thr = min(p.tilt_onset_dps, max(p.tilt_onset_min_dps,
+                                                      p.tilt_adapt_fraction * self.tilt_push_peak))
+            if self.tilt_swing_learned >= p.tilt_learn_strides:
+                swing_thr = min(p.tilt_swing_dps, max(p.tilt_swing_min_dps,
+                                                      p.tilt_adapt_fraction * self.tilt_swing_peak))
         ts = self.tilt_state
         if ts == TILT_STANCE_WAIT:
             if -p.tilt_stance_dps < w < p.tilt_stance_dps:
@@ -512,15 +533,19 @@ class PyKernel:
                 if self.tilt_timer_us >= p.tilt_min_stance_us:
                     self.tilt_state = TILT_ARMED
                     self.tilt_timer_us = 0
+                    self.tilt_push_min = 0.0
             else:
                 self.tilt_timer_us = 0
         elif ts == TILT_ARMED:
+            if w < self.tilt_push_min:
+                self.tilt_push_min = w
             if w > p.tilt_disarm_dps:
                 # toes rising without a detected push-off: a missed (weak) swing; wait for
                 # the next stance rather than take its heel-strike spike for a push-off
                 self.tilt_state = TILT_STANCE_WAIT
                 self.tilt_timer_us = 0
-            elif w < -p.tilt_onset_dps and abs(self.yaw_lp) <= -w * p.tilt_max_yaw_ratio:
+                self._learn_push(-self.tilt_push_min)
+            elif w < -onset_thr and abs(self.yaw_lp) <= -w * p.tilt_max_yaw_ratio:
                 # toes down faster than the foot turns about the vertical: a push-off, not a pivot
                 self.tilt_timer_us += dt_us
                 if self.tilt_timer_us >= p.tilt_debounce_us:
@@ -532,8 +557,12 @@ class PyKernel:
         elif ts == TILT_ONSET:
             # the timer runs from onset; a swing that never comes must not block re-arming
             self.tilt_timer_us += dt_us
-            if w > p.tilt_swing_dps:
+            if w < self.tilt_push_min:
+                self.tilt_push_min = w
+            if w > swing_thr:
                 self.tilt_state = TILT_SWING
+                self._learn_push(-self.tilt_push_min)
+                self.tilt_swing_max = w
             elif self.tilt_timer_us >= p.tilt_swing_wait_us:
                 # no swing after the "push-off" (a heel-strike spike, a stumble): end the
                 # stride now instead of stimulating through the next real push-off
@@ -542,10 +571,13 @@ class PyKernel:
                 tilt_edge_strike = 1
         else:  # TILT_SWING
             self.tilt_timer_us += dt_us
+            if w > self.tilt_swing_max:
+                self.tilt_swing_max = w
             if w < p.tilt_strike_dps:
                 self.tilt_state = TILT_STANCE_WAIT
                 self.tilt_timer_us = 0
                 tilt_edge_strike = 1
+                self._learn_swing(self.tilt_swing_max)
                 if self.heel_same_us > 0 and (flags & sp.FLAG_IMU_PRESENT):
                     # a whole stride seen by the IMU while the heel reading did not move
                     self.heel_frozen_strides += 1
@@ -662,6 +694,24 @@ class PyKernel:
             tr["events"][i] = mask
             tr["fault"][i] = self.fault
             self.trace_len = i + 1
+
+    def _learn_push(self, peak_dps: float) -> None:
+        """A stride's push-off peak (toe-down rate, deg/s, >= 0), detected or missed."""
+        if self.tilt_push_learned == 0:
+            self.tilt_push_peak = peak_dps
+        else:
+            self.tilt_push_peak += 0.25 * (peak_dps - self.tilt_push_peak)
+        if self.tilt_push_learned < self.p.tilt_learn_strides:
+            self.tilt_push_learned += 1
+
+    def _learn_swing(self, peak_dps: float) -> None:
+        """A detected swing's peak toe-up rate, deg/s."""
+        if self.tilt_swing_learned == 0:
+            self.tilt_swing_peak = peak_dps
+        else:
+            self.tilt_swing_peak += 0.25 * (peak_dps - self.tilt_swing_peak)
+        if self.tilt_swing_learned < self.p.tilt_learn_strides:
+            self.tilt_swing_learned += 1
 
     def _learn_stride(self) -> None:
         """At a heel strike: learn the stride time (strike to strike) and the time the heel

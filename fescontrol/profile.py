@@ -220,11 +220,24 @@ class TiltTrigger(_Model):
     debounce_ms: Int = Field(10, ge=0, le=100)
     filter_hz: Real = Field(15.0, ge=2.0, le=100.0, description="low-pass cut-off, Hz")
 
+    adapt_fraction: Real = Field(0.5, ge=0.0, le=1.0,
+                                 description="onset (swing) threshold = this fraction of the walker's recent "
+                                             "push-off (swing) peak when that is below the fixed one; 0: fixed")
+    onset_min_dps: Real = Field(30.0, ge=10.0, le=500.0,
+                                description="the adapted onset threshold never goes below this, deg/s")
+    swing_min_dps: Real = Field(50.0, ge=20.0, le=1000.0,
+                                description="the adapted swing threshold never goes below this, deg/s")
+    learn_strides: Int = Field(3, ge=1, le=20,
+                               description="strides learned before the thresholds adapt (cold start: fixed)")
+
     @model_validator(mode="after")
     def _order(self) -> "TiltTrigger":
         if self.strike_rate_dps >= self.swing_rate_dps:
             raise ValueError(f"strike_rate_dps ({self.strike_rate_dps:g}) must be below "
                              f"swing_rate_dps ({self.swing_rate_dps:g}) so the detector has hysteresis")
+        if self.strike_rate_dps >= self.swing_min_dps:
+            raise ValueError(f"strike_rate_dps ({self.strike_rate_dps:g}) must be below "
+                             f"swing_min_dps ({self.swing_min_dps:g}) so the adapted detector keeps hysteresis")
         return self
 
 

@@ -7,6 +7,8 @@
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -67,3 +69,24 @@ def test_no_delay_when_disabled(kernel_impl):
     heel = heel_walk(15, stride_s=1.6, stance_fraction=1 - 1.0 / 1.6, load_n=400.0)
     c, _ = run_stream(profile, stream(heel, np.zeros(len(heel))), kernel_impl)
     assert c.kernel.heel_delay_us == 0
+
+
+@pytest.mark.timeout(120)
+def test_tilt_thresholds_follow_weak_push_offs(kernel_impl):
+    """A walker whose push-off (-60 deg/s) and swing (90 deg/s) stay under the fixed tilt
+    thresholds: found once the detector has learned its own peaks (cold start: fixed)."""
+    from fescontrol.profile import load_profile
+    from sim.replay import replay
+    from sim.scoring import score
+    from sim.synthetic import GaitPattern, Stand, Walk, WeightShift, synthesize
+    weak = GaitPattern(swing_fraction=0.32, heel_off_lead_s=0.06, heel_peak_n=400, pushoff_dip_dps=-60,
+                       swing_peak_dps=90, stride_length_m=0.8, clearance_m=0.04)
+    rec = synthesize([Stand(3), Walk(40, 90, weak), WeightShift(10), Stand(3)], seed=1)
+    adaptive = load_profile(Path(__file__).resolve().parent.parent / "configs" / "walkaide_tilt.yaml")
+    fixed = profile_with("walkaide_tilt", trigger={"tilt": {"adapt_fraction": 0.0}})
+    got = score(rec, replay(rec, adaptive, implementation=kernel_impl).bursts_s)
+    before = score(rec, replay(rec, fixed, implementation=kernel_impl).bursts_s)
+    assert before.swings_detected == 0
+    # all but the cold-start strides (learn_strides) are found; nothing while standing or shifting weight
+    assert got.swings_detected >= got.swings_reference - adaptive.trigger.tilt.learn_strides
+    assert got.quiet_onsets["total"] == 0
