@@ -87,7 +87,8 @@ class KernelParams:
         self.heel_floor_bin_us = heel.floor_window_ms * 1000 // FLOOR_BINS
         self.heel_floor_max_fraction = heel.floor_max_fraction
         self.heel_floor_max_n = heel.floor_max_n
-        self.heel_on_max_fraction = heel.on_max_fraction
+        # the cap never undercuts on_fraction, so the hysteresis on_fraction > off_fraction holds
+        self.heel_on_max_fraction = max(heel.on_max_fraction, heel.on_fraction)
         self.heel_swing_fraction = heel.swing_fraction
         self.heel_onset_lead_us = heel.onset_lead_ms * 1000
         self.heel_max_delay_us = heel.max_onset_delay_ms * 1000

@@ -157,8 +157,8 @@ class HeelTrigger(_Model):
     floor_max_n: Real = Field(20.0, ge=0.0, le=200.0,
                               description="nor above this force: a larger preload means a misfitted sensor, N")
     on_max_fraction: Real = Field(0.5, ge=0.1, le=0.95,
-                                  description="the heel-strike threshold never exceeds this fraction of the "
-                                              "peak above the floor (weak heels still load past it)")
+                                  description="the heel-strike threshold never exceeds this fraction (or on_fraction, "
+                                              "if larger) of the peak above the floor (weak heels load past it)")
     swing_fraction: Real = Field(0.38, ge=0.15, le=0.5,
                                  description="swing time as a fraction of the stride, used to place toe-off "
                                              "inside the learned heel-unloaded time")
@@ -174,9 +174,6 @@ class HeelTrigger(_Model):
     def _hysteresis(self) -> "HeelTrigger":
         if self.on_fraction <= self.off_fraction:
             raise ValueError(f"on_fraction ({self.on_fraction:g}) must be above off_fraction "
-                             f"({self.off_fraction:g}) so the detector has hysteresis")
-        if self.on_max_fraction <= self.off_fraction:
-            raise ValueError(f"on_max_fraction ({self.on_max_fraction:g}) must be above off_fraction "
                              f"({self.off_fraction:g}) so the detector has hysteresis")
         if self.on_min_n <= self.off_min_n:
             raise ValueError(f"on_min_n ({self.on_min_n:g} N) must be above off_min_n "
