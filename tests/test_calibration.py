@@ -100,7 +100,8 @@ def test_structure_objective_repairs_a_detuned_heel_profile(name, side):
     scored afterwards against the hidden reference events."""
     rec = load_walk(name, side)
     data = _default_for(rec).model_dump(mode="json")
-    data["trigger"]["heel"].update(off_fraction=0.6, on_fraction=0.9, debounce_ms=0)
+    # (and no learned onset delay, which would otherwise rescue part of the early onsets)
+    data["trigger"]["heel"].update(off_fraction=0.6, on_fraction=0.9, debounce_ms=0, max_onset_delay_ms=0)
     detuned = profile_from_dict(data, "detuned")
     cal = Calibrator(detuned).fit(_without_reference(rec))
     assert cal.objective_ == "structure"
@@ -328,16 +329,21 @@ def test_no_proposal_lies_outside_the_hard_caps(short_heel_walk, axes, objective
 
 
 # ----------------------------------------------------------------------------- CLI paths
-def _profile_file(tmp_path, patient="P7", base="default"):
+def _profile_file(tmp_path, patient="P7", base="default", replace=()):
     profile = tmp_path / f"{base}.yaml"
     text = bundled_profile_path(base).read_text().replace(f"name: {base}", f"name: {base}\npatient_id: {patient}")
+    for old, new in replace:
+        assert old in text
+        text = text.replace(old, new)
     profile.write_text(text)
     assert load_profile(profile).patient_id == patient
     return profile
 
 
 def test_cli_accept_flag_stores_without_asking_and_no_input_stores_nothing(tmp_path):
-    profile = _profile_file(tmp_path)
+    # a profile with room for calibration on this walk: heel-off at 4 % of the peak, no delay
+    profile = _profile_file(tmp_path, replace=[("off_fraction: 0.02", "off_fraction: 0.04"),
+                                               ("max_onset_delay_ms: 200", "max_onset_delay_ms: 0")])
     store = tmp_path / "store"
     args = ["calibrate", "--recording", "physionet:SiPt02", "--side", "right", "--profile", str(profile),
             "--store", str(store), "--json", str(tmp_path / "cal.json"), "--plot", str(tmp_path / "cal.png")]
