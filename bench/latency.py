@@ -80,10 +80,11 @@ def _sensor_process(frames_bytes: bytes, n: int, conn, start_evt, rt: bool) -> N
     conn.send(sensor.port)
     start_evt.wait()
     sensor.start()
-    sensor.done.wait()
-    conn.send(sensor.write_times[: sensor.sent].copy())
-    conn.recv()  # keep the pty open until the process under test is done
+    while not sensor.done.wait(0.05) and not conn.poll():
+        pass  # all frames written, or the process under test ended early (a fault)
+    conn.recv()  # "done": keep the pty open until the process under test has stopped reading
     sensor.stop()
+    conn.send(sensor.write_times[: sensor.sent].copy())
 
 
 def _emulator_process(conn, rt: bool) -> None:
@@ -207,15 +208,16 @@ def measure(duration_s: float = 60.0, *, rt: bool = False) -> dict:
             controller.run(link.fileno(), should_stop)
             blocks.finish()
     finally:
-        write_times = s_parent.recv()
         s_parent.send("done")
+        write_times = s_parent.recv()
         stimulator.close()
         link.close()
         e_parent.send("stop")
         update_times = e_parent.recv()
         sensor_proc.join(5)
         emu_proc.join(5)
-    assert not controller.supervisor.faults, controller.supervisor.faults
+    # a fault ends the run early (the device stops stimulating, fail-safe): reported, not hidden
+    faults = [f.text for f in controller.supervisor.faults]
     # pair each delivered update with the frame that caused it (first update = start command)
     n = min(delivered.n, len(update_times))
     frame_idx = np.rint((delivered.t_us[:n] - FIRST_TS_US) / 1000.0).astype(int)
@@ -227,7 +229,7 @@ def measure(duration_s: float = 60.0, *, rt: bool = False) -> dict:
             "lateness_p99_us": _hist_percentile(kernel.lateness_hist, 99),
             "max_lateness_us": int(kernel.max_lateness_us), "kernel": controller.implementation,
             "steady_state_blocks": blocks.growth, "steady_state_s": blocks.seconds,
-            "rt_settings": settings}
+            "rt_settings": settings, "faults": faults}
 
 
 def measure_relay(duration_s: float = 30.0, *, rt: bool = False) -> dict:
@@ -258,9 +260,12 @@ def measure_relay(duration_s: float = 30.0, *, rt: bool = False) -> dict:
                 os.write(fd_out, data)
                 forwarded += len(data)
     finally:
-        write_times = s_parent.recv()
         s_parent.send("done")
-        r_parent.send("stop")
+        write_times = s_parent.recv()
+        try:
+            r_parent.send("stop")  # the reader may have read every frame and be gone already
+        except OSError:
+            pass
         arrival = r_parent.recv()
         link_in.close()
         link_out.close()

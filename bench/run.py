@@ -48,7 +48,8 @@ def _latency_pair(seconds: float, relay_s: float, *, rt: bool, loaded: bool) -> 
 
 def _targets(pair: dict, idle: bool) -> dict:
     loop, relay = pair["loop"]["latency_ms"], pair["relay"]["latency_ms"]
-    out = {"p99_le_1ms": loop["p99"] <= 1.0, "p99_le_1.5x_relay": loop["p99"] <= 1.5 * relay["p99"]}
+    out = {"p99_le_1ms": loop["p99"] <= 1.0, "p99_le_1.5x_relay": loop["p99"] <= 1.5 * relay["p99"],
+           "no_fault": not pair["loop"]["faults"]}
     if idle:
         out["zero_missed_deadlines"] = pair["loop"]["missed_deadlines"] == 0
     return out
@@ -100,6 +101,8 @@ def main(argv=None) -> int:
         "latency_baseline_loaded_ms": _round(loaded["relay"]["latency_ms"]),
         "latency_loaded_vs_baseline": _round(loaded["vs_relay"]),
         "missed_deadlines_loaded": loaded["loop"]["missed_deadlines"],
+        "faults": {"idle": idle["loop"]["faults"], "loaded": loaded["loop"]["faults"],
+                   "rt_loaded": None if rt_loaded is None else rt_loaded["loop"]["faults"]},
         "cpu_load": loaded["conditions"]["cpu_load"],
         "rt_loaded": None if rt_loaded is None else {
             "latency_ms": _round(rt_loaded["loop"]["latency_ms"]),
@@ -141,12 +144,18 @@ def main(argv=None) -> int:
             ("Cython / Python, 100 Hz", f"{h['cython_samples_per_s']:,} / {h['python_samples_per_s']:,} samples/s",
              f"{h['speedup']}×, {h['us_per_sample']} µs/sample (event level weighs more)"),
             lat_row("latency idle p50/p99/max", idle),
+            *([("  FAULT (run ended)", f"after {lat['duration_s']:.1f} s", lat["faults"][0])]
+              if lat["faults"] else []),
             ("missed deadlines idle", str(lat["missed_deadlines"]),
              f"of {lat['frames']:,} frames in {lat['duration_s']:g} s at 1 kHz (target 0)"),
             lat_row("latency loaded", loaded),
+            *([("  FAULT (run ended)", f"after {loaded['loop']['duration_s']:.1f} s", loaded["loop"]["faults"][0])]
+              if loaded["loop"]["faults"] else []),
             ("missed deadlines loaded", str(loaded["loop"]["missed_deadlines"]), results["cpu_load"])]
     if rt_loaded is not None:
         rows += [lat_row("latency loaded --rt", rt_loaded),
+                 *([("  FAULT (run ended)", f"after {rt_loaded['loop']['duration_s']:.1f} s",
+                     rt_loaded["loop"]["faults"][0])] if rt_loaded["loop"]["faults"] else []),
                  ("missed deadlines loaded --rt", str(rt_loaded["loop"]["missed_deadlines"]),
                   f"target 0; steady-state blocks {rt_loaded['loop']['steady_state_blocks']:+} "
                   f"over {rt_loaded['loop']['steady_state_s']} s")]
