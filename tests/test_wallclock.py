@@ -176,7 +176,7 @@ def test_no_burst_longer_than_max_stim_for_any_sensor_timing(clock_rate, drift_c
 @pytest.mark.timeout(30)
 def test_fast_sensor_clock_is_a_drift_fault():
     """Timestamps advancing 20 % faster than the wall clock: CLOCK_DRIFT within two windows."""
-    frames = heel_frames(3.0, 0.0, 0.0, clock_rate=1.2)
+    frames = heel_frames(4.0, 0.0, 0.0, clock_rate=1.2)
     rig = Rig(backstop_profile(), frames, np.arange(len(frames)) * PERIOD_S).run()
     fault = rig.controller.supervisor.fault
     assert fault is not None and fault.reason == Fault.CLOCK_DRIFT, fault
