@@ -420,8 +420,6 @@ class LiveSession:
         c.set_sensor_clock_rate(getattr(self._open_fd, "sensor_clock_rate", 1.0))
         c.trace_sink = self._on_trace
         c.event_listeners.append(self._on_event)
-        # a replay at N × real time says so (recording_source), so the drift check expects N
-        c.set_sensor_clock_rate(getattr(self._open_fd, "sensor_clock_rate", 1.0))
         self.controllers_built += 1
         return c
 
@@ -657,8 +655,6 @@ def recording_source(recording, *, start_s: float = 0.0, speed: float = 1.0):
                 return None
             return time.time() - time.monotonic() + sensor.t0 + t_s / (speed or 1.0)
         return link.fileno(), produced_wall
-
-    open_fd.sensor_clock_rate = speed
 
     def close():
         if "sensor" in state:
