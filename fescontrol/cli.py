@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 
 from . import DISCLAIMER, __version__
+from .cli_errors import FesGroup
+from .cli_types import BAUD, DURATION, RATE_HZ, FiniteFloat, speed_type
 from .kernel import COMPILED, DEFAULT_IMPLEMENTATION
 from .profile import (Profile, ProfileError, bundled_profile_path, load_profile,
                       profile_to_yaml)
@@ -19,7 +21,7 @@ def _version_text() -> str:
     return f"fes {__version__} — {kernel} active\n{DISCLAIMER}"
 
 
-@click.group(help=f"fescontrol: drop-foot functional electrical stimulation.\n\n{DISCLAIMER}",
+@click.group(cls=FesGroup, help=f"fescontrol: drop-foot functional electrical stimulation.\n\n{DISCLAIMER}",
              context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, message=_version_text())
 def main() -> None:
@@ -77,12 +79,20 @@ def config_show(name_or_file: str) -> None:
 
 # ----- diagram ------------------------------------------------------------------------------
 @main.command()
-@click.argument("out", required=False)
+@click.argument("out", required=False, type=click.Path(dir_okay=False, writable=True))
 def diagram(out: str | None) -> None:
-    """Draw the gait state machine: PNG via graphviz when present, else DOT text."""
+    """Draw the gait state machine into OUT (.png/.svg/... via graphviz when present, else DOT
+    text next to it); without OUT, print the DOT text."""
     from .gait_machine import write_diagram
-    result = write_diagram(out)
-    click.echo(result if out else result, nl=not out or True)
+    if out:
+        folder = Path(out).parent
+        if not folder.is_dir():
+            raise click.BadParameter(f"folder {str(folder)!r} does not exist; create it first or give a "
+                                     f"path in an existing folder", param_hint="OUT")
+        if "." not in Path(out).name:
+            raise click.BadParameter(f"{out!r} has no suffix; give e.g. diagram.png, .svg or .dot",
+                                     param_hint="OUT")
+    click.echo(write_diagram(out))
 
 
 # ----- run ----------------------------------------------------------------------------------
@@ -93,9 +103,9 @@ def diagram(out: str | None) -> None:
                    "or 'emulator' / 'p24:emulator' for a built-in RehaStim2 / P24 emulator on a "
                    "pseudo-terminal")
 @click.option("--profile", "profile_path", type=click.Path(exists=True), help="profile YAML (default: bundled)")
-@click.option("--duration", type=float, help="stop after this many seconds")
+@click.option("--duration", type=DURATION, help="stop after this many seconds")
 @click.option("--allow-pure-python", is_flag=True, help="run even without the compiled kernel")
-@click.option("--sensor-baud", type=int, default=921600, show_default=True)
+@click.option("--sensor-baud", type=BAUD, default=921600, show_default=True)
 @click.option("--rt", is_flag=True, help="real-time hardening from the profile's device.realtime section "
               "(mlockall, SCHED_FIFO, CPU affinity, frozen gc; docs/realtime.md)")
 def run(sensor: str, stim: str, profile_path: str | None, duration: float | None,
@@ -113,35 +123,62 @@ def run(sensor: str, stim: str, profile_path: str | None, duration: float | None
 
 
 # ----- sim ----------------------------------------------------------------------------------
-@main.command("sim")
-@click.option("--recording", required=True, help="bundled name (see --list) or a file path")
+def _list_faults(ctx: click.Context, _param, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from sim.faults import fault_table
+    click.echo(fault_table())
+    ctx.exit(0)
+
+
+def _list_recordings(ctx: click.Context, _param, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from sim.run import recordings_listing
+    click.echo(recordings_listing())
+    ctx.exit(0)
+
+
+def _check_window(_ctx, _param, value):
+    if value and not value[0] < value[1]:
+        raise click.BadParameter(f"start {value[0]:g} s must be before end {value[1]:g} s, e.g. --window 10 18")
+    return value
+
+
+@main.command("sim", epilog="Recordings, sources, faults, --realtime and the JSON keys: docs/simulator.md.")
+@click.option("--recording", required=True,
+              help="bundled name (see --list-recordings), synthetic:NAME or a recording file path")
+@click.option("--list-recordings", is_flag=True, is_eager=True, expose_value=False, callback=_list_recordings,
+              help="list the recording names available here, then exit")
+@click.option("--list-faults", is_flag=True, is_eager=True, expose_value=False, callback=_list_faults,
+              help="list the faults --fault can inject, then exit")
 @click.option("--side", type=click.Choice(["left", "right"]), default="left", show_default=True)
 @click.option("--profile", "profile_path", type=click.Path(exists=True),
               help="profile YAML (default: the bundled default for the recording's channels)")
-@click.option("--fault", "faults", multiple=True, help="inject a fault (see docs/simulator.md)")
+@click.option("--fault", "faults", multiple=True, metavar="NAME@T[:N]",
+              help="inject a fault at T s, e.g. unplug@30 (see --list-faults); repeatable")
 @click.option("--realtime", is_flag=True, help="replay over pseudo-terminals into the real device loop, "
               "with the RehaStim2 driver and emulator")
-@click.option("--speed", type=float, default=1.0, show_default=True,
+@click.option("--speed", type=speed_type(allow_zero=True), default=1.0, show_default=True,
               help="with --realtime: replay speed (2 = twice as fast, 0 = as fast as the loop reads)")
-@click.option("--rate", "rate_hz", type=float, help="resample the recording to this rate (Hz) first")
-@click.option("--json", "json_out", type=click.Path(), help="write the report as JSON")
-@click.option("--plot", "plot_out", type=click.Path(), help="write a PNG of signals, events and envelope")
-@click.option("--window", nargs=2, type=float, help="plot window start end (s)")
+@click.option("--rate", "rate_hz", type=RATE_HZ, help="resample the recording to this rate (Hz) first")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="write the report as JSON")
+@click.option("--plot", "plot_out", type=click.Path(dir_okay=False),
+              help="write a PNG of signals, events and envelope (8 s from the first step unless --window)")
+@click.option("--window", nargs=2, type=FiniteFloat(0.0), callback=_check_window, metavar="START END",
+              help="plot window, seconds from the start of the recording")
 @click.option("--kernel", type=click.Choice(["auto", "cython", "python"]), default="auto")
 def sim_command(recording: str, side: str, profile_path: str | None, faults: tuple[str, ...],
                 realtime: bool, speed: float, rate_hz: float | None, json_out: str | None,
                 plot_out: str | None, window, kernel: str) -> None:
     """Simulated walk: replay a real (or synthetic) recording through the device and score it."""
-    from sim.run import RecordingLoadError, run_simulation
-    try:
-        code = run_simulation(recording, side=side, profile_path=profile_path, faults=faults,
-                              realtime=realtime, speed=speed, rate_hz=rate_hz, json_out=json_out,
-                              plot_out=plot_out, window=window,
-                              implementation=kernel, echo=click.echo)
-    except (ProfileError, RecordingLoadError) as err:
-        click.echo(str(err), err=True)
-        code = 2
-    sys.exit(code)
+    from sim.run import run_simulation
+    if speed != 1.0 and not realtime:
+        raise click.BadParameter("works only with --realtime (the batch replay runs as fast as it goes)",
+                                 param_hint="--speed")
+    sys.exit(run_simulation(recording, side=side, profile_path=profile_path, faults=faults,
+                            realtime=realtime, speed=speed, rate_hz=rate_hz, json_out=json_out,
+                            plot_out=plot_out, window=window, implementation=kernel, echo=click.echo))
 
 
 #: emulated stimulators: name -> module with a ``main(argv)`` taking ``--pty``

@@ -18,9 +18,12 @@ from pathlib import Path
 
 import click
 
+from .cli_types import BAUD, DURATION, speed_type
 from .session_log import DB_ENV, SessionLog, SessionLogError, default_db_path
 
 EXIT_OK, EXIT_FAULT, EXIT_USAGE = 0, 1, 2
+TEST_BURST_MS_MAX = 3000  # = fescontrol.limits.TEST_BURST_MS_MAX (checked by a test; limits is not imported
+#                           here so that the help stays fast)
 
 
 def _db_option(f):
@@ -43,17 +46,19 @@ def _session_options(f):
                           "RehaStim2 emulator as stimulator"),
         click.option("--side", type=click.Choice(["left", "right"]), default="left", show_default=True,
                      help="--sim: which foot of the recording"),
-        click.option("--speed", type=float, default=1.0, show_default=True, help="--sim: replay speed (1 = real time)"),
+        click.option("--speed", type=speed_type(allow_zero=False), default=1.0, show_default=True,
+                     help="--sim: replay speed (1 = real time; 0 < speed ≤ 100)"),
         click.option("--fault", "faults", multiple=True, metavar="NAME@T",
                      help="--sim: inject a fault (as fes sim), e.g. stim-error@20, unplug@30, stuck-heel@10"),
-        click.option("--duration", type=float, help="end after this many seconds (--sim: of the recording)"),
+        click.option("--duration", type=DURATION, help="end after this many seconds (--sim: of the recording)"),
         _db_option,
         click.option("--log-frames", is_flag=True, help="also log raw sensor bytes and per-sample output "
                                                          "(makes the session replayable; ~25 MB per hour)"),
         click.option("--no-ui", is_flag=True, help="no screen: one line per change (also when not on a terminal)"),
+        click.option("--verbose", "-v", is_flag=True, help="--no-ui: also one line per commit of the session log"),
         click.option("--kernel", type=click.Choice(["auto", "cython", "python"]), default="auto"),
         click.option("--allow-pure-python", is_flag=True, help="run real devices even without the compiled kernel"),
-        click.option("--sensor-baud", type=int, default=921600, show_default=True),
+        click.option("--sensor-baud", type=BAUD, default=921600, show_default=True),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -65,8 +70,17 @@ def _fail(message: str, code: int = EXIT_USAGE):
     sys.exit(code)
 
 
+def _check_test_burst(profile, burst_ms: int) -> None:
+    """Refuse a test burst the profile cannot give before anything is opened or logged."""
+    from .modes import ModeError, test_burst_envelope
+    try:
+        test_burst_envelope(profile, burst_ms, int(round(1e6 / profile.device.sample_rate_hz)))
+    except ModeError as err:
+        _fail(f"--duration-ms {burst_ms}: refused, nothing started or logged: {err}")
+
+
 def _start_session(first: str | None, *, sensor, stim, profile_path, sim_recording, side, speed, faults, duration,
-                   db_path, log_frames, no_ui, kernel, allow_pure_python, sensor_baud, test_burst_ms=1000,
+                   db_path, log_frames, no_ui, kernel, allow_pure_python, sensor_baud, verbose=False, test_burst_ms=1000,
                    exit_when_done=False, force_headless=False) -> int:
     from .kernel import DEFAULT_IMPLEMENTATION
     from .patient_ui import LiveSession, SimulatedDevices, run_with_ui
@@ -91,10 +105,14 @@ def _start_session(first: str | None, *, sensor, stim, profile_path, sim_recordi
                 seconds, activity = (duration or 0) + test_burst_ms / 1000 + 3, "seated"
             else:
                 seconds, activity = duration, "walk"
+            if first == "test":
+                _check_test_burst(profile, test_burst_ms)
             sim = SimulatedDevices(rec, name=sim_recording, side=side, activity=activity, seconds=seconds,
                                    speed=speed, faults=faults, emulator=stim in (None, "emulator"))
         else:
             profile = load_profile(profile_path or bundled_profile_path("default"))
+            if first == "test":
+                _check_test_burst(profile, test_burst_ms)
             if (kernel == "python" or DEFAULT_IMPLEMENTATION != "cython") and not allow_pure_python:
                 _fail("refusing to run real devices on the pure-Python kernel; run `make install`, "
                       "or pass --allow-pure-python for testing")
@@ -108,7 +126,7 @@ def _start_session(first: str | None, *, sensor, stim, profile_path, sim_recordi
                           duration_s=duration if sim is None else None, sensor_baud=sensor_baud)
     headless = force_headless or no_ui or not (sys.stdin.isatty() and sys.stdout.isatty())
     try:
-        return run_with_ui(session, ui="headless" if headless else "curses", echo=click.echo)
+        return run_with_ui(session, ui="headless" if headless else "curses", echo=click.echo, verbose=verbose)
     except SessionLogError as err:
         _fail(str(err))
     except OSError as err:
@@ -140,8 +158,9 @@ def register(main: click.Group) -> None:
 
     @main.command("test-burst")
     @_session_options
-    @click.option("--duration-ms", "burst_ms", type=int, default=1000, show_default=True,
-                  help="burst length, ramps included (at most limits.TEST_BURST_MS_MAX)")
+    @click.option("--duration-ms", "burst_ms", type=click.IntRange(1, TEST_BURST_MS_MAX), default=1000,
+                  show_default=True, help=f"burst length, ramps included (the profile's ramps + a few periods "
+                                          f"..{TEST_BURST_MS_MAX} ms)")
     def test_burst(burst_ms: int, **kw) -> None:
         """One burst of the profile's envelope to check electrode placement, then exit."""
         kw["no_ui"] = True

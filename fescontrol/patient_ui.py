@@ -313,6 +313,9 @@ class LiveSession:
         self._log_failed_steps = 0
         self.on_log_failure: Callable[[str], None] | None = None
         self.commit_stats = None
+        #: why the first command (walk, train, test) was refused, if it was: the session then
+        #: ends by itself with exit status 1 (a refusal is never a success)
+        self.start_refused = ""
 
     # ----- starting ---------------------------------------------------------------------
     def start(self) -> "LiveSession":
@@ -417,6 +420,7 @@ class LiveSession:
         self.writer.put(rec)
         if isinstance(rec, FaultEntry):
             self._fault_seq += 1
+            self._say("")   # what was said before the fault (e.g. "walking: ...") is no longer true
         if self.on_record is not None:
             self.on_record(rec)
 
@@ -497,8 +501,10 @@ class LiveSession:
             self._apply(name, args)
         if self.first is not None and k.frames > 0:
             first, self.first = self.first, None
-            if not self._apply(first, (self.test_burst_ms,) if first == "test" else ()) and self.exit_when_done:
-                self._quit(now, f"could not start {first}: {self._message[0]}")
+            if not self._apply(first, (self.test_burst_ms,) if first == "test" else ()):
+                self.start_refused = f"could not start {first}: {self._message[0]}"
+                if self.exit_when_done:
+                    self._quit(now, self.start_refused)
         if self.sim is not None and not self._sim_end_handled and self.sim.main_done:
             self._sim_end_handled = True
             self._say("end of the recording")
@@ -571,7 +577,7 @@ class LiveSession:
                 self._say(f"intensity {level:g} mA{active}")
             elif name == "clear":
                 m.clear_fault(args[0] if args else "")
-                self._say(f"fault cleared by {args[0]}")
+                self._say(f"fault cleared by {args[0].strip()}")
             elif name == "estop":
                 m.emergency_stop("stop key")
             elif name == "quit":
@@ -757,10 +763,12 @@ class CursesUI:
                 continue
             if key == -1:
                 continue
-            if key == ord("c") and status.fault_active:
-                person = self._ask(scr, "Your name (who checked the device): ")
-                if person:
-                    self.session.command("clear", person)
+            if key == ord("c"):
+                if status.fault_active:
+                    # an empty name is sent too: the refusal ("needs the name ...") is the feedback
+                    self.session.command("clear", self._ask(scr, "Your name (who checked the device): "))
+                else:
+                    self.session.command("clear")   # says "there is no fault to clear"
                 continue
             if status.finished:
                 if key in (ord("q"), ord("x")):
@@ -816,9 +824,11 @@ class _HeldLogs(logging.Handler):
 
 
 class HeadlessUI:
-    """One line per change (mode, intensity, burst, fault, commit) for scripts and logs."""
+    """One line per change (mode, intensity, burst, fault) for scripts and logs; with
+    ``show_commits`` also one per commit of the session log (several per step: off by
+    default; the end line says what was saved)."""
 
-    def __init__(self, session: LiveSession, echo: Callable[[str], None] = print, show_commits: bool = True):
+    def __init__(self, session: LiveSession, echo: Callable[[str], None] = print, show_commits: bool = False):
         self.session = session
         self.echo = echo
         self.show_commits = show_commits
@@ -873,12 +883,18 @@ class HeadlessUI:
         status = self.session.status()
         self.echo(f"session ended: {self.session._end_reason or status.end_reason}; "
                   f"{status.steps_session} steps; last fault: {status.last_fault}")
-        return 1 if status.fault_active else 0
+        cs = self.session.commit_stats
+        if cs is not None and not self.show_commits:
+            self.echo(f"log: session {self.session.session_id} in {self.session.db_path}: {cs.steps} steps, "
+                      f"{cs.bursts} bursts, {cs.events} events saved")
+        return 1 if status.fault_active or self.session.start_refused else 0
 
 
-def run_with_ui(session: LiveSession, *, ui: str = "curses", echo: Callable[[str], None] = print) -> int:
-    """Start the session, run the interface until the patient quits, close everything."""
-    headless = HeadlessUI(session, echo) if ui != "curses" else None
+def run_with_ui(session: LiveSession, *, ui: str = "curses", echo: Callable[[str], None] = print,
+                verbose: bool = False) -> int:
+    """Start the session, run the interface until the patient quits, close everything.
+    ``verbose`` (headless only): also a line per commit of the session log."""
+    headless = HeadlessUI(session, echo, show_commits=verbose) if ui != "curses" else None
     session.start()
     try:
         if ui == "curses":
@@ -903,7 +919,7 @@ def run_with_ui(session: LiveSession, *, ui: str = "curses", echo: Callable[[str
             status = session.status()
             echo(f"session {session.session_id} ended: {session._end_reason or 'quit'}; "
                  f"{status.steps_session} steps; last fault: {status.last_fault}")
-            code = 1 if status.fault_active else 0
+            code = 1 if status.fault_active or session.start_refused else 0
         else:
             code = headless.run()
     finally:

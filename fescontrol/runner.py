@@ -7,6 +7,7 @@ supervisor stops stimulation first (zero current, then Stop), then it exits.
 """
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -23,15 +24,32 @@ from .realtime import RealtimeRefused, hardened_loop
 DEVICE_EVENT_HISTORY = 1000
 
 
+PORT_HELP = "a serial device such as /dev/ttyUSB0, a pseudo-terminal, or a pyserial URL with a file descriptor"
+
+
+class PortError(ValueError):
+    """The sensor port cannot be opened or is not a serial port; the message names it and what is allowed."""
+
+
 def open_sensor(port: str, baudrate: int = 921600) -> serial.SerialBase:
-    """Open the sensor link non-blocking; the kernel reads its file descriptor directly."""
-    link = serial.serial_for_url(port, baudrate=baudrate, timeout=0, exclusive=None)
+    """Open the sensor link non-blocking; the kernel reads its file descriptor directly.
+
+    Raises :class:`PortError` when the port does not exist, cannot be opened, or is not a
+    serial port (a regular file, /dev/null, a URL handler without a file descriptor).
+    """
+    try:
+        link = serial.serial_for_url(port, baudrate=baudrate, timeout=0, exclusive=None)
+    except (serial.SerialException, OSError, ValueError) as err:
+        code = getattr(err, "errno", None)
+        reason = os.strerror(code) if isinstance(code, int) else str(err)
+        if "Inappropriate ioctl" in str(err):
+            reason = "not a serial port"
+        raise PortError(f"--sensor {port!r}: cannot open it ({reason}); give {PORT_HELP}") from err
     try:
         link.fileno()
     except Exception as err:  # URL handlers without a file descriptor
         link.close()
-        raise ValueError(f"sensor port {port!r} has no file descriptor; use a device, a pty or "
-                         f"a fessim:// URL") from err
+        raise PortError(f"--sensor {port!r} has no file descriptor; give {PORT_HELP}") from err
     return link
 
 
@@ -45,6 +63,28 @@ def open_stimulator(profile: Profile, stim: str):
     return cls(port, channels=(profile.stimulation.channel,), frequency_hz=profile.stimulation.frequency_hz,
                ack_timeout_s=profile.device.ack_timeout_ms / 1000,
                keepalive_interval_s=profile.device.keepalive_ms / 1000)
+
+
+STIM_HELP = "the stimulator's serial port (e.g. /dev/ttyUSB1), BACKEND:PORT, or 'emulator'"
+
+
+def open_checked(stimulator, stim: str) -> None:
+    """Open ``stimulator``; a port that cannot be opened raises StimulatorInitError naming
+    ``--stim`` and what it accepts."""
+    from drivers.stimulator import StimulatorInitError
+    try:
+        stimulator.open()
+    except StimulatorInitError as err:
+        cause = err.__cause__
+        code = getattr(cause, "errno", None)
+        if isinstance(code, int):
+            reason = os.strerror(code)
+        elif cause is not None and "Inappropriate ioctl" in str(cause):
+            reason = "not a serial port"
+        else:
+            raise StimulatorInitError(f"--stim {stim!r}: {err}; give {STIM_HELP}") from err
+        raise StimulatorInitError(f"--stim {stim!r}: cannot open the stimulator port ({reason}); "
+                                  f"give {STIM_HELP}") from err
 
 
 def run_device(profile: Profile, sensor: str, stim: str, *, duration_s: float | None = None,
@@ -73,7 +113,7 @@ def run_device(profile: Profile, sensor: str, stim: str, *, duration_s: float | 
             stim = "p24:" + emulator.port
             echo(f"P24 emulator on {emulator.port}")
         stimulator = open_stimulator(profile, stim)
-        stimulator.open()
+        open_checked(stimulator, stim)
         stack.callback(stimulator.close)
         link = stack.enter_context(open_sensor(sensor, sensor_baud))
         controller = Controller(profile, stimulator=stimulator, event_history=DEVICE_EVENT_HISTORY)

@@ -19,6 +19,7 @@ faults act on the RehaStim2 emulator and need ``--realtime``.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,10 @@ STIMULATOR_FAULTS = ("stim-no-ack", "stim-disconnect", "stim-error")
 FAULT_NAMES = SENSOR_FAULTS + STIMULATOR_FAULTS
 STUCK_HEEL_MIN_N = 20.0   # the stuck-heel fault freezes the reading at a loaded level
 _DEFAULT_ARG = {"garbage": 64, "crc": 10, "drop": 10, "imu-saturation": 10, "clock-jump": 1000}
+
+
+class FaultError(ValueError):
+    """A fault written wrongly (unknown name, missing or bad time); the message lists what is allowed."""
 
 
 @dataclass(frozen=True)
@@ -47,21 +52,50 @@ class FaultSpec:
         return self.name in SENSOR_FAULTS
 
 
+#: One line per fault: what it does and what its optional ``:ARG`` means (the module docstring's table).
+FAULT_HELP = {
+    "unplug": ("the sensor stops sending at T (cable pulled)", None),
+    "garbage": ("random bytes injected before the frame at T", "byte count"),
+    "crc": ("frames from T have a corrupted byte (bad CRC)", "frame count"),
+    "drop": ("frames from T are lost", "frame count"),
+    "stuck-heel": ("the heel reading freezes under load (its value at the first sample from T that reads "
+                   "≥ 20 N)", None),
+    "imu-saturation": ("frames from T flag IMU saturation", "frame count"),
+    "clock-jump": ("the device clock leaps forward at T", "jump in ms"),
+    "stim-no-ack": ("the stimulator stops acknowledging at T (needs --realtime)", None),
+    "stim-disconnect": ("the stimulator link closes at T (needs --realtime)", None),
+    "stim-error": ("the stimulator reports an electrode error at T (needs --realtime)", None),
+}
+
+
+def fault_table() -> str:
+    """The faults ``--fault`` accepts, one per line, for ``fes sim --list-faults``."""
+    lines = ["--fault NAME@T[:ARG]  (T: seconds from the start of the recording; repeat to combine)", ""]
+    for name in FAULT_NAMES:
+        effect, arg = FAULT_HELP[name]
+        usage = f"{name}@T" + (f"[:{arg.split()[0].upper()}]" if arg else "")
+        default = f"; ARG = {arg}, default {_DEFAULT_ARG[name]}" if arg else ""
+        lines.append(f"  {usage:<26} {effect}{default}")
+    return "\n".join(lines)
+
+
 def parse_fault(text: str) -> FaultSpec:
-    """``"drop@12.5:20"`` → FaultSpec("drop", 12.5, 20); clear errors for anything else."""
+    """``"drop@12.5:20"`` → FaultSpec("drop", 12.5, 20); raises :class:`FaultError` for anything else
+    (unknown name, missing, negative or non-finite time, bad count)."""
     name, _, rest = text.partition("@")
     if name not in FAULT_NAMES:
-        raise ValueError(f"unknown fault {name!r}; known: {', '.join(FAULT_NAMES)}")
+        raise FaultError(f"--fault {text!r}: unknown fault {name!r}; known: {', '.join(FAULT_NAMES)} "
+                         f"(written NAME@SECONDS[:COUNT], e.g. unplug@30; see fes sim --list-faults)")
     if not rest:
-        raise ValueError(f"fault {text!r}: give the time, e.g. {name}@10 (seconds from the start)")
+        raise FaultError(f"--fault {text!r}: give the time, e.g. {name}@10 (seconds from the start)")
     at, _, arg = rest.partition(":")
     try:
         at_s = float(at)
         value = int(arg) if arg else None
     except ValueError:
-        raise ValueError(f"fault {text!r}: expected {name}@SECONDS[:COUNT]") from None
-    if at_s < 0 or (value is not None and value < 0):
-        raise ValueError(f"fault {text!r}: time and count must not be negative")
+        raise FaultError(f"--fault {text!r}: expected {name}@SECONDS[:COUNT], e.g. {name}@10 or {name}@10:5") from None
+    if not math.isfinite(at_s) or at_s < 0 or (value is not None and value < 0):
+        raise FaultError(f"--fault {text!r}: the time must be a finite number of seconds ≥ 0 and the count ≥ 0")
     return FaultSpec(name, at_s, value)
 
 

@@ -16,23 +16,63 @@ from typing import Callable
 import numpy as np
 
 from fescontrol.profile import default_profile_for, load_profile
-from sim.faults import apply_sensor_faults, parse_fault
+from sim.faults import FaultError, apply_sensor_faults, parse_fault
+from sim.recording import RecordingError
 from sim.replay import ReplayResult, check_channels, recording_stream, replay
 from sim.scoring import format_table, score
 
 
-class RecordingLoadError(ValueError):
+class RecordingLoadError(RecordingError):
     """A recording could not be loaded (missing file, bad format); the message says why."""
 
 
 def load_any(recording: str, side: str):
     """A bundled/short name, a file path (any supported format, including the generic CSV of
-    docs/recordings.md), or ``synthetic:<scenario>``."""
-    if recording.startswith("synthetic:"):
-        from sim.synthetic import named_scenario
-        return named_scenario(recording.split(":", 1)[1], side=side)
-    from sim.sources import load_recording
-    return load_recording(recording, side=side)
+    docs/recordings.md), or ``synthetic:<scenario>``.
+
+    Raises :class:`~sim.recording.RecordingError` (a file that is not a recording, an
+    unknown scenario) or FileNotFoundError (no such name or file), each naming the
+    recording and what is accepted.
+    """
+    try:
+        if recording.startswith("synthetic:"):
+            from sim.synthetic import SCENARIOS, named_scenario
+            name = recording.split(":", 1)[1]
+            if name not in SCENARIOS:
+                raise RecordingError(f"recording {recording!r}: unknown synthetic scenario; known: "
+                                     + ", ".join(f"synthetic:{n}" for n in SCENARIOS))
+            return named_scenario(name, side=side)
+        from sim.sources import load_recording
+        return load_recording(recording, side=side)
+    except RecordingError:
+        raise
+    except (ValueError, IndexError, EOFError, UnicodeDecodeError) as err:
+        # a loader found a file it cannot read as its format (wrong columns, text in numbers, ...)
+        raise RecordingError(f"recording {recording!r}: {err}") from None
+
+
+def recordings_listing() -> str:
+    """What ``fes sim --list-recordings`` prints: bundled, shared and synthetic names."""
+    from sim.sources import ipol_data_dir, list_available, list_bundled, shared_gait_data_dir
+    from sim.synthetic import SCENARIOS
+    bundled = list_bundled()
+    shared = [n for n in list_available() if n not in bundled]
+    lines = ["bundled (sim/data, licences in sim/data/README.md; each has a left and a right foot):"]
+    lines += [f"  {n}" for n in bundled]
+    folder = shared_gait_data_dir()
+    if shared:
+        lines.append(f"shared gait-data folder {folder} (development data, not bundled):")
+        lines += [f"  {n}" for n in shared]
+    else:
+        lines.append(f"shared gait-data folder {folder}: not present (IPOL and the other PhysioNet walks are "
+                     f"read from there when it is; set $FES_GAIT_DATA to point elsewhere)")
+    if not ipol_data_dir().is_dir():
+        lines.append("  ipol:* — the IPOL healthy-gait set (AGPL) is never bundled; it is read from "
+                     f"{ipol_data_dir()} when present")
+    lines.append("synthetic (generated, with exact reference events):")
+    lines += [f"  synthetic:{n}" for n in SCENARIOS]
+    lines.append("or a path to a gaitpdb .txt, gaitmap imu_*.csv or IPOL trial file (.gz allowed)")
+    return "\n".join(lines)
 
 
 def score_recordings(profile, names, *, sides=("left", "right"), implementation: str = "auto",
@@ -92,8 +132,11 @@ def run_simulation(recording: str, *, side: str = "left", profile_path: str | No
                    echo: Callable[[str], None] = print) -> int:
     try:
         rec = load_any(recording, side)
+    except RecordingError:
+        raise
     except (ValueError, OSError) as err:
-        raise RecordingLoadError(f"recording {recording!r}: {err}") from None
+        text = str(err) if str(err).startswith("recording ") else f"recording {recording!r}: {err}"
+        raise RecordingLoadError(text) from None
     if rate_hz:
         rec = rec.resampled(rate_hz)
     profile = load_profile(profile_path or default_profile_for(rec.has_heel, rec.has_imu))
@@ -103,7 +146,7 @@ def run_simulation(recording: str, *, side: str = "left", profile_path: str | No
     chunks, times_s, unplug_s = apply_sensor_faults(frames, rec.rate_hz, [f for f in specs if f.is_sensor])
     stim_faults = [f for f in specs if not f.is_sensor]
     if stim_faults and not realtime:
-        raise SystemExit("stimulator faults (" + ", ".join(f.name for f in stim_faults) +
+        raise FaultError("--fault: stimulator faults (" + ", ".join(f.name for f in stim_faults) +
                          ") need --realtime: they act on the emulator over a pseudo-terminal")
     echo(f"recording {rec.name} ({rec.source}, {side} foot, {rec.rate_hz:g} Hz, "
          f"{rec.duration_s:.1f} s); profile {profile.name!r} (trigger {profile.trigger.mode.value})"

@@ -161,7 +161,7 @@ def test_kill_9_during_a_simulated_walk_loses_nothing_committed(tmp_path):
     """SIGKILL the process mid-walk: the database opens, passes the integrity check, and holds
     at least everything the writer reported as committed before the kill."""
     db = tmp_path / "s.db"
-    proc = subprocess.Popen(fes_cmd("walk", "--sim", "physionet:GaCo01", "--no-ui", "--speed", "2",
+    proc = subprocess.Popen(fes_cmd("walk", "--sim", "physionet:GaCo01", "--no-ui", "--verbose", "--speed", "2",
                                     "--db", str(db), "--log-frames"),
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     last = None

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sim.recording import Recording
-from sim.sources._common import (BUNDLED_DIR, open_text, shared_gait_data_dir, strip_gz,
+from sim.recording import Recording, RecordingError
+from sim.sources._common import (BUNDLED_DIR, GAIT_DATA_ENV, open_text, shared_gait_data_dir, strip_gz,
                                  with_or_without_gz)
 from sim.sources.csv_recording import CsvRecordingError, load_csv_recording, write_csv_recording
 from sim.sources.gaitmap import load_gaitmap
@@ -75,8 +75,8 @@ def resolve_name(name: str) -> Path:
     """The file behind a short name; FileNotFoundError lists where it was looked for."""
     prefix, _, rest = name.partition(":")
     if prefix not in _PREFIXES or not rest:
-        raise ValueError(f"{name!r}: a short name is '<source>:<recording>' with source in "
-                         f"{_PREFIXES}, e.g. 'physionet:GaCo01', 'gaitmap:imu_sample', 'ipol:1-1'")
+        raise RecordingError(f"{name!r}: a short name is '<source>:<recording>' with source in "
+                             f"{_PREFIXES}, e.g. 'physionet:GaCo01', 'gaitmap:imu_sample', 'ipol:1-1'")
     if prefix == "physionet":
         stem = rest if "_" in rest else rest + "_01"
         candidates = [d / f"{stem}.txt" for d in _physionet_dirs()]
@@ -88,8 +88,11 @@ def resolve_name(name: str) -> Path:
         found = with_or_without_gz(cand)
         if found is not None:
             return found
-    raise FileNotFoundError(f"{name!r}: not bundled and not in the shared data folder; "
-                            f"looked for {[str(c) for c in candidates]} (.gz too)")
+    where = ("the IPOL healthy-gait set (AGPL) is not bundled: it is read from "
+             f"{ipol_data_dir()} when present (the shared gait-data folder, or ${GAIT_DATA_ENV})"
+             if prefix == "ipol" else "looked in " + ", ".join(str(c.parent) for c in candidates))
+    raise FileNotFoundError(f"recording {name!r}: not found ({where}); "
+                            f"`fes sim --list-recordings` lists the names available here")
 
 
 def recording_kind(path: str | Path) -> str:
@@ -104,11 +107,25 @@ def _sniff(path: Path) -> str:
     if not path.exists():
         if with_or_without_gz(Path(str(path) + ".json")) is not None:
             return "ipol"   # a trial stem such as .../GaitData/1-1
-        raise FileNotFoundError(f"{path}: no such recording file")
+        hint = ""
+        if "gait-data" in path.parts or "ipol" in str(path).lower():
+            hint = (" (the shared gait-data folder, with the IPOL set (AGPL), is not bundled: it is read from "
+                    f"../shared/gait-data next to the repository or ${GAIT_DATA_ENV} when present)")
+        raise FileNotFoundError(f"recording {str(path)!r}: no such file{hint}; give a bundled name "
+                                f"(`fes sim --list-recordings`), synthetic:NAME or a recording file")
+    if path.is_dir():
+        raise RecordingError(f"recording {str(path)!r} is a folder; give a recording file (gaitpdb .txt, "
+                             f"gaitmap imu_*.csv, IPOL trial) or a bundled name (`fes sim --list-recordings`)")
     if name.startswith("imu_") and name.endswith(".csv"):
         return "gaitmap"
-    with open_text(path) as fh:
-        first = fh.readline()
+    try:
+        with open_text(path) as fh:
+            first = fh.readline(4096)
+    except (UnicodeDecodeError, EOFError, OSError) as err:
+        if not isinstance(err, (UnicodeDecodeError, EOFError)) and err.strerror:
+            raise
+        raise RecordingError(f"recording {str(path)!r} is not a text file ({type(err).__name__}); give a "
+                             f"gaitpdb .txt, gaitmap imu_*.csv or IPOL trial file, .gz allowed") from None
     if first.startswith("Acquisition frequency"):
         return "ipol"
     if first.startswith("sensor,") or ",left_sensor," in first:
@@ -117,7 +134,8 @@ def _sniff(path: Path) -> str:
         return "csv"      # the generic format; its loader names what is wrong with the file
     if len(first.split()) == 19:
         return "physionet"
-    raise ValueError(f"{path}: not a gaitpdb, gaitmap or IPOL file (first line {first[:60]!r})")
+    raise RecordingError(f"recording {str(path)!r}: not a gaitpdb, gaitmap or IPOL file (first line "
+                         f"{first[:60]!r}); give one of those (.gz allowed) or a bundled name")
 
 
 def load_recording(name_or_path: str | Path, side: str | None = None, **kwargs) -> Recording:
