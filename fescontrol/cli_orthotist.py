@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from .cli_types import DURATION, START_TIME, TCP_PORT, speed_type
 from .profile import Profile, ProfileError, load_profile, profile_to_yaml
 
 STORE_HELP = "profile store folder (versions and history per patient)"
@@ -70,14 +71,15 @@ def _patient(store, patient: str | None, profile: Profile | None = None, require
 @click.option("--profile", "profile_path", required=True, type=click.Path(exists=True),
               help="the current profile (its trigger mode decides what is calibrated)")
 @click.option("--side", type=click.Choice(["left", "right"]), help="which foot of the recording")
-@click.option("--seconds", type=float, default=60.0, show_default=True, help="with --sensor: how long to record")
+@click.option("--seconds", type=DURATION, default=60.0, show_default=True, help="with --sensor: how long to record")
 @click.option("--save-walk", type=click.Path(), help="with --sensor: keep the raw frames (*.fesraw)")
 @click.option("--objective", type=click.Choice(["auto", "reference", "structure"]), default="auto",
               show_default=True, help="reference events when the walk has them, else the gait's structure")
 @click.option("--passes", type=click.IntRange(1, 4), default=2, show_default=True)
 @click.option("--yes", "--accept", "yes", is_flag=True, help="accept the proposal without asking (needs --by)")
 @click.option("--store", default=DEFAULT_STORE, show_default=True, help=STORE_HELP)
-@click.option("--patient", help="patient id (default: the profile's patient_id)")
+@click.option("--patient", help="patient id (default: the profile's patient_id; with neither, and no --out, "
+                                "the proposal is shown and nothing is stored)")
 @click.option("--by", help="who accepts the proposal (asked for when missing)")
 @click.option("--note", default="", help="why (added to the history)")
 @click.option("--out", "out_path", type=click.Path(), help="also write the accepted profile to this YAML file")
@@ -103,9 +105,10 @@ def calibrate_command(sensor, recording, profile_path, side, seconds, save_walk,
     pid = patient or profile.patient_id
     if yes and not by:
         _fail("--yes/--accept needs --by NAME: every stored version says who made it")
-    if pid is None and not out_path:
-        _fail("the profile has no patient_id: give --patient ID (versions are kept per patient) "
-              "or --out FILE")
+    propose_only = pid is None and not out_path
+    if propose_only and yes:
+        _fail("--yes stores the proposal, but there is nowhere to store it: the profile has no patient_id; "
+              "give --patient ID (versions are kept per patient) or --out FILE")
     if sensor:
         rec, _, live_events = record_walk(sensor, seconds, profile, save_to=save_walk, side=side,
                                           echo=click.echo)
@@ -141,6 +144,10 @@ def calibrate_command(sensor, recording, profile_path, side, seconds, save_walk,
         click.echo(f"figures: {json_path}")
     if not cal.changes_:
         click.echo("nothing to store.")
+        return
+    if propose_only:
+        click.echo("proposal only, nothing stored: the profile has no patient_id. To keep it, run again with "
+                   "--patient ID (a new version in the profile store) or --out FILE (a YAML file).")
         return
     accepted = yes
     if not accepted:
@@ -199,12 +206,20 @@ def profile_save(file, by, note, patient, store) -> None:
 
 
 @profile_group.command("history")
-@click.option("--patient", help="one patient (default: all)")
+@click.argument("patient_arg", metavar="[PATIENT]", required=False)
+@click.option("--patient", help="one patient (default: all; same as PATIENT)")
 @click.option("--store", default=DEFAULT_STORE, show_default=True, help=STORE_HELP)
-def profile_history(patient, store) -> None:
-    """Who changed what, when and why."""
+def profile_history(patient_arg, patient, store) -> None:
+    """Who changed what, when and why: of PATIENT, or of every patient in the store."""
     from .profile_store import StoreError, format_history
+    if patient_arg and patient and patient_arg != patient:
+        _fail(f"two patients given: {patient_arg!r} and --patient {patient!r}; give one")
+    patient = patient_arg or patient
     st = _store(store)
+    if patient and patient not in st.patients():
+        known = st.patients()
+        _fail(f"patient {patient!r}: nothing stored in {st.root}"
+              + (f" (patients there: {', '.join(known)})" if known else " (the store is empty)"))
     patients = [patient] if patient else st.patients()
     if not patients:
         click.echo(f"no profiles stored in {st.root}")
@@ -236,14 +251,30 @@ def profile_diff(a, b, patient, store) -> None:
 
 
 @profile_group.command("rollback")
-@click.argument("version", type=int)
+@click.argument("args", nargs=-1, metavar="[PATIENT] VERSION")
 @click.option("--by", required=True, help="who rolls back")
 @click.option("--note", default="", help="why")
-@click.option("--patient", help="patient id (default: the store's only patient)")
+@click.option("--patient", help="patient id (default: PATIENT, else the store's only patient)")
 @click.option("--store", default=DEFAULT_STORE, show_default=True, help=STORE_HELP)
-def profile_rollback(version, by, note, patient, store) -> None:
-    """Make VERSION current again, as a new version (the history is never rewritten)."""
+def profile_rollback(args, by, note, patient, store) -> None:
+    """Make VERSION of PATIENT current again, as a new version (the history is never rewritten).
+    PATIENT may be left out when --patient is given or the store holds one patient."""
     from .profile_store import StoreError
+    if len(args) not in (1, 2):
+        raise click.UsageError(f"give [PATIENT] VERSION, e.g. `fes profile rollback anna 2`; got {len(args)} "
+                               f"argument(s)")
+    if len(args) == 2:
+        if patient and patient != args[0]:
+            _fail(f"two patients given: {args[0]!r} and --patient {patient!r}; give one")
+        patient = args[0]
+    text = args[-1]
+    if text.isdigit() and int(text) >= 1:
+        version = int(text)
+    elif "@" in text and text.rpartition("@")[2].isdigit() and not patient:   # PATIENT@N
+        patient, version = text.rpartition("@")[0], int(text.rpartition("@")[2])
+    else:
+        raise click.BadParameter(f"{text!r} is not a version number (1, 2, ...; see `fes profile history`)",
+                                 param_hint="VERSION")
     st = _store(store)
     pid = _patient(st, patient)
     try:
@@ -274,19 +305,19 @@ def profile_show(ref, patient, store) -> None:
 @click.option("--recording", help="replay this walk at real-time speed over a pseudo-terminal")
 @click.option("--side", type=click.Choice(["left", "right"]))
 @click.option("--profile", "profile_path", type=click.Path(exists=True), help="profile YAML")
-@click.option("--port", type=int, default=8765, show_default=True,
+@click.option("--port", type=TCP_PORT, default=8765, show_default=True,
               help="web page on 127.0.0.1:PORT (0 picks a free one)")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="address to listen on; anything but loopback needs --allow-remote")
 @click.option("--allow-remote", is_flag=True,
               help="confirm a non-loopback --host: other computers can reach the page (token still required)")
-@click.option("--start", "start_s", type=float, default=0.0, help="with --recording: start at this second")
-@click.option("--speed", type=float, default=1.0, show_default=True, hidden=True)
+@click.option("--start", "start_s", type=START_TIME, default=0.0, help="with --recording: start at this second")
+@click.option("--speed", type=speed_type(allow_zero=False), default=1.0, show_default=True, hidden=True)
 @click.option("--stim", help="stimulator: PORT, BACKEND:PORT or 'emulator' (default: none, outputs only shown)")
 @click.option("--store", default=DEFAULT_STORE, show_default=True, help=STORE_HELP)
 @click.option("--patient", help="patient id for saved versions (default: the profile's)")
 @click.option("--kernel", type=click.Choice(["auto", "cython", "python"]), default="auto")
-@click.option("--duration", type=float, help="stop after this many seconds")
+@click.option("--duration", type=DURATION, help="stop after this many seconds")
 def live_command(sensor, recording, side, profile_path, port, host, allow_remote, start_s, speed, stim, store,
                  patient, kernel, duration) -> None:
     """Live view in the browser: signals, events, state and envelope; safe live changes.
@@ -372,7 +403,8 @@ def live_command(sensor, recording, side, profile_path, port, host, allow_remote
 @click.option("--recording", help="bundled name, file path or synthetic:NAME")
 @click.option("--side", type=click.Choice(["left", "right"]))
 @click.option("--profile", "profile_path", type=click.Path(exists=True))
-@click.option("--out", "out_dir", required=True, type=click.Path(), help="folder for report.html and figures")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="folder for report.html and figures (created; an existing report there is replaced)")
 @click.option("--store", default=DEFAULT_STORE, show_default=True, help=STORE_HELP)
 @click.option("--patient", help="list this patient's profile history in the report")
 @click.option("--progress/--no-progress", default=None, help="progress bar (default: on long replays)")

@@ -151,10 +151,13 @@ class ProfileStore:
         if os.path.sep in ref or ref.endswith((".yaml", ".yml")):
             from .profile import load_profile
             return ref, load_profile(ref)
-        pid, _, num = ref.rpartition("@") if "@" in ref else (patient_id, "", ref)
-        if pid is None:
-            if ref.isdigit():
+        if "@" in ref:
+            pid, _, num = ref.rpartition("@")
+        elif ref.isdigit():   # a plain version number: of the patient given (or the store's only one)
+            if patient_id is None:
                 raise StoreError(f"version {ref}: say whose (--patient ID, or PATIENT@{ref})")
+            pid, num = patient_id, ref
+        else:                 # a patient: the latest version
             pid, num = ref, ""
         if num and not num.isdigit():
             raise StoreError(f"version reference {ref!r}: expected N, PATIENT@N, PATIENT or a YAML file")

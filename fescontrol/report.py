@@ -395,22 +395,49 @@ def _overview_plot(t_sig, signal, signal_label, t_cur, current, report: WalkRepo
     plt.close(fig)
 
 
-def _timing_plot(report: WalkReport, path: Path) -> None:
-    """Per step: detected heel-off → stimulation, and heel strike → end of stimulation."""
+#: Smallest y span of a timing panel (ms): nearly constant delays (the usual case: one loop
+#: period) would otherwise be drawn on a 1e-11 scale with an offset such as "1e-11+1e1".
+MIN_TIMING_SPAN_MS = 20.0
+
+
+def _ms_axis(ax, values: list[float]) -> None:
+    """Plain millisecond tick labels (no offset, no scientific notation) on a span of at
+    least :data:`MIN_TIMING_SPAN_MS` around the values."""
+    ax.ticklabel_format(axis="y", style="plain", useOffset=False)
+    if values:
+        lo, hi = min(values), max(values)
+        if hi - lo < MIN_TIMING_SPAN_MS:
+            mid = (lo + hi) / 2
+            ax.set_ylim(mid - MIN_TIMING_SPAN_MS / 2, mid + MIN_TIMING_SPAN_MS / 2)
+
+
+def _timing_figure(report: WalkReport):
+    """Per step: detected heel-off → stimulation, and heel strike → end of stimulation (ms)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     rows = [r for r in report.rows if r.onset_delay_ms is not None]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
-    axes[0].plot([r.step for r in rows], [r.onset_delay_ms for r in rows], ".", color="tab:orange")
+    # rounded to the µs: the clocks are integer µs, the rest is float noise of the subtraction
+    onset = [round(r.onset_delay_ms, 3) for r in rows]
+    axes[0].plot([r.step for r in rows], onset, ".", color="tab:orange")
     axes[0].set_xlabel("step")
     axes[0].set_ylabel("heel-off → stimulation (ms)")
+    _ms_axis(axes[0], onset)
     hs = [r for r in report.rows if r.after_strike_ms is not None]
-    axes[1].plot([r.step for r in hs], [r.after_strike_ms for r in hs], ".", color="tab:purple")
+    after = [round(r.after_strike_ms, 3) for r in hs]
+    axes[1].plot([r.step for r in hs], after, ".", color="tab:purple")
     axes[1].set_xlabel("step")
     axes[1].set_ylabel("heel strike → end of stimulation (ms)")
+    _ms_axis(axes[1], after)
     fig.suptitle("onset and end of stimulation against the detected events, per step")
     fig.tight_layout()
+    return fig
+
+
+def _timing_plot(report: WalkReport, path: Path) -> None:
+    import matplotlib.pyplot as plt
+    fig = _timing_figure(report)
     fig.savefig(path, dpi=90)
     plt.close(fig)
 

@@ -61,8 +61,10 @@ def recordings_listing() -> str:
     lines += [f"  {n}" for n in bundled]
     folder = shared_gait_data_dir()
     if shared:
-        lines.append(f"shared gait-data folder {folder} (development data, not bundled):")
-        lines += [f"  {n}" for n in shared]
+        import textwrap
+        lines.append(f"shared gait-data folder {folder} (development data, not bundled; licences in its READMEs):")
+        lines += textwrap.wrap("  ".join(shared), 100, initial_indent="  ", subsequent_indent="  ",
+                               break_on_hyphens=False)
     else:
         lines.append(f"shared gait-data folder {folder}: not present (IPOL and the other PhysioNet walks are "
                      f"read from there when it is; set $FES_GAIT_DATA to point elsewhere)")
@@ -161,7 +163,7 @@ def run_simulation(recording: str, *, side: str = "left", profile_path: str | No
     report = score(rec, result.bursts_s, faults=[f.text for f in result.faults])
     summary = delivered_summary(result) if result.trace else {}
     echo("")
-    echo(format_table(report))
+    echo(format_table(report, legend=True))
     if not is_scored(rec):
         echo(f"(no reference events: {rec.meta.get('path', rec.name)} has no .events.csv sidecar, "
              "so the walk is replayed and reported but not scored)")
@@ -178,10 +180,11 @@ def run_simulation(recording: str, *, side: str = "left", profile_path: str | No
         Path(json_out).write_text(json.dumps(data, indent=2, default=float))
         echo(f"report: {json_out}")
     if plot_out and result.trace:
-        from sim.plot import plot_replay
+        from sim.plot import DEFAULT_WINDOW_S, plot_replay
         Path(plot_out).parent.mkdir(parents=True, exist_ok=True)
         plot_replay(rec, result, plot_out, tuple(window) if window else None)
-        echo(f"plot: {plot_out}")
+        echo(f"plot: {plot_out}" + ("" if window else f" ({DEFAULT_WINDOW_S:g} s of {rec.duration_s:.0f} s from the "
+                                                      f"first step; --window START END shows another part)"))
     return 1 if result.faults and not faults else 0
 
 

@@ -269,8 +269,34 @@ def _f(x: float, digits: int) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
-def format_table(reports: DetectionReport | Sequence[DetectionReport], pool: bool = True) -> str:
-    """Fixed-width text table, one row per report (+ a pooled row for several).
+def table_legend(rules: ScoringRules | None = None) -> str:
+    """What each column of :func:`format_table` means, with its JSON key (``fes sim --json``)."""
+    lo, hi = (rules or ScoringRules()).in_window_ms
+    rows = [
+        ("ref / det", "reference swings (toe-off → heel strike) / swings with a detected onset",
+         "swings_reference, swings_detected"),
+        ("recall / prec", "det ÷ ref / det ÷ (det + false)", "swing_recall, swing_precision"),
+        ("false, f/min", "onsets that match no swing: count, per minute", "false_onsets, false_onsets_per_min"),
+        ("quiet", "false onsets while standing or sitting still", "quiet_onsets.total"),
+        ("err_med/_iqr", "onset − toe-off, ms: median, interquartile range (negative = before toe-off)",
+         "onset_error_ms.median, .iqr"),
+        ("|err|95", "95th percentile of |onset − toe-off|, ms", "onset_error_ms.p95"),
+        ("in_win", f"fraction of onsets on time ({lo:+.0f}..{hi:+.0f} ms of toe-off)", "onset_in_window_fraction"),
+        ("cover", "median fraction of each swing that was stimulated", "swing_coverage_median"),
+        ("postHS / pHS95", "stimulation after heel strike, ms: median / 95th percentile",
+         "stim_after_heel_strike_ms.median, .p95"),
+        ("faults", "faults latched during the replay", "faults"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    lines = ["columns (JSON key in brackets; rules: docs/scoring.md):"]
+    lines += [f"  {name:<{width}}  {text} [{key}]" for name, text, key in rows]
+    return "\n".join(lines)
+
+
+def format_table(reports: DetectionReport | Sequence[DetectionReport], pool: bool = True,
+                 legend: bool = False) -> str:
+    """Fixed-width text table, one row per report (+ a pooled row for several); with
+    ``legend``, :func:`table_legend` under it.
 
     err_* = onset - toe-off in ms (median, IQR, 95th percentile of |error|); in_win =
     fraction of matched onsets within the timely range; cover = median swing coverage;
@@ -286,4 +312,6 @@ def format_table(reports: DetectionReport | Sequence[DetectionReport], pool: boo
             lines.append("-" * len(head))
         lines.append(" ".join(f"{fn(r):<{w}}" if i == 0 else f"{fn(r):>{w}}"
                               for i, (_, w, fn) in enumerate(_COLUMNS)))
+    if legend:
+        lines += ["", table_legend()]
     return "\n".join(lines)
