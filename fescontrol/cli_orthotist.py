@@ -8,7 +8,6 @@ the command that needs them.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -21,8 +20,11 @@ DEFAULT_STORE = "profiles"
 
 
 def _fail(message: str, code: int = 2) -> None:
-    click.echo(message, err=True)
-    sys.exit(code)
+    """Refuse: ``fes: MESSAGE`` on standard error, exit status ``code`` (see fescontrol/cli_errors.py)."""
+    from .cli_errors import UserFacingError
+    err = UserFacingError(message)
+    err.exit_code = code
+    raise err
 
 
 def _profile_for(path: str | None, recording=None) -> Profile:

@@ -66,8 +66,11 @@ def _session_options(f):
 
 
 def _fail(message: str, code: int = EXIT_USAGE):
-    click.echo(message, err=True)
-    sys.exit(code)
+    """Refuse: ``fes: MESSAGE`` on standard error, exit status ``code`` (see fescontrol/cli_errors.py)."""
+    from .cli_errors import UserFacingError
+    err = UserFacingError(message)
+    err.exit_code = code
+    raise err
 
 
 def _check_test_burst(profile, burst_ms: int) -> None:

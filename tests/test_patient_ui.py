@@ -229,3 +229,28 @@ def test_render_shows_every_field_and_the_fault_banner():
 def test_fault_messages_say_what_to_check(code, detail, words):
     text = patient_fault_message(code, detail)
     assert words in text and text.endswith("Stimulation is off.")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_fault_screen_drops_the_stale_message_and_an_empty_name_is_answered(tmp_path):
+    """Under FAULT the screen no longer says "walking: …"; `c` without a fault, and `c` with an
+    empty name, each get a line saying why nothing happened."""
+    term = Terminal(["walk", "--sim", "physionet:GaCo01", "--fault", "stim-error@5", "--db", str(tmp_path / "s.db")])
+    try:
+        term.wait_for(r"> walking: stimulation follows your steps")
+        term.key("c")
+        term.wait_for(r"> there is no fault to clear")
+        term.wait_for(r"Mode\s+FAULT", timeout_s=30)
+        term.wait_for(r"FAULT: Electrode problem")
+        term.pump(0.3)
+        assert "> walking" not in term.text and "> there is no fault" not in term.text, term.text
+        term.key("c")
+        term.wait_for(r"Your name")
+        term.key("\r")
+        term.wait_for(r"> clearing a fault needs the name of the person who checked")
+        assert "Mode        FAULT" in term.text
+        term.key("q")
+        assert term.wait_exit() == 1
+    finally:
+        term.close()
