@@ -83,8 +83,8 @@ def _check_test_burst(profile, burst_ms: int) -> None:
 
 
 def _start_session(first: str | None, *, sensor, stim, profile_path, sim_recording, side, speed, faults, duration,
-                   db_path, log_frames, no_ui, kernel, allow_pure_python, sensor_baud, verbose=False, test_burst_ms=1000,
-                   exit_when_done=False, force_headless=False) -> int:
+                   db_path, log_frames, no_ui, kernel, allow_pure_python, sensor_baud, verbose=False,
+                   test_burst_ms=1000, exit_when_done=False, force_headless=False) -> int:
     from .kernel import DEFAULT_IMPLEMENTATION
     from .patient_ui import LiveSession, SimulatedDevices, run_with_ui
     from .profile import ProfileError, bundled_profile_path, default_profile_for, load_profile
