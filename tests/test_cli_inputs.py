@@ -1,7 +1,8 @@
 """A user's mistake never gives a traceback: bad command lines, run as real ``fes`` processes.
 
-Each line must exit non-zero, print no traceback, and say on exactly one error line
-(``fes: …`` for a refused input, ``Error: …`` for click's own usage errors) what was wrong;
+Each line must exit non-zero, print no traceback, and say on exactly one line of standard
+error (``fes: …`` for a refused input, ``Error: …`` for click's own usage errors, ``FILE: …``
+for a profile that ``fes config check`` refuses; click's "Usage:" lines aside) what was wrong;
 the fragment in the table is part of that line. Refused sessions leave no database behind.
 """
 from __future__ import annotations
@@ -59,7 +60,7 @@ BAD_LINES = [
     ("diagram-missing-folder", ["diagram", "{tmp}/missing/m.png"], "does not exist"),
     ("diagram-into-folder", ["diagram", "{dir}"], "is a directory"),
     ("live-busy-port", ["live", "--recording", "physionet:GaCo01", "--port", "{busy_port}", "--duration", "3"],
-     "cannot serve the live view on 127.0.0.1:{busy_port}"),
+     "127.0.0.1:{busy_port}: Address already in use"),
     ("live-speed-inf", ["live", "--recording", "physionet:GaCo01", "--speed", "inf"], "not a finite number"),
     ("walk-speed-nan", ["walk", "--sim", "physionet:GaCo01", "--no-ui", "--speed", "nan"], "not a finite number"),
     ("walk-duration-negative", ["walk", "--sim", "physionet:GaCo01", "--no-ui", "--duration", "-5"],
@@ -84,13 +85,13 @@ BAD_LINES = [
 def bad_inputs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bad")
     (tmp / "walk.bin").write_bytes(bytes(range(256)) * 8)
-    (tmp / "notes.csv").write_text("hello\nworld\n")
+    (tmp / "notes.txt").write_text("hello\nworld\n")
     (tmp / "folder").mkdir()
     (tmp / "existing.txt").write_text("keep me\n")
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen(1)
-    yield {"tmp": str(tmp), "bin": str(tmp / "walk.bin"), "text": str(tmp / "notes.csv"), "dir": str(tmp / "folder"),
+    yield {"tmp": str(tmp), "bin": str(tmp / "walk.bin"), "text": str(tmp / "notes.txt"), "dir": str(tmp / "folder"),
            "file": str(tmp / "existing.txt"), "busy_port": str(busy.getsockname()[1])}
     busy.close()
 
@@ -105,7 +106,9 @@ def _fes(args: list[str], cwd: Path, env_extra: dict | None = None, timeout: flo
 
 
 def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith(("fes: ", "Error: "))]
+    """Standard error without click's usage boilerplate ("Usage: …", "Try '… --help'")."""
+    return [line for line in stderr.splitlines()
+            if line.strip() and not line.startswith(("Usage: ", "Try '"))]
 
 
 def test_the_table_is_long_enough():

@@ -45,7 +45,8 @@ SKIP_RULES = [
 ]
 #: Commands that run until Ctrl-C: started, waited for until they serve, then interrupted.
 UNTIL_INTERRUPTED = {"live": "http://127.0.0.1:"}
-MAX_SKIPPED = 20
+#: at most this share of the documented commands may be skipped
+MAX_SKIPPED_FRACTION = 0.4
 
 
 def doc_commands() -> list[tuple[str, int, str]]:
@@ -136,7 +137,7 @@ def test_documents_show_commands_and_few_are_skipped():
     commands = doc_commands()
     assert len(commands) >= 30, commands
     skipped = [(doc, n, c, skip_reason(c)) for doc, n, c in commands if skip_reason(c)]
-    assert len(skipped) <= MAX_SKIPPED, "\n".join(f"{d}:{n}: {c}  [{r}]" for d, n, c, r in skipped)
+    assert len(skipped) <= MAX_SKIPPED_FRACTION * len(commands), "\n".join(f"{d}:{n}: {c}  [{r}]" for d, n, c, r in skipped)
     # the README's own quick path is run, not skipped
     for needle in ("fes calibrate --recording physionet:GaCo01 --profile configs/default.yaml",
                    "fes profile history anna", "fes profile rollback anna 1", "fes profile show anna",
