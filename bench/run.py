@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import evaluate_bench  # noqa: E402
 import latency  # noqa: E402
 import memory  # noqa: E402
 import throughput  # noqa: E402
@@ -65,6 +66,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rt", choices=("auto", "yes", "no"), default="auto",
                     help="also measure under load with real-time hardening (auto: where permitted)")
     ap.add_argument("--out", default=str(Path(__file__).with_name("results.json")))
+    ap.add_argument("--sweep-points", type=int, default=20,
+                    help="fes sweep bench: points measured (the 1,000-point time is extrapolated; 0 skips)")
     args = ap.parse_args(argv)
     if args.quick:
         args.latency_s, args.relay_s, args.walk_s = 10.0, 10.0, 600.0
@@ -79,6 +82,9 @@ def main(argv=None) -> int:
     print(f"memory: {args.walk_s:g} s of walking fast-forwarded through the loop …", flush=True)
     mem = memory.measure(args.walk_s)
     lat = idle["loop"]
+    print("evaluate/sweep: fes evaluate on CSV walks with 1 and 2 workers, fes sweep on gaitpdb …", flush=True)
+    cohort = evaluate_bench.measure(walks=10 if args.quick else 40, sweep_points=0 if args.quick else args.sweep_points,
+                                    echo=lambda m: print("  " + m, flush=True))
     results = {
         "cython_samples_per_s": round(tp["cython_samples_per_s"]),
         "python_samples_per_s": round(tp["python_samples_per_s"]),
@@ -125,6 +131,7 @@ def main(argv=None) -> int:
                         "zero_missed_deadlines": rt_loaded["loop"]["missed_deadlines"] == 0},
                     "rss_le_1MB_per_h": mem["rss_growth_kb_per_h"] <= 1024},
         "stream": tp["stream"],
+        **cohort,
         "machine": f"{platform.machine()} {platform.processor() or ''} python {platform.python_version()}".strip(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
@@ -164,6 +171,7 @@ def main(argv=None) -> int:
     rows.append(("RSS growth", f"{mem['rss_growth_kb_per_h']:g} kB per walked hour",
                  f"{mem['walk_s']:g} s walked at {mem['speed_x']:g}× real time; "
                  f"{mem['blocks_growth_per_h']:+} blocks/h (target ≤ 1024 kB/h)"))
+    rows += evaluate_bench.rows(cohort)
     width = max(len(r[0]) for r in rows)
     print()
     for name, value, note in rows:

@@ -20,6 +20,14 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     click.echo(f"warning: {message}", err=True)
 
 
+def _warn_pure_python(kernels) -> None:
+    """Workers on another machine may lack the compiled kernel: same figures, far slower."""
+    from .kernel import COMPILED
+    if COMPILED and "python" in kernels:
+        click.echo("warning: some workers ran the pure-Python kernel (the Cython extension is not built "
+                   "there; run `make install` on those machines): figures are identical, speed is not", err=True)
+
+
 @click.group("recording")
 def recording_group() -> None:
     """Gait recordings: convert any supported source into the generic CSV format."""
@@ -112,6 +120,7 @@ def evaluate_command(recordings, profile_path, side, json_out, html_out, schedul
         _fail(str(err))
     click.echo(format_report(result))
     eng = result.to_json()["engine"]
+    _warn_pure_python(eng["kernels"])
     click.echo(f"\n{eng['feet']} feet in {eng['elapsed_s']:.1f} s ({eng['feet_per_s']} feet/s) on "
                f"{eng['workers']} workers at {eng['scheduler']}; kernel {', '.join(eng['kernels']) or '-'}")
     if json_out:
@@ -183,6 +192,7 @@ def sweep_command(recordings, profile_path, params, samples, sampler, seed, obje
     click.echo(format_sweep(result))
     doc = result.to_json()
     eng = doc["engine"]
+    _warn_pure_python(eng["kernels"])
     click.echo(f"\n{eng['replays']} replays in {eng['elapsed_s']:.1f} s ({eng['replays_per_s']} feet/s) on "
                f"{eng['workers']} workers at {eng['scheduler']}; {eng['tasks']} tasks of {eng['points_per_task']} "
                f"points; kernel {', '.join(eng['kernels']) or '-'}")

@@ -133,6 +133,11 @@ def test_external_scheduler_and_worker_give_the_same_figures(walks, tmp_path):
                           tmp_path, "local.json")
         remote.pop("engine"), local.pop("engine")
         assert remote == local
+        with pytest.MonkeyPatch.context() as mp:         # the address from the environment
+            mp.setenv("DASK_SCHEDULER_ADDRESS", address)
+            by_env = _evaluate([str(walks / "gaco01_left.csv")], tmp_path, "env.json")
+        assert by_env["engine"]["scheduler"] == address
+        assert by_env["recordings"] == [r for r in local["recordings"] if r["recording"] == "gaco01_left"]
     finally:
         for p in reversed(procs):
             p.terminate()

@@ -1,0 +1,152 @@
+"""Cohort speed: `fes evaluate` feet per second with 1 and 2 workers, and a `fes sweep` over
+the shared gaitpdb walks (issue 12).
+
+* ``evaluate_recordings_per_s``: generic CSV walks (gaitpdb walks of ~2 min at 100 Hz,
+  converted once into a temporary folder, one foot per file), evaluated end to end on a
+  LocalCluster — load (binary CSV cache warm, as on a second run), replay through the
+  compiled kernel, score, rows back to the client. Cluster start-up is not counted (it is
+  reported separately). Targets: >= 50 feet/s per worker; 2 workers >= 1.7 x one.
+* ``sweep``: ``--sweep-points`` points of trigger.heel.off_fraction × every shared gaitpdb
+  walk (both feet) with 2 workers; the time for 1,000 points is extrapolated linearly from
+  the measured run unless ``--sweep-points 1000`` (target: <= 15 min for 1,000 points).
+
+Usage: python bench/evaluate_bench.py [--walks 40] [--sweep-points 20] [--full-sweep]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from fescontrol.profile import bundled_profile_path, load_profile  # noqa: E402
+from sim.engine import dask_client  # noqa: E402
+from sim.evaluate import RecordingItem, evaluate  # noqa: E402
+from sim.sources import list_available, shared_gait_data_dir  # noqa: E402
+
+
+def gaitpdb_names() -> list[str]:
+    return [n for n in list_available() if n.startswith("physionet:")]
+
+
+def make_csv_walks(folder: Path, n_walks: int) -> list[RecordingItem]:
+    """The first ``n_walks`` gaitpdb walks, both feet, as generic CSV files in ``folder``."""
+    from sim.run import load_any
+    from sim.sources.csv_recording import write_csv_recording
+    items = []
+    for name in gaitpdb_names()[:n_walks]:
+        for side in ("left", "right"):
+            out = folder / f"{name.split(':', 1)[1]}_{side}.csv"
+            write_csv_recording(load_any(name, side), out)
+            items.append(RecordingItem(str(out), side))
+    return items
+
+
+def measure_evaluate(items: list[RecordingItem], workers: int, repeats: int = 2) -> dict:
+    t0 = time.perf_counter()
+    profile = load_profile(bundled_profile_path("default"))
+    with dask_client(workers=workers) as client:
+        startup_s = time.perf_counter() - t0
+        evaluate(items, profile, client=client, progress=False)     # warm: imports, CSV cache
+        best = None
+        for _ in range(repeats):
+            res = evaluate(items, profile, client=client, progress=False)
+            best = res.elapsed_s if best is None else min(best, res.elapsed_s)
+        kernels = sorted({r.kernel for r in res.evaluated if r.kernel})
+        per_foot_ms = 1000 * sum(r.seconds for r in res.evaluated) / max(1, len(res.evaluated))
+    return {"workers": workers, "feet": len(items), "elapsed_s": round(best, 3),
+            "feet_per_s": round(len(items) / best, 1), "worker_ms_per_foot": round(per_foot_ms, 1),
+            "cluster_startup_s": round(startup_s, 2), "kernels": kernels}
+
+
+def measure_sequential(items: list[RecordingItem]) -> dict:
+    """Baseline in the same run: the same feet one after another in this process, no Dask."""
+    from sim.evaluate import evaluate_foot
+    profile = load_profile(bundled_profile_path("default"))
+    for it in items[:4]:
+        evaluate_foot(it.source, it.side, None, profile)
+    t0, c0 = time.perf_counter(), time.process_time()
+    for it in items:
+        evaluate_foot(it.source, it.side, None, profile)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"feet": len(items), "elapsed_s": round(wall, 3), "feet_per_s": round(len(items) / wall, 1),
+            "cpu_ms_per_foot": round(1000 * cpu / len(items), 1)}
+
+
+def measure_sweep(points: int, workers: int = 2) -> dict:
+    from sim.sweep import sweep
+    names = gaitpdb_names()
+    items = [RecordingItem(n, s) for n in names for s in ("left", "right")]
+    base = load_profile(bundled_profile_path("default"))
+    values = [{"trigger.heel.off_fraction": round(0.005 + 0.1 * k / max(1, points - 1), 6)} for k in range(points)]
+    t0 = time.perf_counter()
+    res = sweep(items, base, [], points=values, workers=workers, progress=False)
+    total = time.perf_counter() - t0
+    replays = res.feet * len(res.valid)
+    return {"points": points, "walks": len(names), "feet": res.feet, "workers": workers, "replays": replays,
+            "elapsed_s": round(total, 1), "replays_per_s": round(replays / total, 1),
+            "projected_1000_points_min": round(total * 1000 / points / 60, 1),
+            "extrapolated": points < 1000, "best": res.best.values if res.best else None}
+
+
+def measure(walks: int = 40, sweep_points: int = 20, echo=print) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ.setdefault("FES_CACHE_DIR", str(Path(tmp) / "cache"))
+        items = make_csv_walks(Path(tmp), walks)
+        echo(f"baseline: {len(items)} CSV feet sequentially in one process …")
+        seq = measure_sequential(items)
+        echo(f"evaluate: {len(items)} CSV feet, 1 worker …")
+        one = measure_evaluate(items, 1)
+        echo(f"evaluate: {len(items)} CSV feet, 2 workers …")
+        two = measure_evaluate(items, 2)
+    out = {"evaluate_recordings_per_s": {"1_worker": one["feet_per_s"], "2_workers": two["feet_per_s"],
+                                         "scaling": round(two["feet_per_s"] / one["feet_per_s"], 2),
+                                         "sequential_baseline": seq["feet_per_s"],
+                                         "1_worker_vs_sequential": round(one["feet_per_s"] / seq["feet_per_s"], 2),
+                                         "detail": [seq, one, two]}}
+    if sweep_points and (shared_gait_data_dir() / "physionet_gaitpdb" / "data").is_dir():
+        echo(f"sweep: {sweep_points} points × every shared gaitpdb walk, 2 workers …")
+        out["sweep"] = measure_sweep(sweep_points)
+    return out
+
+
+def rows(results: dict) -> list[tuple[str, str, str]]:
+    ev = results["evaluate_recordings_per_s"]
+    seq, d1 = ev["detail"][0], ev["detail"][1]
+    out = [("evaluate baseline, no Dask", f"{seq['feet_per_s']} feet/s",
+            f"sequential in one process, {seq['cpu_ms_per_foot']} ms CPU per foot, {seq['feet']} CSV feet "
+            "of ~2 min at 100 Hz"),
+           ("evaluate, 1 worker", f"{ev['1_worker']} feet/s", f"target ≥ 50 per worker; "
+            f"{ev['1_worker_vs_sequential']}× the baseline; {d1['worker_ms_per_foot']} ms wall per foot on the worker"),
+           ("evaluate, 2 workers", f"{ev['2_workers']} feet/s", f"scaling {ev['scaling']}× (target ≥ 1.7×)")]
+    if "sweep" in results:
+        s = results["sweep"]
+        out.append(("sweep, 1,000 points × gaitpdb", f"{s['projected_1000_points_min']} min",
+                    f"{'extrapolated from ' if s['extrapolated'] else ''}{s['points']} points × {s['feet']} feet "
+                    f"({s['walks']} walks) in {s['elapsed_s']} s, {s['replays_per_s']} replays/s; target ≤ 15 min"))
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--walks", type=int, default=40, help="gaitpdb walks converted to CSV (2 feet each)")
+    ap.add_argument("--sweep-points", type=int, default=20, help="0 skips the sweep")
+    ap.add_argument("--full-sweep", action="store_true", help="run all 1,000 points (slow)")
+    ap.add_argument("--json", help="also write the figures here")
+    args = ap.parse_args(argv)
+    results = measure(args.walks, 1000 if args.full_sweep else args.sweep_points)
+    for name, value, note in rows(results):
+        print(f"  {name:<30} {value:<14} {note}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
