@@ -186,7 +186,8 @@ class FootResult:
     error: str | None = None
     skipped: bool = False            # the recording has no such foot (not an error)
     kernel: str | None = None
-    seconds: float = 0.0
+    seconds: float = 0.0             # wall time on the worker
+    cpu_seconds: float = 0.0         # CPU time of the task's thread (independent of machine load)
 
 
 _RECORDING_CACHE: dict = {}
@@ -222,7 +223,7 @@ def evaluate_foot(source: str, side: str, subject: str | None, profile=None,
     from sim.run import delivered_summary, load_any, sim_report_row
     from sim.scoring import score
     from sim.sources.csv_recording import subject_of
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     out = FootResult(source, side, subject)
     try:
         rec = load_cached(source, side) if cache else load_any(source, side)
@@ -244,6 +245,7 @@ def evaluate_foot(source: str, side: str, subject: str | None, profile=None,
     out.report = report
     out.kernel = result.implementation
     out.seconds = time.perf_counter() - t0
+    out.cpu_seconds = time.thread_time() - c0
     return out
 
 

@@ -163,10 +163,11 @@ def sweep_task(source: str, side: str, profiles: Sequence[Profile], implementati
     from sim.replay import check_channels, recording_stream, replay
     from sim.scoring import score
     from sim.sources.csv_recording import subject_of
+    c0 = time.thread_time()
     try:
         rec = load_cached(source, side)
     except (ValueError, OSError) as err:
-        return {"subject": None, "kernel": None, "scores": [], "error": str(err)}
+        return {"subject": None, "kernel": None, "scores": [], "error": str(err), "cpu_seconds": 0.0}
     stream = recording_stream(rec)[0].tobytes()
     scores, kernel = [], None
     for prof in profiles:
@@ -179,7 +180,8 @@ def sweep_task(source: str, side: str, profiles: Sequence[Profile], implementati
         kernel = result.implementation
         rep = score(rec, result.bursts_s, faults=[f.text for f in result.faults])
         scores.append(PointScore(_compact(rep)))
-    return {"subject": subject_of(rec), "kernel": kernel, "scores": scores, "error": None}
+    return {"subject": subject_of(rec), "kernel": kernel, "scores": scores, "error": None,
+            "cpu_seconds": time.thread_time() - c0}
 
 
 def _compact(rep: DetectionReport) -> DetectionReport:
@@ -401,6 +403,7 @@ def sweep(items: Sequence[RecordingItem], base: Profile, specs: Sequence[ParamSp
     n_items = len(items)
     subjects: list = [it.subject for it in items]
     kernels: set = set()
+    cpu = [0.0]
     load_errors: dict = {}
     per_block_reports: dict[int, list] = {}
     remaining = {b: n_items for b in range(len(blocks))}
@@ -443,6 +446,7 @@ def sweep(items: Sequence[RecordingItem], base: Profile, specs: Sequence[ParamSp
             load_errors[idx] = out["error"]
         if out["kernel"]:
             kernels.add(out["kernel"])
+        cpu[0] += out.get("cpu_seconds", 0.0)
         if subjects[idx] is None:
             subjects[idx] = out["subject"] or items[idx].source
         per_block_reports.setdefault(b, {})[idx] = out
@@ -468,7 +472,8 @@ def sweep(items: Sequence[RecordingItem], base: Profile, specs: Sequence[ParamSp
         run_tasks(client, sweep_task, tasks, desc="sweep", progress=progress, on_result=on_result,
                   max_in_flight=in_flight)
     elapsed = time.perf_counter() - t0
-    engine = {**engine, "kernels": sorted(kernels), "points_per_task": size, "tasks": len(tasks)}
+    engine = {**engine, "kernels": sorted(kernels), "points_per_task": size, "tasks": len(tasks),
+              "worker_cpu_s": round(cpu[0], 2)}
     cv = cross_validate(results, folds, objective, max_false_per_min) if cv_by and fold_of is not None else None
     ok_feet = n_items - len(load_errors)
     return SweepResult(results, objective, max_false_per_min, cv, ok_feet,

@@ -44,8 +44,12 @@ _NAME_RE = re.compile(r"^(?P<study>[A-Za-z]{2})(?P<group>Co|Pt)(?P<subject>\d+)_
 
 def read_physionet(path: str | Path) -> np.ndarray:
     """The (n, 19) float array of a gaitpdb file; raises ValueError on another format."""
-    with open_text(path) as fh:
-        data = np.loadtxt(fh, ndmin=2)
+    from sim.sources.csv_recording import cached_array   # parsed once, then a binary copy
+
+    def parse(p):
+        with open_text(p) as fh:
+            return np.loadtxt(fh, ndmin=2)
+    data = cached_array(path, parse)
     if data.shape[1] != N_COLUMNS or data.shape[0] < 2:
         raise ValueError(f"{path}: expected the gaitpdb format with {N_COLUMNS} columns, "
                          f"got an array of shape {data.shape}")
