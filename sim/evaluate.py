@@ -249,8 +249,16 @@ def evaluate_foot(source: str, side: str, subject: str | None, profile=None,
     return out
 
 
+def quiet_worker_logs() -> None:
+    """On a worker, the device's fault warnings ("fault latched: …") would flood the command's
+    terminal; they are in each foot's figures (``faults``) anyway."""
+    import logging
+    logging.getLogger("fescontrol").setLevel(logging.ERROR)
+
+
 def evaluate_batch(items: Sequence[tuple], profile=None, implementation: str = "auto") -> list[FootResult]:
     """One task: the feet of one recording file (loaded once per foot)."""
+    quiet_worker_logs()
     return [evaluate_foot(src, side, subj, profile, implementation) for src, side, subj in items]
 
 
