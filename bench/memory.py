@@ -15,12 +15,15 @@ import multiprocessing as mp
 import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from fescontrol import realtime
-from fescontrol.controller import Controller
-from fescontrol.runner import DEVICE_EVENT_HISTORY, open_sensor, open_stimulator
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script by bench/run.py
+
+from fescontrol import realtime  # noqa: E402
+from fescontrol.controller import Controller  # noqa: E402
+from fescontrol.runner import DEVICE_EVENT_HISTORY, open_sensor, open_stimulator  # noqa: E402
 
 from latency import FIRST_TS_US, RATE_HZ, _emulator_process, bench_profile  # noqa: E402 (bench dir)
 
@@ -121,4 +124,5 @@ def measure(walk_s: float = 3600.0) -> dict:
 
 
 if __name__ == "__main__":
-    print(measure(float(sys.argv[1]) if len(sys.argv) > 1 else 3600.0))
+    import json
+    print(json.dumps(measure(float(sys.argv[1]) if len(sys.argv) > 1 else 3600.0)))

@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import evaluate_bench  # noqa: E402
 import latency  # noqa: E402
-import memory  # noqa: E402
 import throughput  # noqa: E402
 from load import CpuHog  # noqa: E402
 
@@ -80,7 +80,10 @@ def main(argv=None) -> int:
     rt_ok = args.rt == "yes" or (args.rt == "auto" and latency.rt_permitted())
     rt_loaded = _latency_pair(args.latency_s, args.relay_s, rt=True, loaded=True) if rt_ok else None
     print(f"memory: {args.walk_s:g} s of walking fast-forwarded through the loop …", flush=True)
-    mem = memory.measure(args.walk_s)
+    # a fresh process: the latency runs above locked (mlockall) and faulted in memory here
+    mem_run = subprocess.run([sys.executable, str(Path(__file__).with_name("memory.py")), str(args.walk_s)],
+                             capture_output=True, text=True, check=True)
+    mem = json.loads(mem_run.stdout.strip().splitlines()[-1])
     lat = idle["loop"]
     print("evaluate/sweep: fes evaluate on CSV walks with 1 and 2 workers, fes sweep on gaitpdb …", flush=True)
     cohort = evaluate_bench.measure(walks=10 if args.quick else 40, sweep_points=0 if args.quick else args.sweep_points,
