@@ -119,14 +119,26 @@ def run_device(profile: Profile, sensor: str, stim: str, *, duration_s: float | 
         controller = Controller(profile, stimulator=stimulator, event_history=DEVICE_EVENT_HISTORY)
         controller.event_listeners.append(
             lambda e: echo(f"{e.t_us / 1e6:10.3f} s  {e.event:<15} -> {e.state}"))
-        previous = signal.signal(signal.SIGTERM, lambda *_: stop_event.set()) \
-            if threading.current_thread() is threading.main_thread() else None
         if realtime or profile.device.realtime.enabled:
             try:
                 stack.enter_context(hardened_loop(profile.device.realtime, echo))
             except RealtimeRefused as err:
                 echo(f"refusing to run: {err}")
                 return 2
+        # Signals only set a flag that the loop reads at its next wake-up (≤ one wake interval):
+        # an exception raised asynchronously inside the stimulator's I/O could leave its
+        # state half-updated. A second Ctrl-C raises KeyboardInterrupt as usual (a hung loop).
+        interrupts: list[int] = []
+
+        def on_signal(signum, _frame):
+            if signum == signal.SIGINT:
+                if interrupts:
+                    raise KeyboardInterrupt
+                interrupts.append(signum)
+            stop_event.set()
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)} \
+            if threading.current_thread() is threading.main_thread() else {}
         t_end = None if duration_s is None else time.monotonic() + duration_s
         controller.start()
         echo(f"running: profile {profile.name!r}, {controller.implementation} kernel; Ctrl-C stops")
@@ -137,8 +149,9 @@ def run_device(profile: Profile, sensor: str, stim: str, *, duration_s: float | 
         except KeyboardInterrupt:
             interrupted = True
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        interrupted = interrupted or bool(interrupts)
         k = controller.kernel
         echo(f"stopped: {k.frames} frames, {k.frames_lost} lost, {k.crc_errors} CRC errors, "
              f"{controller.supervisor.deliveries} outputs, {k.missed_deadlines} missed deadlines")
