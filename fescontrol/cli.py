@@ -168,9 +168,11 @@ def _check_window(_ctx, _param, value):
 @click.option("--window", nargs=2, type=FiniteFloat(0.0), callback=_check_window, metavar="START END",
               help="plot window, seconds from the start of the recording")
 @click.option("--kernel", type=click.Choice(["auto", "cython", "python"]), default="auto")
+@click.option("--patient-model", help="walk as simulated patients whose foot responds to the "
+              "stimulation: drop-foot[:seed=N][:patient=K] (docs/patient-model.md)")
 def sim_command(recording: str, side: str, profile_path: str | None, faults: tuple[str, ...],
                 realtime: bool, speed: float, rate_hz: float | None, json_out: str | None,
-                plot_out: str | None, window, kernel: str) -> None:
+                plot_out: str | None, window, kernel: str, patient_model: str | None) -> None:
     """Simulated walk: replay a real (or synthetic) recording through the device and score it."""
     from sim.run import run_simulation
     if speed != 1.0 and not realtime:
@@ -178,7 +180,8 @@ def sim_command(recording: str, side: str, profile_path: str | None, faults: tup
                                  param_hint="--speed")
     sys.exit(run_simulation(recording, side=side, profile_path=profile_path, faults=faults,
                             realtime=realtime, speed=speed, rate_hz=rate_hz, json_out=json_out,
-                            plot_out=plot_out, window=window, implementation=kernel, echo=click.echo))
+                            plot_out=plot_out, window=window, implementation=kernel,
+                            patient_model=patient_model, echo=click.echo))
 
 
 #: emulated stimulators: name -> module with a ``main(argv)`` taking ``--pty``

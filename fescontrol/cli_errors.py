@@ -37,6 +37,7 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     """
     from drivers.stimulator import StimulatorInitError
     from sim.faults import FaultError
+    from sim.patient.params import PatientModelError
     from sim.recording import RecordingError
 
     from .calibration import CalibrationError
@@ -49,7 +50,7 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from .session_log import SessionLogError
     return (ProfileError, RecordingError, FaultError, PortError, StimulatorInitError, SessionLogError,
             StoreError, CalibrationError, ReportError, LiveError, ModeError, ReplayError,
-            UnicodeDecodeError, OSError)
+            PatientModelError, UnicodeDecodeError, OSError)
 
 
 def one_line(err: BaseException) -> str:

@@ -131,7 +131,7 @@ def run_simulation(recording: str, *, side: str = "left", profile_path: str | No
                    faults=(), realtime: bool = False, speed: float = 1.0, rate_hz: float | None = None,
                    json_out: str | None = None,
                    plot_out: str | None = None, window=None, implementation: str = "auto",
-                   echo: Callable[[str], None] = print) -> int:
+                   patient_model: str | None = None, echo: Callable[[str], None] = print) -> int:
     try:
         rec = load_any(recording, side)
     except RecordingError:
@@ -153,7 +153,11 @@ def run_simulation(recording: str, *, side: str = "left", profile_path: str | No
     echo(f"recording {rec.name} ({rec.source}, {side} foot, {rec.rate_hz:g} Hz, "
          f"{rec.duration_s:.1f} s); profile {profile.name!r} (trigger {profile.trigger.mode.value})"
          + (f"; faults: {', '.join(faults)}" if faults else ""))
-    if realtime:
+    population = None
+    if patient_model:
+        population = _patient_population(rec, profile, patient_model, faults, realtime, implementation, echo)
+        result = population[2][0].stimulated.replay
+    elif realtime:
         from sim.realtime import realtime_replay
         result = realtime_replay(rec, profile, chunks, times_s, unplug_s, stim_faults, echo=echo, speed=speed)
     else:
@@ -177,6 +181,8 @@ def run_simulation(recording: str, *, side: str = "left", profile_path: str | No
     if json_out:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
         data = sim_report_row(rec, side, profile, report, summary, result.faults)
+        if population:
+            data["patient_model"] = _population_json(population, profile)
         Path(json_out).write_text(json.dumps(data, indent=2, default=float))
         echo(f"report: {json_out}")
     if plot_out and result.trace:
@@ -186,6 +192,37 @@ def run_simulation(recording: str, *, side: str = "left", profile_path: str | No
         echo(f"plot: {plot_out}" + ("" if window else f" ({DEFAULT_WINDOW_S:g} s of {rec.duration_s:.0f} s from the "
                                                       f"first step; --window START END shows another part)"))
     return 1 if result.faults and not faults else 0
+
+
+def _patient_population(rec, profile, text, faults, realtime, implementation, echo):
+    """Walk ``rec`` as the patients ``text`` names (sim/patient/report.py) and print their
+    table; the top-level report is then the first patient's stimulated walk."""
+    from sim.patient.params import PatientModelError, parse_patient_model
+    from sim.patient.report import format_population, format_strides, run_population
+    if faults or realtime:
+        raise PatientModelError("--patient-model runs the batch closed loop: it does not combine with "
+                                "--fault or --realtime")
+    spec, seed, results = run_population(rec, profile, parse_patient_model(text), implementation=implementation)
+    pw = profile.stimulation.pulse_width_us
+    echo(f"patient model {spec.name!r} (seed {seed}, {len(results)} patient(s)); pulse width {pw} us, "
+         f"{profile.stimulation.frequency_hz:g} Hz")
+    echo(format_population(results, pw))
+    if len(results) == 1:
+        echo("")
+        echo(format_strides(results[0]))
+    echo(f"\ndetection and delivery below: patient {results[0].index}'s stimulated walk")
+    return spec, seed, results
+
+
+def _population_json(population, profile) -> dict:
+    spec, seed, results = population
+    return {"name": spec.name, "seed": seed, "gait": spec.gait.model_dump(),
+            "pulse_width_us": profile.stimulation.pulse_width_us,
+            "frequency_hz": profile.stimulation.frequency_hz,
+            "toe_drag_strides": sum(r.stimulated.toe_drag_strides for r in results),
+            "toe_drag_strides_unassisted": sum(r.unassisted.toe_drag_strides for r in results),
+            "strides": sum(len(r.stimulated.strides) for r in results),
+            "patients": [r.to_dict(profile.stimulation.pulse_width_us) for r in results]}
 
 
 def _after_unplug(rec, profile, result, implementation, stream) -> ReplayResult:

@@ -10,6 +10,7 @@ missing keys, reversed ranges and non-finite numbers are refused with one line n
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -169,27 +170,38 @@ def draw_population(spec: PopulationSpec, seed: int | None = None, n: int | None
     return patients
 
 
-def parse_patient_model(text: str) -> tuple[Path, int | None]:
-    """``drop-foot``, ``drop-foot:seed=N`` or ``path/to/population.yaml[:seed=N]`` → (file, seed).
+@dataclass(frozen=True)
+class PatientModelChoice:
+    """What ``--patient-model`` asked for: a population file, a seed (None: the file's) and
+    one patient of the drawn set (None: all of them)."""
 
-    PatientModelError names what is allowed for anything else."""
-    name, _, options = text.partition(":seed=") if ":seed=" in text else (text, "", "")
-    seed = None
-    if options:
-        if not options.isdigit():
-            raise PatientModelError(f"--patient-model {text!r}: seed must be a non-negative integer, got {options!r}")
-        seed = int(options)
-    elif ":" in name and not Path(name).exists():
-        raise PatientModelError(f"--patient-model {text!r}: the only option is ':seed=N' "
-                                f"(e.g. 'drop-foot:seed=3')")
+    path: Path
+    seed: int | None = None
+    patient: int | None = None
+
+
+def parse_patient_model(text: str) -> PatientModelChoice:
+    """``drop-foot``, ``drop-foot:seed=N``, ``drop-foot:seed=N:patient=K`` or a population
+    ``.yaml`` path with the same options. PatientModelError names what is allowed otherwise."""
+    allowed = ("allowed: drop-foot or a population .yaml file, optionally followed by "
+               "':seed=N' and/or ':patient=K' (e.g. 'drop-foot:seed=3:patient=0')")
+    name, *options = text.split(":")
+    values: dict[str, int] = {}
+    for opt in options:
+        key, eq, value = opt.partition("=")
+        if key not in ("seed", "patient") or not eq:
+            raise PatientModelError(f"--patient-model {text!r}: unknown option {opt!r}; {allowed}")
+        if key in values:
+            raise PatientModelError(f"--patient-model {text!r}: option {key!r} given twice")
+        if not value.isdigit():
+            raise PatientModelError(f"--patient-model {text!r}: {key} must be a non-negative integer, got {value!r}")
+        values[key] = int(value)
     if name in BUNDLED_POPULATIONS:
-        return BUNDLED_POPULATIONS[name], seed
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml"):
+        path = BUNDLED_POPULATIONS[name]
+    elif Path(name).suffix in (".yaml", ".yml"):
+        path = Path(name)
         if not path.exists():
             raise PatientModelError(f"--patient-model {text!r}: file {path} does not exist")
-        return path, seed
-    raise PatientModelError(f"--patient-model {text!r}: unknown model; allowed: "
-                            f"{', '.join(BUNDLED_POPULATIONS)} or a population .yaml file, "
-                            "optionally followed by ':seed=N'")
-
+    else:
+        raise PatientModelError(f"--patient-model {text!r}: unknown model {name!r}; {allowed}")
+    return PatientModelChoice(path, values.get("seed"), values.get("patient"))
