@@ -73,7 +73,7 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["fescontrol", "fescontrol.*", "drivers", "drivers.*", "sim", "sim.*", "configs"]),
-    package_data={"configs": ["*.yaml"], "sim": ["data/*", "data/**/*"], "fescontrol": ["*.pyx"]},
+    package_data={"configs": ["*.yaml"], "sim": ["data/*", "data/**/*", "patients/*.yaml"], "fescontrol": ["*.pyx"]},
     ext_modules=extensions(),
     cmdclass={"build_ext": OptionalBuildExt},
     install_requires=[
