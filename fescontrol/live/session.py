@@ -661,7 +661,10 @@ def recording_source(recording, *, start_s: float = 0.0, speed: float = 1.0):
             state["sensor"].stop()
             state["link"].close()
 
-    open_fd.sensor_clock_rate = speed  # sensor seconds per wall second, for the drift check
+    # No drift check on this replay: its "sensor" is a thread of this same process (next to the
+    # web server and a browser's load), so its lateness is the simulator's, not a sensor clock's.
+    # The wall-clock back-stop still bounds every burst; `fes run`/`fes walk` keep the check.
+    open_fd.sensor_clock_rate = 0.0
     return open_fd, close
 
 
