@@ -9,6 +9,12 @@ USB-serial port; bytes pass unchanged (the slave is in raw mode). Behaviour emul
   -2 parameter error, -3 wrong mode; a frame with a bad CRC/LEN whose command can still be
   read is answered with -1. Watchdog and InitAck are not acknowledged. Before the InitAck,
   everything but InitAck is ignored.
+* Accepted as the device accepts it (clients written against real devices rely on it, e.g.
+  pysciencemode; tests/test_rehastim2_pysciencemode.py): StopChannelListMode in start mode
+  is a no-op answered 0 (clients send it right after connecting); any inter-pulse interval
+  t2 code (1.5..129 ms: the 8 ms minimum is t1's; t2 only spaces the pulses of a doublet or
+  triplet, whose group must fit in t1); a pulse width of 1..19 µs is delivered as 20 µs (the
+  protocol: "if pw < 20 then pw = 20"). Any byte may arrive escaped (0x55 and 0x0A too).
 * Watchdog: no valid packet for 1.2 s while initialised or running -> stops stimulating,
   returns to start mode and sends Init every 500 ms again.
 * ``raise_error(code)``: unsolicited StimulationError (-1 emergency switch, -2 electrode,
@@ -47,6 +53,16 @@ log = logging.getLogger(__name__)
 INIT_INTERVAL_S = 0.5
 WATCHDOG_TIMEOUT_S = 1.2
 CHANNEL_SLOT_S = 0.0015     # each active channel takes a 1.5 ms slot in a period
+MIN_DELIVERED_PULSE_WIDTH_US = 20   # the device lengthens a 1..19 µs pulse to 20 µs
+
+
+def _device_pulse(pulse_width_us: int, current_ma: int) -> tuple[int, int]:
+    """(pulse width, current) the device delivers for what was commanded; ValueError for what
+    it refuses (pulse width above 500 µs, current above 126 mA)."""
+    if 0 < pulse_width_us < MIN_DELIVERED_PULSE_WIDTH_US:
+        pulse_width_us = MIN_DELIVERED_PULSE_WIDTH_US
+    sm.check_pulse(pulse_width_us, current_ma)
+    return pulse_width_us, current_ma
 
 
 class PulseTrain(NamedTuple):
@@ -415,7 +431,7 @@ class RehaStim2Emulator:
             return sm.Result.PARAMETER_ERROR, b""
         t1 = cfg.main_interval_ms
         if (cfg.lf_factor > sm.MAX_LF_FACTOR or not cfg.channels or not set(cfg.lf_channels) <= set(cfg.channels)
-                or cfg.inter_pulse_ms < sm.MIN_INTERVAL_MS or cfg.execution != 0
+                or cfg.execution != 0
                 or (t1 != 0 and not sm.MIN_INTERVAL_MS <= t1 <= sm.MAX_MAIN_INTERVAL_MS)
                 or (t1 != 0 and t1 < CHANNEL_SLOT_S * 1000 * len(cfg.channels))):
             return sm.Result.PARAMETER_ERROR, b""
@@ -433,16 +449,18 @@ class RehaStim2Emulator:
             return sm.Result.PARAMETER_ERROR, b""
         if len(settings) != len(cfg.channels):
             return sm.Result.PARAMETER_ERROR, b""
+        delivered = []
         for mode, pulse_width_us, current_ma in settings:
             try:
-                sm.check_pulse(pulse_width_us, current_ma)
+                pulse_width_us, current_ma = _device_pulse(pulse_width_us, current_ma)
             except ValueError:
                 return sm.Result.PARAMETER_ERROR, b""
+            delivered.append((mode, pulse_width_us, current_ma))
             group_ms = (mode + 1) * cfg.inter_pulse_ms
             if mode not in (0, 1, 2) or (cfg.main_interval_ms and group_ms > cfg.main_interval_ms):
                 return sm.Result.PARAMETER_ERROR, b""
         self._mode = sm.StimulationMode.RUNNING
-        for index, (channel, (mode, pulse_width_us, current_ma)) in enumerate(zip(cfg.channels, settings)):
+        for index, (channel, (mode, pulse_width_us, current_ma)) in enumerate(zip(cfg.channels, delivered)):
             self._apply(now, cfg, index, channel, mode, pulse_width_us, current_ma)
         return sm.Result.OK, b""
 
@@ -469,8 +487,8 @@ class RehaStim2Emulator:
             self._active[channel] = train
 
     def _stop_channel_list(self, data: bytes, now: float) -> tuple[int, bytes]:
-        if self._mode == sm.StimulationMode.START:
-            return sm.Result.WRONG_MODE, b""
+        # in start mode too: nothing to stop, answered 0 (pysciencemode sends it right after
+        # connecting and treats any other result as fatal)
         self._end_all(now)
         self._mode = sm.StimulationMode.START
         self._config = None
@@ -481,7 +499,7 @@ class RehaStim2Emulator:
             return sm.Result.WRONG_MODE, b""
         try:
             channel, pulse_width_us, current_ma = sm.parse_single_pulse(data)
-            sm.check_pulse(pulse_width_us, current_ma)
+            pulse_width_us, current_ma = _device_pulse(pulse_width_us, current_ma)
         except ValueError:
             return sm.Result.PARAMETER_ERROR, b""
         if channel > sm.MAX_CHANNELS:

@@ -431,14 +431,39 @@ def test_emulator_refuses_bad_parameters_and_wrong_mode():
         port.write(sm.init_ack(init.pkt))
         port.write(sm.start_channel_list_mode(1, [(0, 300, 20)]))          # not initialised: -3
         port.write(sm.single_pulse(2, 1, 200, 10))                          # start mode: allowed
-        port.write(sm.encode_frame(3, 30, bytes([0, 1, 0, 5, 0, 48, 0])))   # t2 = 4 ms: -2
+        port.write(sm.encode_frame(3, 30, bytes([0, 1, 0, 13, 0, 12, 0])))  # t1 = 7 ms: -2
         port.write(sm.init_channel_list_mode(4, [1], 40.0))
         port.write(sm.encode_frame(5, 32, bytes([0, 0x01, 0x2C, 127])))     # 127 mA: -2
         port.write(sm.single_pulse(6, 1, 200, 10))                          # initialised: -3
         port.write(sm.get_stimulation_mode(7))
-        results = [(p.cmd, sm.signed_byte(p.data[0])) for p in _read_packets(port, decoder, 7)]
-        assert results == [(33, -3), (37, 0), (31, -2), (31, 0), (33, -2), (37, -3), (11, 0)]
+        port.write(sm.encode_frame(8, 32, bytes([0, 0x01, 0xF5, 20])))      # 501 µs: -2
+        results = [(p.cmd, sm.signed_byte(p.data[0])) for p in _read_packets(port, decoder, 8)]
+        assert results == [(33, -3), (37, 0), (31, -2), (31, 0), (33, -2), (37, -3), (11, 0), (33, -2)]
         assert emu.mode == sm.StimulationMode.INITIALISED and emu.max_current_ma == 10
+    finally:
+        port.close()
+        emu.stop()
+
+
+@pytest.mark.timeout(10)
+def test_emulator_accepts_what_the_device_accepts():
+    """Stop in start mode (0, a no-op), any t2 code (2 ms here), a 10 µs pulse (delivered as
+    20 µs), data bytes escaped although they need not be (0x55, 0x0A)."""
+    emu = RehaStim2Emulator()
+    port = serial.Serial(emu.port, 460800, parity=serial.PARITY_EVEN, timeout=0.05)
+    try:
+        emu.start()
+        decoder = sm.FrameDecoder()
+        (init,) = _read_packets(port, decoder, 1)
+        port.write(sm.init_ack(init.pkt))
+        port.write(sm.stop_channel_list_mode(1))                            # start mode: 0
+        port.write(sm.encode_frame(2, 30, bytes([0, 1, 0, 1, 0, 48, 0])))   # t2 = 2 ms: 0
+        port.write(sm.encode_frame(3, 32, bytes([0, 0, 10, 20])))           # 10 µs -> 20 µs
+        body = bytes([4, 32, 0, 0x01, 0x81, 0x55 ^ 0x55, 0x81, 0x0A ^ 0x55])  # 341 µs, 10 mA
+        port.write(bytes([0xF0, 0x81, sm.crc8(body) ^ 0x55, 0x81, len(body) ^ 0x55]) + body + b"\x0f")
+        results = [(p.pkt, p.cmd, sm.signed_byte(p.data[0])) for p in _read_packets(port, decoder, 4)]
+        assert results == [(1, 35, 0), (2, 31, 0), (3, 33, 0), (4, 33, 0)]
+        assert [(s.current_ma, s.pulse_width_us) for s in emu.segments] == [(20, 20), (10, 341)]
     finally:
         port.close()
         emu.stop()
