@@ -63,6 +63,18 @@ def extensions():
         return []
 
 
+# One install name (issue #13): the repo folders drivers/, sim/ and configs/ stay where the
+# design card puts them and install as fescontrol.drivers, fescontrol.sim, fescontrol.configs,
+# so site-packages gets the one top-level name `fescontrol` (tests/test_packaging.py checks
+# the wheel). Editable installs resolve the mapped folders through setuptools' finder
+# (docs/design.md, "Packaging").
+MAPPED = ("drivers", "sim", "configs")
+PACKAGES = find_packages(include=["fescontrol", "fescontrol.*"])
+for _top in MAPPED:
+    PACKAGES += [f"fescontrol.{p}" for p in find_packages(include=[_top, f"{_top}.*"])]
+PACKAGE_DIR = {f"fescontrol.{top}": top for top in MAPPED}
+
+
 setup(
     name="fescontrol",
     version=VERSION,
@@ -72,8 +84,13 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=find_packages(include=["fescontrol", "fescontrol.*", "drivers", "drivers.*", "sim", "sim.*", "configs"]),
-    package_data={"configs": ["*.yaml"], "sim": ["data/*", "data/**/*", "patients/*.yaml"], "fescontrol": ["*.pyx"]},
+    packages=PACKAGES,
+    package_dir=PACKAGE_DIR,
+    package_data={
+        "fescontrol": ["*.pyx", "live/static/*"],
+        "fescontrol.configs": ["*.yaml"],
+        "fescontrol.sim": ["data/*", "data/**/*", "patients/*.yaml"],
+    },
     ext_modules=extensions(),
     cmdclass={"build_ext": OptionalBuildExt},
     install_requires=[

@@ -10,20 +10,18 @@ Usage:  python bench/detection_figures.py [--out docs/detection-rules.png]   (ne
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from fescontrol.controller import Controller
+from fescontrol.profile import load_profile, profile_from_dict
+from fescontrol.sim.replay import recording_stream, replay
+from fescontrol.sim.run import load_any
+from fescontrol.sim.scoring import score
+from fescontrol.sim.sources import list_available
 
-from fescontrol.controller import Controller  # noqa: E402
-from fescontrol.profile import load_profile, profile_from_dict  # noqa: E402
-from sim.replay import recording_stream, replay  # noqa: E402
-from sim.run import load_any  # noqa: E402
-from sim.scoring import score  # noqa: E402
-from sim.sources import list_available  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _variant(profile, **heel):

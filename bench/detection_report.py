@@ -25,21 +25,19 @@ import argparse
 import itertools
 import random
 import re
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from fescontrol.profile import load_profile, profile_from_dict
+from fescontrol.sim.replay import replay
+from fescontrol.sim.run import load_any, score_recordings
+from fescontrol.sim.scoring import format_table, pooled, score
+from fescontrol.sim.sources import list_available
+from fescontrol.sim.synthetic import SCENARIOS
 
-from fescontrol.profile import load_profile, profile_from_dict  # noqa: E402
-from sim.replay import replay  # noqa: E402
-from sim.run import load_any, score_recordings  # noqa: E402
-from sim.scoring import format_table, pooled, score  # noqa: E402
-from sim.sources import list_available  # noqa: E402
-from sim.synthetic import SCENARIOS  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 CONFIGS = ROOT / "configs"
 GROUPS = {

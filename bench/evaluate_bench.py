@@ -22,13 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from fescontrol.profile import bundled_profile_path, load_profile
+from fescontrol.sim.engine import dask_client
+from fescontrol.sim.evaluate import RecordingItem, evaluate
+from fescontrol.sim.sources import list_available, shared_gait_data_dir
 
-from fescontrol.profile import bundled_profile_path, load_profile  # noqa: E402
-from sim.engine import dask_client  # noqa: E402
-from sim.evaluate import RecordingItem, evaluate  # noqa: E402
-from sim.sources import list_available, shared_gait_data_dir  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def gaitpdb_names() -> list[str]:
@@ -37,8 +36,8 @@ def gaitpdb_names() -> list[str]:
 
 def make_csv_walks(folder: Path, n_walks: int) -> list[RecordingItem]:
     """The first ``n_walks`` gaitpdb walks, both feet, as generic CSV files in ``folder``."""
-    from sim.run import load_any
-    from sim.sources.csv_recording import write_csv_recording
+    from fescontrol.sim.run import load_any
+    from fescontrol.sim.sources.csv_recording import write_csv_recording
     items = []
     for name in gaitpdb_names()[:n_walks]:
         for side in ("left", "right"):
@@ -70,7 +69,7 @@ def measure_evaluate(items: list[RecordingItem], workers: int, repeats: int = 2)
 
 def measure_sequential(items: list[RecordingItem]) -> dict:
     """Baseline in the same run: the same feet one after another in this process, no Dask."""
-    from sim.evaluate import evaluate_foot
+    from fescontrol.sim.evaluate import evaluate_foot
     profile = load_profile(bundled_profile_path("default"))
     for it in items[:4]:
         evaluate_foot(it.source, it.side, None, profile)
@@ -83,7 +82,7 @@ def measure_sequential(items: list[RecordingItem]) -> dict:
 
 
 def measure_sweep(points: int, workers: int = 2, block: int | None = None) -> dict:
-    from sim.sweep import sweep
+    from fescontrol.sim.sweep import sweep
     names = gaitpdb_names()
     items = [RecordingItem(n, s) for n in names for s in ("left", "right")]
     base = load_profile(bundled_profile_path("default"))

@@ -30,13 +30,13 @@ import time
 
 import numpy as np
 
-from drivers import sciencemode2 as sm
-from drivers.sensor_protocol import FRAME_LEN
+from fescontrol.drivers import sciencemode2 as sm
+from fescontrol.drivers.sensor_protocol import FRAME_LEN
 from fescontrol import realtime
 from fescontrol.controller import Controller
 from fescontrol.profile import Realtime, bundled_profile_path, load_profile, profile_from_dict
 from fescontrol.runner import open_sensor, open_stimulator
-from sim.replay import recording_stream
+from fescontrol.sim.replay import recording_stream
 
 RATE_HZ = 1000.0
 FIRST_TS_US = 1_000_000
@@ -73,7 +73,7 @@ def _child_rt(rt: bool) -> None:
 
 
 def _sensor_process(frames_bytes: bytes, n: int, conn, start_evt, rt: bool) -> None:
-    from sim.pty_sensor import frames_sensor
+    from fescontrol.sim.pty_sensor import frames_sensor
     _child_rt(rt)  # before the writer thread starts: threads inherit the policy
     frames = np.frombuffer(frames_bytes, dtype=np.uint8).reshape(n, -1)
     sensor = frames_sensor(frames, RATE_HZ, keep_times=True)
@@ -88,7 +88,7 @@ def _sensor_process(frames_bytes: bytes, n: int, conn, start_evt, rt: bool) -> N
 
 
 def _emulator_process(conn, rt: bool) -> None:
-    from sim.rehastim2 import RehaStim2Emulator
+    from fescontrol.sim.rehastim2 import RehaStim2Emulator
     _child_rt(rt)
     with RehaStim2Emulator(tick_s=0.002) as emu:
         conn.send(emu.port)
@@ -100,7 +100,7 @@ def _emulator_process(conn, rt: bool) -> None:
 def _reader_process(conn, n: int, rt: bool) -> None:
     """The relay's far end: reads a raw pty as the emulator does (select, read) and records
     the monotonic time (ns) at which each whole frame had arrived."""
-    from sim.pty_sensor import open_raw_pty
+    from fescontrol.sim.pty_sensor import open_raw_pty
     _child_rt(rt)
     master, slave, port = open_raw_pty()
     conn.send(port)
@@ -127,7 +127,7 @@ def _reader_process(conn, n: int, rt: bool) -> None:
 def walking_frames(duration_s: float):
     """``duration_s`` of the bundled PhysioNet walk at 1 kHz, repeated with continuous
     sequence numbers and timestamps."""
-    from sim.sources import load_recording
+    from fescontrol.sim.sources import load_recording
     rec = load_recording("physionet:GaCo01", side="left").resampled(RATE_HZ)
     n = int(duration_s * RATE_HZ)
     frames, _ = recording_stream(rec)

@@ -15,17 +15,14 @@ import multiprocessing as mp
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script by bench/run.py
+from fescontrol import realtime
+from fescontrol.controller import Controller
+from fescontrol.runner import DEVICE_EVENT_HISTORY, open_sensor, open_stimulator
 
-from fescontrol import realtime  # noqa: E402
-from fescontrol.controller import Controller  # noqa: E402
-from fescontrol.runner import DEVICE_EVENT_HISTORY, open_sensor, open_stimulator  # noqa: E402
-
-from latency import FIRST_TS_US, RATE_HZ, _emulator_process, bench_profile  # noqa: E402 (bench dir)
+from latency import FIRST_TS_US, RATE_HZ, _emulator_process, bench_profile
 
 
 def _rss_kb() -> int:
@@ -38,9 +35,9 @@ def _rss_kb() -> int:
 
 def _fast_sensor_process(seconds: float, conn) -> None:
     """Write ``seconds`` of walking at 1 kHz to a pty as fast as the reader takes it."""
-    from sim.pty_sensor import open_raw_pty
-    from sim.replay import recording_stream
-    from sim.sources import load_recording
+    from fescontrol.sim.pty_sensor import open_raw_pty
+    from fescontrol.sim.replay import recording_stream
+    from fescontrol.sim.sources import load_recording
     rec = load_recording("physionet:GaCo01", side="left").resampled(RATE_HZ)
     n_total = int(seconds * RATE_HZ)
     parts, made = [], 0

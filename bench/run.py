@@ -18,13 +18,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import evaluate_bench  # noqa: E402
-import latency  # noqa: E402
-import throughput  # noqa: E402
-from load import CpuHog  # noqa: E402
+import evaluate_bench
+import latency
+import throughput
+from load import CpuHog
 
 
 def _round(d):

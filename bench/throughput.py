@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from drivers import sensor_protocol as sp
+from fescontrol.drivers import sensor_protocol as sp
 from fescontrol.controller import Controller
 from fescontrol.profile import bundled_profile_path, load_profile
 
@@ -19,7 +19,7 @@ def recorded_heel_stream(min_samples: int, rate_hz: float | None = None) -> tupl
     """A real heel-force recording (bundled PhysioNet walk, 100 Hz; resampled to ``rate_hz``
     when given), repeated to ``min_samples`` with continuous sequence numbers and timestamps.
     Returns (bytes, n, description)."""
-    from sim.sources import load_recording
+    from fescontrol.sim.sources import load_recording
     rec = load_recording("physionet:GaCo01", side="left")
     if rate_hz is not None:
         rec = rec.resampled(rate_hz)

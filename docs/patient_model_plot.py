@@ -17,10 +17,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from fescontrol.profile import bundled_profile_path, load_profile
-from sim.patient.closed_loop import closed_loop_replay
-from sim.patient.params import BUNDLED_POPULATIONS, draw_population, load_population_spec
-from sim.patient.swing import swings_of
-from sim.sources import load_recording
+from fescontrol.sim.patient.closed_loop import closed_loop_replay
+from fescontrol.sim.patient.params import BUNDLED_POPULATIONS, draw_population, load_population_spec
+from fescontrol.sim.patient.swing import swings_of
+from fescontrol.sim.sources import load_recording
 
 GRID = np.linspace(0.0, 1.0, 101)
 

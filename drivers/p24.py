@@ -33,8 +33,8 @@ import logging
 import time
 from typing import Any, Mapping
 
-from drivers import sciencemode4 as sm4
-from drivers.stimulator import (
+from . import sciencemode4 as sm4
+from .stimulator import (
     Stimulator,
     StimulatorError,
     StimulatorInitError,

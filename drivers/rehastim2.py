@@ -20,8 +20,8 @@ import logging
 import time
 from typing import Any, Mapping
 
-from drivers import sciencemode2 as sm
-from drivers.stimulator import (
+from . import sciencemode2 as sm
+from .stimulator import (
     StimulatorError,
     StimulatorInitError,
     StimulatorTimeoutError,

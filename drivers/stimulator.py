@@ -549,8 +549,8 @@ def _result_name(result: int) -> str:
 
 #: built-in backends: name -> (module, class); imported only when chosen
 BACKENDS: dict[str, tuple[str, str]] = {
-    "rehastim2": ("drivers.rehastim2", "RehaStim2"),
-    "p24": ("drivers.p24", "P24"),
+    "rehastim2": ("fescontrol.drivers.rehastim2", "RehaStim2"),
+    "p24": ("fescontrol.drivers.p24", "P24"),
 }
 ENTRY_POINT_GROUP = "fescontrol.stimulators"
 

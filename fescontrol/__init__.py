@@ -7,7 +7,7 @@ Layout: ``profile`` (validated settings) · ``limits`` (hard caps) · ``kernel``
 (event-level ``transitions`` machine) · ``supervisor`` (the one gate to the
 stimulator) · ``controller`` (ties them together) · ``cli`` (``fes``).
 """
-from .kernel import COMPILED, DEFAULT_IMPLEMENTATION
+from fescontrol.kernel import COMPILED, DEFAULT_IMPLEMENTATION
 
 __version__ = "0.1.0"
 __all__ = ["__version__", "COMPILED", "DEFAULT_IMPLEMENTATION", "DISCLAIMER"]

@@ -32,10 +32,10 @@ import time
 
 import numpy as np
 
-from drivers import sensor_protocol as sp
+from fescontrol.drivers import sensor_protocol as sp
 
-from .codes import Event, Fault, Phase, Ret
-from .profile import CutoffMode, Profile, TriggerMode
+from fescontrol.codes import Event, Fault, Phase, Ret
+from fescontrol.profile import CutoffMode, Profile, TriggerMode
 
 # stride (detection) states
 STRIDE_IDLE, STRIDE_ACTIVE, STRIDE_LOCKOUT = 0, 1, 2

@@ -5,10 +5,10 @@ before/after figures on the same walk and accepts it or not (``fes calibrate``).
 
 How it works (full text: docs/orthotist.md):
 
-* The walk is a :class:`sim.recording.Recording` (a bundled or file recording, a synthetic
+* The walk is a :class:`fescontrol.sim.recording.Recording` (a bundled or file recording, a synthetic
   scenario, or one recorded from the sensor port through the real control loop, see
   :func:`record_walk`). It is encoded once into sensor frames and every candidate profile is
-  replayed through the device's own controller (:func:`sim.replay.replay`; the compiled kernel
+  replayed through the device's own controller (:func:`fescontrol.sim.replay.replay`; the compiled kernel
   when it is built: ~20–50 ms for 2 minutes of 100 Hz data).
 * Candidates are built from the current profile by changing one detector parameter at a time
   over a small grid (:data:`AXES`; coordinate ascent, at most ``passes`` rounds). Every
@@ -20,7 +20,7 @@ How it works (full text: docs/orthotist.md):
 
   - **reference** (the recording has reference toe-off/heel-strike events):
     ``(timely + 0.5 × untimely − false_onsets) / reference_swings`` with the rules of
-    :mod:`sim.scoring` (timely: onset −300…+20 ms from toe-off).
+    :mod:`fescontrol.sim.scoring` (timely: onset −300…+20 ms from toe-off).
   - **structure** (no reference events): the gait's own structure. The stride period
     ``T`` comes from the autocorrelation of the trigger signal during walking (found by its
     moving standard deviation). A detected onset is *regular* when another onset lies
@@ -48,7 +48,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .profile import Profile, ProfileError, TriggerMode, profile_from_dict
+from fescontrol.profile import Profile, ProfileError, TriggerMode, profile_from_dict
 
 #: Raw sensor frames as they came off the port (docs/protocol.md), one file per walk.
 WALK_FILE_SUFFIX = ".fesraw"
@@ -142,14 +142,14 @@ MIN_ACTIVITY = {"heel": 20.0, "tilt": 20.0}   # N, deg/s: below this nothing wal
 
 # ----------------------------------------------------------------------------- walks
 def recording_from_frames(data: bytes, *, name: str = "device", side: str = "left"):
-    """A :class:`sim.recording.Recording` from raw sensor bytes (wire frames).
+    """A :class:`fescontrol.sim.recording.Recording` from raw sensor bytes (wire frames).
 
     Frames are placed by their sequence number; lost frames become invalid samples
     (interpolated). The rate is the median frame interval of the sensor clock. The
     recording has no reference events (calibration then uses the structure objective).
     """
-    from drivers import sensor_protocol as sp
-    from sim.recording import SOURCES, Recording
+    from fescontrol.drivers import sensor_protocol as sp
+    from fescontrol.sim.recording import SOURCES, Recording
 
     parser = sp.FrameParser()
     frames = parser.feed(bytes(data))
@@ -199,9 +199,9 @@ def load_walk(name_or_path: str, side: str | None = None):
     if text.endswith(WALK_FILE_SUFFIX):
         return recording_from_frames(Path(text).read_bytes(), name=Path(text).stem, side=side or "left")
     if text.startswith("synthetic:"):
-        from sim.synthetic import named_scenario
+        from fescontrol.sim.synthetic import named_scenario
         return named_scenario(text.split(":", 1)[1], side=side or "left")
-    from sim.sources import load_recording
+    from fescontrol.sim.sources import load_recording
     return load_recording(text, side=side)
 
 
@@ -220,9 +220,9 @@ def record_walk(port: str, seconds: float, profile: Profile, *, save_to: str | N
     walk is detected live with the current profile while the raw frames are kept. Returns ``(recording, raw_bytes,
     live_events)``; with ``save_to`` the raw frames are written there (``.fesraw``).
     """
-    from .controller import Controller
-    from .runner import open_sensor
-    from .sensor_tee import SensorTee
+    from fescontrol.controller import Controller
+    from fescontrol.runner import open_sensor
+    from fescontrol.sensor_tee import SensorTee
 
     link = open_sensor(port, baudrate)
     raw = bytearray()
@@ -278,7 +278,7 @@ def gait_structure(recording, mode: TriggerMode) -> GaitStructure:
     if use_heel:
         x, kind = np.asarray(recording.heel_n, float), "heel"
     else:
-        from sim.recording import pitch_rate_dps
+        from fescontrol.sim.recording import pitch_rate_dps
         x, kind = np.asarray(pitch_rate_dps(recording), float), "tilt"
     rate = recording.rate_hz
     w = max(3, int(round(ACTIVITY_WINDOW_S * rate)))
@@ -434,7 +434,7 @@ def _walk_figures(recording, result, structure: GaitStructure, kind: str) -> Wal
     extra: dict[str, Any] = {}
     objective = structure_j
     if kind == "reference":
-        from sim.scoring import ScoringRules, score
+        from fescontrol.sim.scoring import ScoringRules, score
         rep = score(recording, result.bursts_s)
         lo_ms, hi_ms = ScoringRules().in_window_ms
         errs = np.asarray(rep.onset_errors_ms_all, float)
@@ -520,7 +520,7 @@ class Calibrator:
         self.axes = axes
 
     def fit(self, recording) -> "Calibrator":
-        from sim.replay import check_channels, recording_stream, replay
+        from fescontrol.sim.replay import check_channels, recording_stream, replay
         t_start = time.perf_counter()
         check_channels(recording, self.profile)
         kind = self.objective

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from . import DISCLAIMER, __version__
-from .cli_errors import FesGroup
-from .cli_types import BAUD, DURATION, RATE_HZ, FiniteFloat, speed_type
-from .kernel import COMPILED, DEFAULT_IMPLEMENTATION
-from .profile import (Profile, ProfileError, bundled_profile_path, load_profile,
+from fescontrol import DISCLAIMER, __version__
+from fescontrol.cli_errors import FesGroup
+from fescontrol.cli_types import BAUD, DURATION, RATE_HZ, FiniteFloat, speed_type
+from fescontrol.kernel import COMPILED, DEFAULT_IMPLEMENTATION
+from fescontrol.profile import (Profile, ProfileError, bundled_profile_path, load_profile,
                       profile_to_yaml)
 
 
@@ -83,7 +83,7 @@ def config_show(name_or_file: str) -> None:
 def diagram(out: str | None) -> None:
     """Draw the gait state machine into OUT (.png/.svg/... via graphviz when present, else DOT
     text next to it); without OUT, print the DOT text."""
-    from .gait_machine import write_diagram
+    from fescontrol.gait_machine import write_diagram
     if out:
         folder = Path(out).parent
         if not folder.is_dir():
@@ -112,7 +112,7 @@ def run(sensor: str, stim: str, profile_path: str | None, duration: float | None
         allow_pure_python: bool, sensor_baud: int, rt: bool) -> None:
     """Run the device: sensor in, supervised stimulation out. Ctrl-C or SIGTERM stops
     stimulation first (zero current, then Stop), then exits."""
-    from .runner import run_device
+    from fescontrol.runner import run_device
     profile = _load(profile_path)
     if DEFAULT_IMPLEMENTATION != "cython" and not allow_pure_python:
         click.echo("refusing to run on the pure-Python kernel (the Cython extension is not built); "
@@ -126,7 +126,7 @@ def run(sensor: str, stim: str, profile_path: str | None, duration: float | None
 def _list_faults(ctx: click.Context, _param, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
-    from sim.faults import fault_table
+    from fescontrol.sim.faults import fault_table
     click.echo(fault_table())
     ctx.exit(0)
 
@@ -134,7 +134,7 @@ def _list_faults(ctx: click.Context, _param, value: bool) -> None:
 def _list_recordings(ctx: click.Context, _param, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
-    from sim.run import recordings_listing
+    from fescontrol.sim.run import recordings_listing
     click.echo(recordings_listing())
     ctx.exit(0)
 
@@ -174,7 +174,7 @@ def sim_command(recording: str, side: str, profile_path: str | None, faults: tup
                 realtime: bool, speed: float, rate_hz: float | None, json_out: str | None,
                 plot_out: str | None, window, kernel: str, patient_model: str | None) -> None:
     """Simulated walk: replay a real (or synthetic) recording through the device and score it."""
-    from sim.run import run_simulation
+    from fescontrol.sim.run import run_simulation
     if speed != 1.0 and not realtime:
         raise click.BadParameter("works only with --realtime (the batch replay runs as fast as it goes)",
                                  param_hint="--speed")
@@ -185,7 +185,7 @@ def sim_command(recording: str, side: str, profile_path: str | None, faults: tup
 
 
 #: emulated stimulators: name -> module with a ``main(argv)`` taking ``--pty``
-EMULATORS = {"rehastim2": "sim.rehastim2", "p24": "sim.p24"}
+EMULATORS = {"rehastim2": "fescontrol.sim.rehastim2", "p24": "fescontrol.sim.p24"}
 
 
 @main.command("emulator")

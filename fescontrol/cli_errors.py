@@ -35,19 +35,19 @@ def user_error_types() -> tuple[type[BaseException], ...]:
 
     Imported lazily so that ``fes --version`` stays fast.
     """
-    from drivers.stimulator import StimulatorInitError
-    from sim.faults import FaultError
-    from sim.patient.params import PatientModelError
-    from sim.recording import RecordingError
+    from fescontrol.drivers.stimulator import StimulatorInitError
+    from fescontrol.sim.faults import FaultError
+    from fescontrol.sim.patient.params import PatientModelError
+    from fescontrol.sim.recording import RecordingError
 
-    from .calibration import CalibrationError
-    from .live.session import LiveError
-    from .modes import ModeError, ReplayError
-    from .profile import ProfileError
-    from .profile_store import StoreError
-    from .report import ReportError
-    from .runner import PortError
-    from .session_log import SessionLogError
+    from fescontrol.calibration import CalibrationError
+    from fescontrol.live.session import LiveError
+    from fescontrol.modes import ModeError, ReplayError
+    from fescontrol.profile import ProfileError
+    from fescontrol.profile_store import StoreError
+    from fescontrol.report import ReportError
+    from fescontrol.runner import PortError
+    from fescontrol.session_log import SessionLogError
     return (ProfileError, RecordingError, FaultError, PortError, StimulatorInitError, SessionLogError,
             StoreError, CalibrationError, ReportError, LiveError, ModeError, ReplayError,
             PatientModelError, UnicodeDecodeError, OSError)

@@ -1,6 +1,6 @@
 """``fes recording convert``, ``fes evaluate`` and ``fes sweep``: bring your own recordings,
 judge a profile on a cohort, tune a profile over a parameter grid (docs/recordings.md,
-docs/scoring.md). The engines live in :mod:`sim.evaluate` and :mod:`sim.sweep`."""
+docs/scoring.md). The engines live in :mod:`fescontrol.sim.evaluate` and :mod:`fescontrol.sim.sweep`."""
 from __future__ import annotations
 
 import sys
@@ -22,7 +22,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def _warn_pure_python(kernels) -> None:
     """Workers on another machine may lack the compiled kernel: same figures, far slower."""
-    from .kernel import COMPILED
+    from fescontrol.kernel import COMPILED
     if COMPILED and "python" in kernels:
         click.echo("warning: some workers ran the pure-Python kernel (the Cython extension is not built "
                    "there; run `make install` on those machines): figures are identical, speed is not", err=True)
@@ -41,8 +41,8 @@ def recording_group() -> None:
 def convert_command(source: str, out: str, side: str | None) -> None:
     """Write SOURCE (bundled name, file of any supported format, or synthetic:NAME) as a
     generic CSV recording OUT.csv plus its OUT.events.csv sidecar (docs/recordings.md)."""
-    from sim.run import load_any
-    from sim.sources.csv_recording import write_csv_recording
+    from fescontrol.sim.run import load_any
+    from fescontrol.sim.sources.csv_recording import write_csv_recording
     if not out.endswith(".csv"):
         _fail(f"{out}: the output name must end in .csv (the events go to the .events.csv next to it)")
     warnings.showwarning = _show_warning
@@ -56,7 +56,7 @@ def convert_command(source: str, out: str, side: str | None) -> None:
 
 
 def _load_default_side(source: str):
-    from sim.sources import load_recording
+    from fescontrol.sim.sources import load_recording
     return load_recording(source)
 
 
@@ -64,7 +64,7 @@ def _profile_arg(value: str | None):
     """--profile: a YAML file or a bundled profile name; None stays None (default per recording)."""
     from pathlib import Path
 
-    from .profile import ProfileError, bundled_profile_path, load_profile
+    from fescontrol.profile import ProfileError, bundled_profile_path, load_profile
     if value is None:
         return None
     try:
@@ -101,8 +101,8 @@ def evaluate_command(recordings, profile_path, side, json_out, html_out, schedul
     import json
     from pathlib import Path
 
-    from sim.engine import EngineError
-    from sim.evaluate import RecordingSetError, evaluate, expand_recordings, format_report, write_html
+    from fescontrol.sim.engine import EngineError
+    from fescontrol.sim.evaluate import RecordingSetError, evaluate, expand_recordings, format_report, write_html
     warnings.showwarning = _show_warning
     profile = _profile_arg(profile_path)
     try:
@@ -163,11 +163,11 @@ def sweep_command(recordings, profile_path, params, samples, sampler, seed, obje
     import json
     from pathlib import Path
 
-    from sim.engine import EngineError
-    from sim.evaluate import RecordingSetError, expand_recordings
-    from sim.sweep import ParamSpec, SweepError, format_sweep, plot_pareto, sweep
+    from fescontrol.sim.engine import EngineError
+    from fescontrol.sim.evaluate import RecordingSetError, expand_recordings
+    from fescontrol.sim.sweep import ParamSpec, SweepError, format_sweep, plot_pareto, sweep
 
-    from .profile import profile_to_yaml
+    from fescontrol.profile import profile_to_yaml
     warnings.showwarning = _show_warning
     base = _profile_arg(profile_path)
     try:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import click
 
-from .cli_types import DURATION, START_TIME, TCP_PORT, speed_type
-from .profile import Profile, ProfileError, load_profile, profile_to_yaml
+from fescontrol.cli_types import DURATION, START_TIME, TCP_PORT, speed_type
+from fescontrol.profile import Profile, ProfileError, load_profile, profile_to_yaml
 
 STORE_HELP = "profile store folder (versions and history per patient)"
 DEFAULT_STORE = "profiles"
@@ -21,14 +21,14 @@ DEFAULT_STORE = "profiles"
 
 def _fail(message: str, code: int = 2) -> None:
     """Refuse: ``fes: MESSAGE`` on standard error, exit status ``code`` (see fescontrol/cli_errors.py)."""
-    from .cli_errors import UserFacingError
+    from fescontrol.cli_errors import UserFacingError
     err = UserFacingError(message)
     err.exit_code = code
     raise err
 
 
 def _profile_for(path: str | None, recording=None) -> Profile:
-    from .profile import bundled_profile_path, default_profile_for
+    from fescontrol.profile import bundled_profile_path, default_profile_for
     try:
         if path:
             return load_profile(path)
@@ -40,7 +40,7 @@ def _profile_for(path: str | None, recording=None) -> Profile:
 
 
 def _walk(recording: str, side: str | None):
-    from .calibration import CalibrationError, load_walk
+    from fescontrol.calibration import CalibrationError, load_walk
     try:
         return load_walk(recording, side)
     except (FileNotFoundError, ValueError, CalibrationError) as err:
@@ -48,7 +48,7 @@ def _walk(recording: str, side: str | None):
 
 
 def _store(path: str):
-    from .profile_store import ProfileStore
+    from fescontrol.profile_store import ProfileStore
     return ProfileStore(path)
 
 
@@ -97,9 +97,9 @@ def calibrate_command(sensor, recording, profile_path, side, seconds, save_walk,
     profile version only when accepted (prompt, or --yes). Every candidate is validated
     against the hard caps.
     """
-    from .calibration import (CalibrationError, Calibrator, calibration_json, plot_before_after,
+    from fescontrol.calibration import (CalibrationError, Calibrator, calibration_json, plot_before_after,
                               record_walk)
-    from .profile_store import StoreError
+    from fescontrol.profile_store import StoreError
     if bool(sensor) == bool(recording):
         _fail("give exactly one of --sensor PORT or --recording PATH")
     profile = _profile_for(profile_path)
@@ -193,8 +193,8 @@ def profile_group() -> None:
 @click.option("--store", default=DEFAULT_STORE, show_default=True, help=STORE_HELP)
 def profile_save(file, by, note, patient, store) -> None:
     """Validate FILE and store it as the patient's next version (refused changes are never stored)."""
-    from .profile import read_profile_data
-    from .profile_store import StoreError
+    from fescontrol.profile import read_profile_data
+    from fescontrol.profile_store import StoreError
     st = _store(store)
     try:
         data = read_profile_data(file)
@@ -213,7 +213,7 @@ def profile_save(file, by, note, patient, store) -> None:
 @click.option("--store", default=DEFAULT_STORE, show_default=True, help=STORE_HELP)
 def profile_history(patient_arg, patient, store) -> None:
     """Who changed what, when and why: of PATIENT, or of every patient in the store."""
-    from .profile_store import StoreError, format_history
+    from fescontrol.profile_store import StoreError, format_history
     if patient_arg and patient and patient_arg != patient:
         _fail(f"two patients given: {patient_arg!r} and --patient {patient!r}; give one")
     patient = patient_arg or patient
@@ -240,7 +240,7 @@ def profile_history(patient_arg, patient, store) -> None:
 @click.option("--store", default=DEFAULT_STORE, show_default=True, help=STORE_HELP)
 def profile_diff(a, b, patient, store) -> None:
     """Differences A → B. A and B: version N (with --patient), PATIENT@N, PATIENT or a YAML file."""
-    from .profile_store import StoreError, diff_profiles, format_changes
+    from fescontrol.profile_store import StoreError, diff_profiles, format_changes
     st = _store(store)
     pid = patient or _patient(st, None, required=False)
     try:
@@ -261,7 +261,7 @@ def profile_diff(a, b, patient, store) -> None:
 def profile_rollback(args, by, note, patient, store) -> None:
     """Make VERSION of PATIENT current again, as a new version (the history is never rewritten).
     PATIENT may be left out when --patient is given or the store holds one patient."""
-    from .profile_store import StoreError
+    from fescontrol.profile_store import StoreError
     if len(args) not in (1, 2):
         raise click.UsageError(f"give [PATIENT] VERSION, e.g. `fes profile rollback anna 2`; got {len(args)} "
                                f"argument(s)")
@@ -292,7 +292,7 @@ def profile_rollback(args, by, note, patient, store) -> None:
 @click.option("--store", default=DEFAULT_STORE, show_default=True, help=STORE_HELP)
 def profile_show(ref, patient, store) -> None:
     """Print a stored version as YAML (REF: N, PATIENT@N or PATIENT)."""
-    from .profile_store import StoreError
+    from fescontrol.profile_store import StoreError
     st = _store(store)
     try:
         _, prof = st.resolve(ref, patient or _patient(st, None, required=False))
@@ -331,8 +331,8 @@ def live_command(sensor, recording, side, profile_path, port, host, allow_remote
     import time
     from contextlib import ExitStack
 
-    from .live import LiveError, LiveSession, port_source, recording_source
-    from .live.server import LiveServer, LiveServerError, bind_address
+    from fescontrol.live import LiveError, LiveSession, port_source, recording_source
+    from fescontrol.live.server import LiveServer, LiveServerError, bind_address
     try:
         bind_address(host, allow_remote)
     except LiveServerError as err:
@@ -342,7 +342,7 @@ def live_command(sensor, recording, side, profile_path, port, host, allow_remote
     rec = _walk(recording, side) if recording else None
     profile = _profile_for(profile_path, rec)
     if rec is not None:
-        from sim.replay import check_channels
+        from fescontrol.sim.replay import check_channels
         try:
             check_channels(rec, profile)
             open_fd, close = recording_source(rec, start_s=start_s, speed=speed)
@@ -355,9 +355,9 @@ def live_command(sensor, recording, side, profile_path, port, host, allow_remote
     with ExitStack() as stack:
         stimulator = None
         if stim:
-            from .runner import open_stimulator
+            from fescontrol.runner import open_stimulator
             if stim == "emulator":
-                from sim.rehastim2 import RehaStim2Emulator
+                from fescontrol.sim.rehastim2 import RehaStim2Emulator
                 emulator = RehaStim2Emulator()
                 emulator.start()
                 stack.callback(emulator.stop)
@@ -415,7 +415,7 @@ def report_command(session_id, db_path, recording, side, profile_path, out_dir, 
                    kernel) -> None:
     """HTML report (+ PNG figures) of a logged SESSION (a number or 'last') or of a walk
     (--recording): steps, cadence, stimulation, onset timing per step, faults, changes."""
-    from .report import ReportError, history_changes, write_report, write_session_report
+    from fescontrol.report import ReportError, history_changes, write_report, write_session_report
     if bool(session_id) == bool(recording):
         _fail("give a SESSION (number or 'last', see `fes log list`) or --recording PATH")
     st = _store(store)
@@ -423,7 +423,7 @@ def report_command(session_id, db_path, recording, side, profile_path, out_dir, 
         if profile_path:
             _fail("--profile is for --recording; a session is reported with the profile it ran with")
         try:
-            from .report import session_source
+            from fescontrol.report import session_source
             src_profile = session_source(session_id, db_path)["profile"]
             pid = patient or src_profile.patient_id
             changes = history_changes(st, pid) if pid and pid in st.patients() else []

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import click
 
-from .cli_types import BAUD, DURATION, speed_type
-from .session_log import DB_ENV, SessionLog, SessionLogError, default_db_path
+from fescontrol.cli_types import BAUD, DURATION, speed_type
+from fescontrol.session_log import DB_ENV, SessionLog, SessionLogError, default_db_path
 
 EXIT_OK, EXIT_FAULT, EXIT_USAGE = 0, 1, 2
 TEST_BURST_MS_MAX = 3000  # = fescontrol.limits.TEST_BURST_MS_MAX (checked by a test; limits is not imported
@@ -67,7 +67,7 @@ def _session_options(f):
 
 def _fail(message: str, code: int = EXIT_USAGE):
     """Refuse: ``fes: MESSAGE`` on standard error, exit status ``code`` (see fescontrol/cli_errors.py)."""
-    from .cli_errors import UserFacingError
+    from fescontrol.cli_errors import UserFacingError
     err = UserFacingError(message)
     err.exit_code = code
     raise err
@@ -75,7 +75,7 @@ def _fail(message: str, code: int = EXIT_USAGE):
 
 def _check_test_burst(profile, burst_ms: int) -> None:
     """Refuse a test burst the profile cannot give before anything is opened or logged."""
-    from .modes import ModeError, test_burst_envelope
+    from fescontrol.modes import ModeError, test_burst_envelope
     try:
         test_burst_envelope(profile, burst_ms, int(round(1e6 / profile.device.sample_rate_hz)))
     except ModeError as err:
@@ -85,9 +85,9 @@ def _check_test_burst(profile, burst_ms: int) -> None:
 def _start_session(first: str | None, *, sensor, stim, profile_path, sim_recording, side, speed, faults, duration,
                    db_path, log_frames, no_ui, kernel, allow_pure_python, sensor_baud, verbose=False,
                    test_burst_ms=1000, exit_when_done=False, force_headless=False) -> int:
-    from .kernel import DEFAULT_IMPLEMENTATION
-    from .patient_ui import LiveSession, SimulatedDevices, run_with_ui
-    from .profile import ProfileError, bundled_profile_path, default_profile_for, load_profile
+    from fescontrol.kernel import DEFAULT_IMPLEMENTATION
+    from fescontrol.patient_ui import LiveSession, SimulatedDevices, run_with_ui
+    from fescontrol.profile import ProfileError, bundled_profile_path, default_profile_for, load_profile
 
     if sim_recording is None and sensor is None:
         _fail("give --sensor PORT (and --stim PORT|emulator), or --sim RECORDING for the simulator")
@@ -96,8 +96,8 @@ def _start_session(first: str | None, *, sensor, stim, profile_path, sim_recordi
     sim = None
     try:
         if sim_recording is not None:
-            from sim.replay import check_channels
-            from sim.run import load_any
+            from fescontrol.sim.replay import check_channels
+            from fescontrol.sim.run import load_any
             rec = load_any(sim_recording, side)
             profile = load_profile(profile_path or default_profile_for(rec.has_heel, rec.has_imu))
             check_channels(rec, profile)
@@ -135,7 +135,7 @@ def _start_session(first: str | None, *, sensor, stim, profile_path, sim_recordi
     except OSError as err:
         _fail(f"cannot open a port: {err}")
     except Exception as err:
-        from drivers.stimulator import StimulatorError
+        from fescontrol.drivers.stimulator import StimulatorError
         if isinstance(err, StimulatorError):
             _fail(f"stimulator: {err}")
         raise
@@ -273,9 +273,9 @@ def register(main: click.Group) -> None:
     def replay(session: str, db_path: str | None, profile_path: str | None, kernel: str) -> None:
         """Re-run a session logged with --log-frames through a fresh controller and compare the
         per-sample output current with the log, bit for bit. Exit 0 when identical."""
-        from .modes import ReplayError, replay_from_log
-        from .profile import ProfileError, load_profile
-        from .session_log import profile_hash
+        from fescontrol.modes import ReplayError, replay_from_log
+        from fescontrol.profile import ProfileError, load_profile
+        from fescontrol.session_log import profile_hash
         with _open_log(db_path) as slog:
             sid = _session_id(slog, session)
             row = slog.session(sid)
@@ -309,7 +309,7 @@ def register(main: click.Group) -> None:
 # ----- helpers -----------------------------------------------------------------------------------
 
 def _open_log(db_path: str | None) -> SessionLog:
-    from .session_log import read_only_reason
+    from fescontrol.session_log import read_only_reason
     path = _db(db_path)
     try:
         return SessionLog(path, create=False)

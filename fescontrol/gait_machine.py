@@ -40,7 +40,7 @@ from typing import Protocol
 
 from transitions import Machine, MachineError
 
-from .codes import Event, Fault, Phase
+from fescontrol.codes import Event, Fault, Phase
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 
-from ._kernel_py import PyKernel
+from fescontrol._kernel_py import PyKernel
 
 try:
-    from ._kernel import CyKernel
+    from fescontrol._kernel import CyKernel
 except ImportError as _err:  # no compiler, or built without Cython
     CyKernel = None
     _IMPORT_ERROR: ImportError | None = _err

@@ -35,12 +35,12 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 from transitions import MachineError
 
-from drivers import sensor_protocol as sp
+from fescontrol.drivers import sensor_protocol as sp
 
-from . import limits
-from .codes import FAULT_TEXT, Fault
-from .gait_machine import GaitState
-from .profile import PatientBounds, Profile, Training
+from fescontrol import limits
+from fescontrol.codes import FAULT_TEXT, Fault
+from fescontrol.gait_machine import GaitState
+from fescontrol.profile import PatientBounds, Profile, Training
 
 S = GaitState
 
@@ -677,7 +677,7 @@ def replay_session(profile: Profile, raw: bytes, commands: Iterable[dict], *, im
     which the next command took effect (a frame needs FRAME_LEN bytes, and after ``process``
     returns nothing the parser holds less than one frame).
     """
-    from .controller import Controller, TraceCollector
+    from fescontrol.controller import Controller, TraceCollector
 
     controller = Controller(profile, implementation=implementation, trace_capacity=4096)
     collector = TraceCollector()
@@ -764,8 +764,8 @@ def compare_outputs(logged_t: np.ndarray, logged_ma: np.ndarray, t_us: np.ndarra
 def replay_from_log(session_log, session_id: int, profile: Profile | None = None,
                     implementation: str = "auto") -> tuple[ReplayOutcome, ReplayComparison, Profile]:
     """Replay a logged session (it must have been logged with its raw frames) and compare."""
-    from .profile import profile_from_dict
-    from .session_log import SessionLogError
+    from fescontrol.profile import profile_from_dict
+    from fescontrol.session_log import SessionLogError
     import json
     row = session_log.session(session_id)
     if not row["frames_logged"]:

@@ -31,15 +31,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-from drivers import sensor_protocol as sp
+from fescontrol.drivers import sensor_protocol as sp
 
-from .codes import Fault
-from .controller import Controller
-from .modes import (BurstRecord, FaultEntry, IntensityChange, IntensityRefused, Mode, ModeChange, ModeError,
+from fescontrol.codes import Fault
+from fescontrol.controller import Controller
+from fescontrol.modes import (BurstRecord, FaultEntry, IntensityChange, IntensityRefused, Mode, ModeChange, ModeError,
                     Note, PatientModes, restore_intensity)
-from .profile import Profile
-from .sensor_tee import SensorTee
-from .session_log import LogWriter, SampleBatch, SessionLog, patient_key
+from fescontrol.profile import Profile
+from fescontrol.sensor_tee import SensorTee
+from fescontrol.session_log import LogWriter, SampleBatch, SessionLog, patient_key
 
 # ----- what a patient reads about a fault -------------------------------------------------------
 
@@ -147,7 +147,7 @@ class SimulatedDevices:
     ``activity`` "walk" sends the recording (its first ``seconds`` when given) followed by
     a few seconds of standing; "seated" sends a seated stream as long as ``seconds`` with
     the recording's channels and rate (training and test bursts). ``faults`` are
-    ``sim.faults`` specs (``NAME@T``): sensor faults change the stream, stimulator faults
+    ``fescontrol.sim.faults`` specs (``NAME@T``): sensor faults change the stream, stimulator faults
     act on the emulator at T.
     """
 
@@ -156,9 +156,9 @@ class SimulatedDevices:
     def __init__(self, recording, *, side: str = "left", activity: str = "walk",
                  seconds: float | None = None, speed: float = 1.0, faults=(), emulator: bool = True,
                  name: str | None = None):
-        from sim.faults import apply_sensor_faults, parse_fault
+        from fescontrol.sim.faults import apply_sensor_faults, parse_fault
         if isinstance(recording, str):
-            from sim.run import load_any
+            from fescontrol.sim.run import load_any
             name = name or recording
             recording = load_any(recording, side)
         self.recording = rec = recording
@@ -168,7 +168,7 @@ class SimulatedDevices:
             raise ValueError(f"speed {speed!r}: allowed a finite number > 0 (1 = real time)")
         specs = [parse_fault(f) for f in faults]
         if activity == "walk":
-            from sim.replay import recording_stream
+            from fescontrol.sim.replay import recording_stream
             frames, _ = recording_stream(rec)
             if seconds is not None:
                 frames = frames[:max(1, int(seconds * rec.rate_hz))]
@@ -185,12 +185,12 @@ class SimulatedDevices:
         self.main_end_s = n_main / rec.rate_hz
         chunks, times_s, unplug_s = apply_sensor_faults(frames, rec.rate_hz, [f for f in specs if f.is_sensor])
         self._times_s = times_s
-        from sim.pty_sensor import PtySensor
+        from fescontrol.sim.pty_sensor import PtySensor
         self.sensor = PtySensor(chunks, times_s, speed=self.speed, unplug_s=unplug_s)
         self._stim_faults = [f for f in specs if not f.is_sensor]
         self.emulator = None
         if emulator:
-            from sim.rehastim2 import RehaStim2Emulator
+            from fescontrol.sim.rehastim2 import RehaStim2Emulator
             self.emulator = RehaStim2Emulator()
         self._timers: list[threading.Timer] = []
 
@@ -331,7 +331,7 @@ class LiveSession:
         return self
 
     def _open(self) -> None:
-        from .runner import DEVICE_EVENT_HISTORY, open_sensor, open_stimulator
+        from fescontrol.runner import DEVICE_EVENT_HISTORY, open_sensor, open_stimulator
         stack = self._stack
         slog = SessionLog(self.db_path)
         stack.callback(self._close_log_if_unowned, slog)
@@ -346,7 +346,7 @@ class LiveSession:
             if stim_port is None or stim_port == "emulator":
                 stim_port = self.sim.stim_port
         elif stim_port == "emulator":
-            from sim.rehastim2 import RehaStim2Emulator
+            from fescontrol.sim.rehastim2 import RehaStim2Emulator
             emulator = RehaStim2Emulator()
             emulator.start()
             stack.callback(emulator.stop)

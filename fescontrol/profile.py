@@ -10,8 +10,11 @@ problem naming the file, the field path, the value and the allowed range.
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
 import enum
 import re
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,8 +23,8 @@ import yaml
 from pydantic import (AllowInfNan, BaseModel, ConfigDict, Field, Strict, StrictBool, ValidationError,
                       field_validator, model_validator)
 
-from . import limits
-from .profile_yaml import YamlRefused, parse_profile_text, read_profile_file
+from fescontrol import limits
+from fescontrol.profile_yaml import YamlRefused, parse_profile_text, read_profile_file
 
 PROFILE_SCHEMA_VERSION = 1
 
@@ -529,13 +532,24 @@ def profile_to_yaml(profile: Profile) -> str:
 
 
 def bundled_profile_path(name: str = "default") -> Path:
-    """Path of a profile shipped in the ``configs`` package (``default``, ``pace_heel``, …)."""
-    import configs
-    path = Path(configs.__file__).parent / f"{name}.yaml"
-    if not path.exists():
-        raise ProfileError(name, [f"no bundled profile {name!r}; known: "
-                                  + ", ".join(sorted(p.stem for p in path.parent.glob('*.yaml')))])
-    return path
+    """Path of a profile shipped in ``fescontrol.configs`` (``default``, ``pace_heel``, …).
+
+    Read through :func:`importlib.resources.files`, so it holds for an editable install (the
+    repo's ``configs/``) and a wheel alike; a package that is not on the file system (a zip)
+    is extracted once per process. Raises :class:`ProfileError` for an unknown name.
+    """
+    root = resources.files("fescontrol.configs")
+    entry = root / f"{name}.yaml"
+    if not entry.is_file():
+        known = sorted(e.name[:-5] for e in root.iterdir() if e.name.endswith(".yaml"))
+        raise ProfileError(name, [f"no bundled profile {name!r}; known: " + ", ".join(known)])
+    if isinstance(entry, Path):
+        return entry
+    return _BUNDLED_FILES.enter_context(resources.as_file(entry))
+
+
+_BUNDLED_FILES = contextlib.ExitStack()  # extracted bundled profiles live until the process ends
+atexit.register(_BUNDLED_FILES.close)
 
 
 def default_profile_for(has_heel: bool, has_imu: bool) -> Path:

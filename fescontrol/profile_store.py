@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .calibration import Change, profile_changes
-from .profile import Profile, ProfileError, profile_from_dict, profile_to_yaml, read_profile_data
+from fescontrol.calibration import Change, profile_changes
+from fescontrol.profile import Profile, ProfileError, profile_from_dict, profile_to_yaml, read_profile_data
 
 HISTORY_FILE = "history.jsonl"
 ACTIONS = ("save", "calibration", "live", "rollback")
@@ -149,7 +149,7 @@ class ProfileStore:
         """A version reference → (label, profile): ``N`` (with ``patient_id``), ``PATIENT@N``,
         ``PATIENT`` (latest) or the path of a YAML file."""
         if os.path.sep in ref or ref.endswith((".yaml", ".yml")):
-            from .profile import load_profile
+            from fescontrol.profile import load_profile
             return ref, load_profile(ref)
         if "@" in ref:
             pid, _, num = ref.rpartition("@")

@@ -13,7 +13,7 @@ controller (with a progress bar on long replays) and writes ``DIR/report.html`` 
   burst length, heel strike → end of stimulation;
 * faults with their reasons and sensor times;
 * parameter changes: the patient's profile history when a store is given;
-* for recordings with reference events, the detection figures of :mod:`sim.scoring`.
+* for recordings with reference events, the detection figures of :mod:`fescontrol.sim.scoring`.
 
 ``fes report SESSION --out DIR`` does the same for a session of the session database
 (:mod:`fescontrol.session_log`, opened read-only: nothing is created, migrated or written):
@@ -32,8 +32,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import DISCLAIMER
-from .profile import Profile
+from fescontrol import DISCLAIMER
+from fescontrol.profile import Profile
 
 #: A replay of more frames than this shows a progress bar (about 10 minutes at 100 Hz).
 PROGRESS_MIN_FRAMES = 60_000
@@ -46,7 +46,7 @@ class ReportError(ValueError):
 
 def _open_session_log(db_path):
     """The session database, opened without creating or migrating anything (read-only use)."""
-    from .session_log import SessionLog, SessionLogError, default_db_path
+    from fescontrol.session_log import SessionLog, SessionLogError, default_db_path
     path = Path(db_path).expanduser() if db_path else default_db_path()
     try:
         return SessionLog(path, create=False, migrate=False)
@@ -59,8 +59,8 @@ def session_source(session_id: str | int, db_path: str | Path | None = None) -> 
     ``{"id", "row", "profile", "events", "bursts", "samples", "raw"}``. ``session_id`` is a
     number or ``last``. The database is only read. Raises :class:`ReportError` with what is
     wrong (no database, no such session)."""
-    from .profile import ProfileError, profile_from_dict
-    from .session_log import SessionLogError
+    from fescontrol.profile import ProfileError, profile_from_dict
+    from fescontrol.session_log import SessionLogError
     slog = _open_session_log(db_path)
     try:
         text = str(session_id)
@@ -93,14 +93,14 @@ def session_source(session_id: str | int, db_path: str | Path | None = None) -> 
 # ----------------------------------------------------------------------------- replay
 def replay_with_progress(recording, profile: Profile, *, implementation: str = "auto",
                          progress: bool | None = None, echo: Callable[[str], None] | None = None):
-    """:func:`sim.replay.replay` fed in chunks, with a tqdm bar on long recordings.
+    """:func:`fescontrol.sim.replay.replay` fed in chunks, with a tqdm bar on long recordings.
 
     ``progress`` None: a bar when the recording has more than PROGRESS_MIN_FRAMES frames
     (tqdm hides it when the output is not a terminal); True/False force it.
     """
-    from sim.replay import ReplayResult, bursts_from_trace, check_channels, recording_stream
+    from fescontrol.sim.replay import ReplayResult, bursts_from_trace, check_channels, recording_stream
 
-    from .controller import Controller, TraceCollector
+    from fescontrol.controller import Controller, TraceCollector
 
     check_channels(recording, profile)
     frames, _ = recording_stream(recording)
@@ -217,7 +217,7 @@ def step_rows(result) -> list[StepRow]:
 
 def analyse(recording, profile: Profile, result, *, changes: list[dict] | None = None) -> WalkReport:
     """The figures of one replay (no files written)."""
-    from .calibration import CalibrationError, gait_structure, has_reference
+    from fescontrol.calibration import CalibrationError, gait_structure, has_reference
     tr = result.trace
     dt = np.diff(tr["t_us"], append=tr["t_us"][-1:]) / 1e6 if len(tr["t_us"]) else np.zeros(0)
     on = tr["current_ma"] > 0
@@ -233,7 +233,7 @@ def analyse(recording, profile: Profile, result, *, changes: list[dict] | None =
     stride_med = float(np.median(steady)) if len(steady) else stride_s
     detection = None
     if has_reference(recording):
-        from sim.scoring import score
+        from fescontrol.sim.scoring import score
         rep = score(recording, result.bursts_s, faults=[f.text for f in result.faults])
         detection = {k: v for k, v in rep.to_dict().items() if not k.endswith("_all") and k != "false_onsets_s"}
         detection["false_onsets_s"] = list(rep.false_onsets_s)
@@ -297,7 +297,7 @@ def analyse_session(src: dict, *, changes: list[dict] | None = None) -> WalkRepo
                             None if hs is None else (b["end_us"] - hs) / 1e3, bool(b["cut_off"])))
     offs = np.array([r.heel_off_s for r in rows])
     gaps = np.diff(offs) if len(offs) > 1 else np.zeros(0)
-    from .calibration import STRIDE_MAX_S, STRIDE_MIN_S
+    from fescontrol.calibration import STRIDE_MAX_S, STRIDE_MIN_S
     steady = gaps[(gaps >= STRIDE_MIN_S) & (gaps <= STRIDE_MAX_S)]
     stride = float(np.median(steady)) if len(steady) else math.nan
     faults, cleared = [], {}
@@ -344,7 +344,7 @@ def write_session_report(session_id: str | int, out_dir: str | Path, *, db_path=
     signal = signal_label = None
     t_sig = None
     if src["raw"]:
-        from .calibration import CalibrationError, recording_from_frames
+        from fescontrol.calibration import CalibrationError, recording_from_frames
         try:
             rec = recording_from_frames(src["raw"], name=report.recording, side=report.side)
         except CalibrationError:
@@ -354,7 +354,7 @@ def write_session_report(session_id: str | int, out_dir: str | Path, *, db_path=
             if rec.has_heel and profile_uses_heel(report.trigger_mode):
                 signal, signal_label = rec.heel_n, "heel force (N)"
             elif rec.has_imu:
-                from sim.recording import pitch_rate_dps
+                from fescontrol.sim.recording import pitch_rate_dps
                 signal, signal_label = pitch_rate_dps(rec), "toe-up rate (deg/s)"
     t_cur, cur = src["samples"]
     figs = {}
@@ -447,7 +447,7 @@ def _plots(recording, result, report: WalkReport, out: Path) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sim.plot import plot_replay
+    from fescontrol.sim.plot import plot_replay
     figs = {}
     tr = result.trace
     t = tr["t_us"] / 1e6

@@ -16,9 +16,9 @@ from typing import Callable
 
 import serial
 
-from .controller import Controller
-from .profile import Profile
-from .realtime import RealtimeRefused, hardened_loop
+from fescontrol.controller import Controller
+from fescontrol.profile import Profile
+from fescontrol.realtime import RealtimeRefused, hardened_loop
 
 #: events a device session keeps in memory (the newest; listeners and the session log get all)
 DEVICE_EVENT_HISTORY = 1000
@@ -55,7 +55,7 @@ def open_sensor(port: str, baudrate: int = 921600) -> serial.SerialBase:
 
 def open_stimulator(profile: Profile, stim: str):
     """The stimulator named by ``stim``: PORT (profile's backend) or BACKEND:PORT."""
-    from drivers.stimulator import get_stimulator_class
+    from fescontrol.drivers.stimulator import get_stimulator_class
     backend, port = profile.device.stimulator, stim
     if ":" in stim and not stim.startswith(("/", "loop:", "spy:", "socket:", "rfc2217:")):
         backend, port = stim.split(":", 1)
@@ -71,7 +71,7 @@ STIM_HELP = "the stimulator's serial port (e.g. /dev/ttyUSB1), BACKEND:PORT, or 
 def open_checked(stimulator, stim: str) -> None:
     """Open ``stimulator``; a port that cannot be opened raises StimulatorInitError naming
     ``--stim`` and what it accepts."""
-    from drivers.stimulator import StimulatorInitError
+    from fescontrol.drivers.stimulator import StimulatorInitError
     try:
         stimulator.open()
     except StimulatorInitError as err:
@@ -99,14 +99,14 @@ def run_device(profile: Profile, sensor: str, stim: str, *, duration_s: float | 
     emulator = None
     with ExitStack() as stack:
         if stim in ("emulator", "rehastim2:emulator"):
-            from sim.rehastim2 import RehaStim2Emulator
+            from fescontrol.sim.rehastim2 import RehaStim2Emulator
             emulator = RehaStim2Emulator()
             emulator.start()
             stack.callback(emulator.stop)
             stim = "rehastim2:" + emulator.port
             echo(f"RehaStim2 emulator on {emulator.port}")
         elif stim == "p24:emulator":
-            from sim.p24 import P24Emulator
+            from fescontrol.sim.p24 import P24Emulator
             emulator = P24Emulator()
             emulator.start()
             stack.callback(emulator.stop)

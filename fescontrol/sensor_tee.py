@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Callable
 
-from .session_log import RawBytes
+from fescontrol.session_log import RawBytes
 
 
 class SensorTee:

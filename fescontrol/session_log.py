@@ -628,7 +628,7 @@ class SessionLog:
 
 
 def _software() -> str:
-    from . import __version__
+    from fescontrol import __version__
     return f"fescontrol {__version__}"
 
 
@@ -772,7 +772,7 @@ class LogWriter:
                 log.error("session log: reporting the failure failed", exc_info=False)
 
     def _drop(self, rec: Any) -> None:
-        from .modes import BurstRecord
+        from fescontrol.modes import BurstRecord
         self.dropped += 1
         self.dropped_steps += isinstance(rec, BurstRecord) and rec.kind == "step"
 
@@ -795,7 +795,7 @@ class LogWriter:
                 log.error("session log: the commit callback failed: %s", err)
 
     def _write(self, rec: Any) -> None:
-        from .modes import (BurstRecord, CommandRecord, FaultCleared, FaultEntry, IntensityChange,
+        from fescontrol.modes import (BurstRecord, CommandRecord, FaultCleared, FaultEntry, IntensityChange,
                             ModeChange, Note)
         sid, L, st = self.session_id, self.log, self.stats
         if isinstance(rec, BurstRecord):

@@ -25,9 +25,9 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from . import limits
-from .codes import FAULT_TEXT, Fault
-from .profile import Profile
+from fescontrol import limits
+from fescontrol.codes import FAULT_TEXT, Fault
+from fescontrol.profile import Profile
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class SafetySupervisor:
     """Checks and forwards outputs; latches faults; clears them only on request.
 
     ``kernel`` is the per-sample kernel (either twin), ``machine`` the gait
-    machine, ``stimulator`` a :class:`drivers.stimulator.Stimulator` or None
+    machine, ``stimulator`` a :class:`fescontrol.drivers.stimulator.Stimulator` or None
     (outputs are then only checked and recorded, as in a batch simulation).
     """
 
@@ -117,7 +117,7 @@ class SafetySupervisor:
         self.last_delivered_ma = current_ma
         if self.stimulator is not None:
             self._stopped = False
-            from drivers.stimulator import ChannelOutput, StimulatorError
+            from fescontrol.drivers.stimulator import ChannelOutput, StimulatorError
             try:
                 self.stimulator.set_output([ChannelOutput(self._channel, current_ma, self._pulse_width_us)])
             except StimulatorError as err:
@@ -136,7 +136,7 @@ class SafetySupervisor:
         ``service_due_in_us``)."""
         if self.stimulator is None:
             return
-        from drivers.stimulator import StimulationFault, StimulatorError
+        from fescontrol.drivers.stimulator import StimulationFault, StimulatorError
         try:
             self.stimulator.poll()
             if not self.kernel.fault:
@@ -202,7 +202,7 @@ class SafetySupervisor:
             if late > k.p.stale_us:
                 return (f"frames arrive {late} µs later than their timestamps say "
                         f"(allowed {k.p.stale_us} µs)")
-            from ._kernel_py import DRIFT_MAX_PERCENT, DRIFT_WINDOW_US
+            from fescontrol._kernel_py import DRIFT_MAX_PERCENT, DRIFT_WINDOW_US
             direction = "slow" if rate > 0 else "fast"
             return (f"sensor clock runs {direction}: {abs(rate)} µs per {DRIFT_WINDOW_US // 1000} ms of wall "
                     f"time (allowed {DRIFT_MAX_PERCENT} %)")

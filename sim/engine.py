@@ -3,7 +3,7 @@
 :func:`dask_client` yields a connected :class:`distributed.Client`:
 
 * ``scheduler`` (or ``$DASK_SCHEDULER_ADDRESS``), e.g. ``tcp://10.0.0.5:8786``: an existing
-  cluster (its workers must have fescontrol installed; they import ``sim.evaluate``);
+  cluster (its workers must have fescontrol installed; they import ``fescontrol.sim.evaluate``);
 * otherwise a :class:`distributed.LocalCluster` of worker *processes* (one per core, or
   ``workers``; one thread each, since the replay is CPU-bound Python + Cython), started here
   and closed when the ``with`` block ends.

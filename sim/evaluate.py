@@ -2,14 +2,14 @@
 
 Python API::
 
-    from sim.evaluate import expand_recordings, evaluate
+    from fescontrol.sim.evaluate import expand_recordings, evaluate
     items = expand_recordings(["walks/", "manifest.csv", "physionet:GaCo01"], side="both")
     result = evaluate(items, profile=None)          # a LocalCluster, one worker per core
     result.pooled["swing_recall"], result.rows[0]["recording"]
 
 Each (recording, foot) is replayed in batch mode through the device's own controller and
 scored exactly as ``fes sim`` does: :func:`evaluate_foot` builds the same row as
-``fes sim --json`` (:func:`sim.run.sim_report_row`), whatever the number of workers, and
+``fes sim --json`` (:func:`fescontrol.sim.run.sim_report_row`), whatever the number of workers, and
 the rows come back in the order of ``items``. With ``profile`` None every recording gets the
 bundled default for its channels, as ``fes sim`` without ``--profile``.
 
@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from sim.scoring import DetectionReport, pooled
+from .scoring import DetectionReport, pooled
 
 SIDE_CHOICES = ("left", "right", "both")
 MANIFEST_HEADER = ("path", "side", "subject")
@@ -91,8 +91,8 @@ def _read_manifest(path: Path, side: str) -> list[RecordingItem]:
 def _folder_recordings(folder: Path) -> list[Path]:
     """Recording files under ``folder`` (recursive), in sorted order. A folder's other files
     (events sidecars, READMEs, gaitmap stride lists, IPOL per-foot files) are left out."""
-    from sim.sources import recording_kind
-    from sim.sources.csv_recording import is_csv_recording
+    from .sources import recording_kind
+    from .sources.csv_recording import is_csv_recording
     found = []
     for p in sorted(folder.rglob("*")):
         name = p.name[:-3] if p.name.endswith(".gz") else p.name
@@ -122,7 +122,7 @@ def _feet(source: str, side: str, subject: str | None) -> list[RecordingItem]:
     sides = ("left", "right") if side == "both" else (side,)
     name = source[:-3] if source.endswith(".gz") else source
     if name.endswith(".csv") and Path(source).exists() and not Path(name).name.startswith("imu_"):
-        from sim.sources.csv_recording import csv_sides
+        from .sources.csv_recording import csv_sides
         try:
             own = csv_sides(source)
         except ValueError:
@@ -195,9 +195,9 @@ _RECORDING_CACHE_MAX = 600
 
 
 def load_cached(source: str, side: str):
-    """:func:`sim.run.load_any` with a per-process cache (a sweep replays each recording
+    """:func:`fescontrol.sim.run.load_any` with a per-process cache (a sweep replays each recording
     once per parameter block); keyed by path, foot, size and modification time."""
-    from sim.run import load_any
+    from .run import load_any
     try:
         st = os.stat(source)
         key = (os.path.abspath(source), side, st.st_size, st.st_mtime_ns)
@@ -219,10 +219,10 @@ def evaluate_foot(source: str, side: str, subject: str | None, profile=None,
     Expected problems (bad file, no such foot, profile/channel mismatch) come back as
     ``error``/``skipped``; anything else raises (a bug must not pass as a figure)."""
     from fescontrol.profile import ProfileError, default_profile_for, load_profile
-    from sim.replay import replay
-    from sim.run import delivered_summary, load_any, sim_report_row
-    from sim.scoring import score
-    from sim.sources.csv_recording import subject_of
+    from .replay import replay
+    from .run import delivered_summary, load_any, sim_report_row
+    from .scoring import score
+    from .sources.csv_recording import subject_of
     t0, c0 = time.perf_counter(), time.thread_time()
     out = FootResult(source, side, subject)
     try:
@@ -394,16 +394,16 @@ def evaluate(items: Sequence[RecordingItem], profile=None, *, scheduler: str | N
              workers: int | None = None, implementation: str = "auto", progress: bool | None = None,
              client=None) -> EvaluationResult:
     """Evaluate ``profile`` (a :class:`~fescontrol.profile.Profile`, or None for the bundled
-    default per recording) on ``items`` on a Dask cluster (see :mod:`sim.engine`); one task
+    default per recording) on ``items`` on a Dask cluster (see :mod:`fescontrol.sim.engine`); one task
     per recording file. Pass ``client`` to reuse a connected client."""
-    from sim.engine import describe, run_tasks
+    from .engine import describe, run_tasks
     groups: dict[str, list] = {}
     for it in items:
         groups.setdefault(it.source, []).append((it.source, it.side, it.subject))
     tasks = [(batch, profile, implementation) for batch in groups.values()]
     t0 = time.perf_counter()
     if client is None:
-        from sim.engine import dask_client
+        from .engine import dask_client
         with dask_client(scheduler, workers) as c:
             batches = run_tasks(c, evaluate_batch, tasks, desc="evaluate", progress=progress)
             engine = describe(c)
@@ -420,7 +420,7 @@ def evaluate(items: Sequence[RecordingItem], profile=None, *, scheduler: str | N
 # ------------------------------------------------------------------------ text and HTML
 def format_report(result: EvaluationResult) -> str:
     """Per-foot table with the pooled row, per-subject and worst-decile lines."""
-    from sim.scoring import format_table
+    from .scoring import format_table
     lines = []
     reps = [r.report for r in result.evaluated]
     if reps:

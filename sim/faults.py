@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drivers import sensor_protocol as sp
+from fescontrol.drivers import sensor_protocol as sp
 
 SENSOR_FAULTS = ("unplug", "garbage", "crc", "drop", "stuck-heel", "imu-saturation", "clock-jump")
 STIMULATOR_FAULTS = ("stim-no-ack", "stim-disconnect", "stim-error")

@@ -34,7 +34,7 @@ Every pulse train is recorded (``segments``) with ``time.monotonic()`` seconds, 
 when the command is received; ``pulses(t_from, t_to)`` expands them into single pulses
 with their points. One background thread; all state behind one lock.
 
-Standalone: ``python -m sim.p24 --pty`` (or ``fes emulator p24 --pty``) prints the port
+Standalone: ``python -m fescontrol.sim.p24 --pty`` (or ``fes emulator p24 --pty``) prints the port
 path, runs until SIGINT or SIGTERM, then prints a summary of the delivered pulse trains.
 """
 from __future__ import annotations
@@ -52,8 +52,8 @@ import tty
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from drivers import sciencemode4 as sm4
-from drivers.sciencemode4 import ChannelConfig, ChannelError, Command, Point, Result, StimStatus
+from fescontrol.drivers import sciencemode4 as sm4
+from fescontrol.drivers.sciencemode4 import ChannelConfig, ChannelError, Command, Point, Result, StimStatus
 
 log = logging.getLogger(__name__)
 
@@ -614,7 +614,7 @@ class P24Emulator:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sim.p24",
+    parser = argparse.ArgumentParser(prog="python -m fescontrol.sim.p24",
                                      description="Hasomed P24 ScienceMode4 emulator on a pseudo-terminal.")
     parser.add_argument("--pty", action="store_true", required=True,
                         help="create a pseudo-terminal and print its path (the only mode)")

@@ -10,9 +10,9 @@ import time
 
 from fescontrol.controller import Controller, TraceCollector
 from fescontrol.runner import open_sensor, open_stimulator
-from sim.pty_sensor import PtySensor
-from sim.rehastim2 import RehaStim2Emulator
-from sim.replay import ReplayResult
+from .pty_sensor import PtySensor
+from .rehastim2 import RehaStim2Emulator
+from .replay import ReplayResult
 
 STIM_FAULT_ACTIONS = {
     "stim-no-ack": lambda emu: setattr(emu, "ack_enabled", False),
@@ -86,7 +86,7 @@ def realtime_replay(recording, profile, chunks, times_s, unplug_s, stim_faults, 
         bursts = emulator_bursts(emulator, sensor.t0, profile.stimulation.channel)
     trace = collector.arrays() if collector.parts else {}
     if speed != 1.0 and trace:
-        from sim.replay import bursts_from_trace
+        from .replay import bursts_from_trace
         bursts = [(a - 1.0, b - 1.0) for a, b in bursts_from_trace(trace["t_us"], trace["current_ma"])]
     k = controller.kernel
     counters = {"frames": int(k.frames), "crc_errors": int(k.crc_errors), "garbage_bytes": int(k.garbage_bytes),

@@ -66,7 +66,7 @@ QUIET_SWING_MARGIN_S = 0.3
 
 
 class RecordingError(ValueError):
-    """A recording's content breaks the invariants documented in :mod:`sim.recording`."""
+    """A recording's content breaks the invariants documented in :mod:`fescontrol.sim.recording`."""
 
 
 Interval = tuple[float, float]

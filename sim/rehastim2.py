@@ -28,7 +28,7 @@ Delivered stimulation is recorded as pulse trains with ``time.monotonic()`` seco
 effect when the command is received (the real device adds 10-24 ms). All recorded state is
 guarded by one lock; the emulator runs one background thread.
 
-Standalone: ``python -m sim.rehastim2 --pty`` prints the port path, runs until SIGINT or
+Standalone: ``python -m fescontrol.sim.rehastim2 --pty`` prints the port path, runs until SIGINT or
 SIGTERM, then prints a summary of the delivered pulse trains.
 """
 from __future__ import annotations
@@ -46,7 +46,7 @@ import tty
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from drivers import sciencemode2 as sm
+from fescontrol.drivers import sciencemode2 as sm
 
 log = logging.getLogger(__name__)
 
@@ -537,7 +537,7 @@ class RehaStim2Emulator:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sim.rehastim2",
+    parser = argparse.ArgumentParser(prog="python -m fescontrol.sim.rehastim2",
                                      description="RehaStim2 ScienceMode2 emulator on a pseudo-terminal.")
     parser.add_argument("--pty", action="store_true", required=True,
                         help="create a pseudo-terminal and print its path (the only mode)")

@@ -1,6 +1,6 @@
 """Replay a gait recording through the device's own control path.
 
-A :class:`sim.recording.Recording` becomes a stream of sensor frames in our
+A :class:`fescontrol.sim.recording.Recording` becomes a stream of sensor frames in our
 wire protocol (docs/protocol.md) at the recording's rate, with absent channels
 flagged absent. :func:`replay` pushes the stream through a
 :class:`fescontrol.controller.Controller` (the same kernel, machine and
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from drivers import sensor_protocol as sp
+from fescontrol.drivers import sensor_protocol as sp
 from fescontrol.controller import Controller, LoggedEvent, TraceCollector
 from fescontrol.profile import Profile, ProfileError
 

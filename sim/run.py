@@ -16,10 +16,10 @@ from typing import Callable
 import numpy as np
 
 from fescontrol.profile import default_profile_for, load_profile
-from sim.faults import FaultError, apply_sensor_faults, parse_fault
-from sim.recording import RecordingError
-from sim.replay import ReplayResult, check_channels, recording_stream, replay
-from sim.scoring import format_table, score
+from .faults import FaultError, apply_sensor_faults, parse_fault
+from .recording import RecordingError
+from .replay import ReplayResult, check_channels, recording_stream, replay
+from .scoring import format_table, score
 
 
 class RecordingLoadError(RecordingError):
@@ -30,19 +30,19 @@ def load_any(recording: str, side: str):
     """A bundled/short name, a file path (any supported format, including the generic CSV of
     docs/recordings.md), or ``synthetic:<scenario>``.
 
-    Raises :class:`~sim.recording.RecordingError` (a file that is not a recording, an
+    Raises :class:`~fescontrol.sim.recording.RecordingError` (a file that is not a recording, an
     unknown scenario) or FileNotFoundError (no such name or file), each naming the
     recording and what is accepted.
     """
     try:
         if recording.startswith("synthetic:"):
-            from sim.synthetic import SCENARIOS, named_scenario
+            from .synthetic import SCENARIOS, named_scenario
             name = recording.split(":", 1)[1]
             if name not in SCENARIOS:
                 raise RecordingError(f"recording {recording!r}: unknown synthetic scenario; known: "
                                      + ", ".join(f"synthetic:{n}" for n in SCENARIOS))
             return named_scenario(name, side=side)
-        from sim.sources import load_recording
+        from .sources import load_recording
         return load_recording(recording, side=side)
     except RecordingError:
         raise
@@ -53,8 +53,8 @@ def load_any(recording: str, side: str):
 
 def recordings_listing() -> str:
     """What ``fes sim --list-recordings`` prints: bundled, shared and synthetic names."""
-    from sim.sources import ipol_data_dir, list_available, list_bundled, shared_gait_data_dir
-    from sim.synthetic import SCENARIOS
+    from .sources import ipol_data_dir, list_available, list_bundled, shared_gait_data_dir
+    from .synthetic import SCENARIOS
     bundled = list_bundled()
     shared = [n for n in list_available() if n not in bundled]
     lines = ["bundled (sim/data, licences in sim/data/README.md; each has a left and a right foot):"]
@@ -80,7 +80,7 @@ def recordings_listing() -> str:
 def score_recordings(profile, names, *, sides=("left", "right"), implementation: str = "auto",
                      echo: Callable[[str], None] | None = None) -> list:
     """Batch-replay each recording (each foot in ``sides``) with ``profile`` and score it:
-    one :class:`~sim.scoring.DetectionReport` per recording and foot. A foot the source
+    one :class:`~fescontrol.sim.scoring.DetectionReport` per recording and foot. A foot the source
     does not have is skipped (reported through ``echo`` when given)."""
     reports = []
     for name in names:
@@ -158,7 +158,7 @@ def run_simulation(recording: str, *, side: str = "left", profile_path: str | No
         population = _patient_population(rec, profile, patient_model, faults, realtime, implementation, echo)
         result = population[2][0].stimulated.replay
     elif realtime:
-        from sim.realtime import realtime_replay
+        from .realtime import realtime_replay
         result = realtime_replay(rec, profile, chunks, times_s, unplug_s, stim_faults, echo=echo, speed=speed)
     else:
         result = replay(rec, profile, implementation=implementation, stream=b"".join(chunks))
@@ -186,7 +186,7 @@ def run_simulation(recording: str, *, side: str = "left", profile_path: str | No
         Path(json_out).write_text(json.dumps(data, indent=2, default=float))
         echo(f"report: {json_out}")
     if plot_out and result.trace:
-        from sim.plot import DEFAULT_WINDOW_S, plot_replay
+        from .plot import DEFAULT_WINDOW_S, plot_replay
         Path(plot_out).parent.mkdir(parents=True, exist_ok=True)
         plot_replay(rec, result, plot_out, tuple(window) if window else None)
         echo(f"plot: {plot_out}" + ("" if window else f" ({DEFAULT_WINDOW_S:g} s of {rec.duration_s:.0f} s from the "
@@ -197,8 +197,8 @@ def run_simulation(recording: str, *, side: str = "left", profile_path: str | No
 def _patient_population(rec, profile, text, faults, realtime, implementation, echo):
     """Walk ``rec`` as the patients ``text`` names (sim/patient/report.py) and print their
     table; the top-level report is then the first patient's stimulated walk."""
-    from sim.patient.params import PatientModelError, parse_patient_model
-    from sim.patient.report import format_population, format_strides, run_population
+    from .patient.params import PatientModelError, parse_patient_model
+    from .patient.report import format_population, format_strides, run_population
     if faults or realtime:
         raise PatientModelError("--patient-model runs the batch closed loop: it does not combine with "
                                 "--fault or --realtime")
@@ -244,7 +244,7 @@ def _after_unplug(rec, profile, result, implementation, stream) -> ReplayResult:
         os.close(write_fd)
     controller.finish()
     trace = collector.arrays()
-    from sim.replay import bursts_from_trace
+    from .replay import bursts_from_trace
     bursts = [(a - 1.0, b - 1.0) for a, b in bursts_from_trace(trace["t_us"], trace["current_ma"])]
     return ReplayResult(trace, controller.events, list(controller.supervisor.faults), bursts, 1_000_000,
                         controller.implementation, result.counters)

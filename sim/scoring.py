@@ -22,7 +22,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from sim.recording import QUIET_KINDS, Recording, merge_intervals
+from .recording import QUIET_KINDS, Recording, merge_intervals
 
 Burst = tuple[float, float]
 

@@ -3,8 +3,8 @@
 Python API (what the detection work tunes with)::
 
     from fescontrol.profile import load_profile
-    from sim.evaluate import expand_recordings
-    from sim.sweep import ParamSpec, sweep
+    from fescontrol.sim.evaluate import expand_recordings
+    from fescontrol.sim.sweep import ParamSpec, sweep
     specs = [ParamSpec.parse("trigger.heel.off_fraction=0.01:0.05:0.005")]
     result = sweep(expand_recordings(["/data/gaitpdb"]), load_profile("configs/default.yaml"), specs,
                    cv_by="subject", folds=5)
@@ -15,10 +15,10 @@ Python API (what the detection work tunes with)::
   fixed ``seed`` (integer fields are rounded). Every point is validated by the profile model
   first; an invalid point is reported with the model's reasons and not run.
 * Tasks: one recording foot × a block of points, so a recording is loaded once per block and
-  each worker keeps the recordings it has seen (see :func:`sim.evaluate.load_cached`).
+  each worker keeps the recordings it has seen (see :func:`fescontrol.sim.evaluate.load_cached`).
   Results are pooled per point in recording order, so figures do not depend on the number
   of workers or the completion order.
-* Figures per point are those of :func:`sim.scoring.pooled` over all feet. The objective is
+* Figures per point are those of :func:`fescontrol.sim.scoring.pooled` over all feet. The objective is
   one of :data:`OBJECTIVES` (higher is better; ``false_onsets_per_min`` is minimised), with an
   optional ceiling on false onsets per minute.
 * ``cv_by="subject"``: subjects are split into ``folds`` folds (sorted subjects dealt round
@@ -39,8 +39,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from fescontrol.profile import Profile, ProfileError, _field_info, profile_from_dict
-from sim.evaluate import RecordingItem
-from sim.scoring import DetectionReport, pooled
+from .evaluate import RecordingItem
+from .scoring import DetectionReport, pooled
 
 #: objective name -> (figure, sign): the objective value is sign × figure (higher is better).
 OBJECTIVES = {"f1": ("swing_f1", 1.0), "recall": ("swing_recall", 1.0),
@@ -159,11 +159,11 @@ class PointScore:
 def sweep_task(source: str, side: str, profiles: Sequence[Profile], implementation: str = "auto") -> dict:
     """One task: replay one foot with each profile of a block and score it (runs on a worker).
     Returns ``{"subject", "kernel", "scores": [PointScore], "error"}``."""
-    from sim.evaluate import load_cached, quiet_worker_logs
+    from .evaluate import load_cached, quiet_worker_logs
     quiet_worker_logs()
-    from sim.replay import check_channels, recording_stream, replay
-    from sim.scoring import score
-    from sim.sources.csv_recording import subject_of
+    from .replay import check_channels, recording_stream, replay
+    from .scoring import score
+    from .sources.csv_recording import subject_of
     c0 = time.thread_time()
     try:
         rec = load_cached(source, side)
@@ -197,7 +197,7 @@ def _compact(rep: DetectionReport) -> DetectionReport:
 # ------------------------------------------------------------------------ figures
 def counts_of(reports: Sequence[DetectionReport], rules=None) -> dict:
     """Additive counts of a set of reports (see :data:`COUNT_KEYS`)."""
-    from sim.scoring import ScoringRules
+    from .scoring import ScoringRules
     lo, hi = (rules or ScoringRules()).in_window_ms
     c = dict.fromkeys(COUNT_KEYS, 0)
     c["scored_duration_s"] = 0.0
@@ -380,7 +380,7 @@ def sweep(items: Sequence[RecordingItem], base: Profile, specs: Sequence[ParamSp
           points: Sequence[dict] | None = None) -> SweepResult:
     """Run the sweep (module doc). ``points`` overrides the grid/sampling with explicit
     ``{path: value}`` dicts. Raises :class:`SweepError` for unusable settings."""
-    from sim.engine import dask_client, describe, run_tasks
+    from .engine import dask_client, describe, run_tasks
     if objective not in OBJECTIVES:
         raise SweepError(f"--objective {objective!r}; allowed: {', '.join(OBJECTIVES)}")
     if cv_by not in (None, "subject"):

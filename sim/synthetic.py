@@ -29,7 +29,7 @@ rotated into the pitched foot frame plus the swing's forward (min-jerk over the 
 length) and vertical (clearance, stair rise) acceleration. Events are exact (not on the
 sample grid): heel-off = heel force reaches 0, toe-off, heel strike = heel force leaves 0.
 
-Units: s, N, deg/s, m/s², m. Frame: the canonical IMU frame of :mod:`sim.recording`.
+Units: s, N, deg/s, m/s², m. Frame: the canonical IMU frame of :mod:`fescontrol.sim.recording`.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ from typing import Union
 
 import numpy as np
 
-from sim.recording import (GRAVITY_MS2, QUIET_SWING_MARGIN_S, Recording, quiet_without_swings)
+from .recording import (GRAVITY_MS2, QUIET_SWING_MARGIN_S, Recording, quiet_without_swings)
 
 PUSHOFF_FALL_S = 0.06      # dip returns to 0 this long after toe-off
 PUSHOFF_PEAK_BEFORE_S = 0.01

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from drivers import sensor_protocol as sp
+from fescontrol.drivers import sensor_protocol as sp
 from fescontrol.kernel import COMPILED
 from fescontrol.profile import bundled_profile_path, load_profile, profile_from_dict
 

@@ -16,9 +16,9 @@ from fescontrol.cli import main
 from fescontrol.profile import (TriggerMode, bundled_profile_path, default_profile_for, load_profile,
                                 profile_from_dict)
 from fescontrol.profile_store import ProfileStore
-from sim.replay import recording_stream, replay
-from sim.scoring import ScoringRules, score
-from sim.sources import list_bundled
+from fescontrol.sim.replay import recording_stream, replay
+from fescontrol.sim.scoring import ScoringRules, score
+from fescontrol.sim.sources import list_bundled
 
 
 #: One foot of every bundled recording for the reference test, the other foot for the
@@ -41,7 +41,7 @@ def _default_for(rec):
 
 
 def _reference_objective(rec, profile) -> tuple[float, object]:
-    """The reference objective recomputed from scratch: replay + sim.scoring, nothing shared."""
+    """The reference objective recomputed from scratch: replay + fescontrol.sim.scoring, nothing shared."""
     rep = score(rec, replay(rec, profile).bursts_s)
     lo, hi = ScoringRules().in_window_ms
     errs = np.asarray(rep.onset_errors_ms_all)
@@ -171,7 +171,7 @@ def test_raw_frames_become_a_recording():
 
 def test_record_walk_from_a_sensor_port_through_the_real_loop(tmp_path):
     """A walk recorded from a real pseudo-terminal (6× speed), saved raw and calibrated."""
-    from sim.pty_sensor import PtySensor
+    from fescontrol.sim.pty_sensor import PtySensor
     rec = load_walk("synthetic:walk")
     frames, _ = recording_stream(rec)
     part = frames[200:1400]                       # 12 s of walking
@@ -213,7 +213,7 @@ def test_cli_stores_only_what_the_orthotist_accepts(tmp_path):
 
 # ----------------------------------------------------------------------------- shared recordings
 def _shared_walks() -> list[str]:
-    from sim.sources import list_available
+    from fescontrol.sim.sources import list_available
     return [n for n in list_available() if n not in set(list_bundled())]
 
 
@@ -223,7 +223,7 @@ def _shared_walks() -> list[str]:
 def test_calibrated_profiles_score_at_least_as_well_as_the_defaults_on_every_shared_recording():
     """Both feet of every recording in ../shared/gait-data (physionet 8 subjects, gaitmap, IPOL
     46 trials): the calibrated profile scores at least as well as the default, rescored from
-    scratch with sim.scoring; pooled, it catches no fewer swings and adds no false onsets."""
+    scratch with fescontrol.sim.scoring; pooled, it catches no fewer swings and adds no false onsets."""
     names = list_bundled() + _shared_walks()
     pooled = {"before": [0, 0, 0.0, 0], "after": [0, 0, 0.0, 0]}     # detected, false, J × n, reference
     per_source: dict[str, list] = {}
@@ -394,7 +394,7 @@ def test_cli_structure_path_on_a_walk_without_reference_events(tmp_path):
 
 def test_cli_calibrate_from_a_sensor_pty(tmp_path):
     """`fes calibrate --sensor PTY`: the walk comes off a real pseudo-terminal (6× speed)."""
-    from sim.pty_sensor import PtySensor
+    from fescontrol.sim.pty_sensor import PtySensor
     rec = load_walk("synthetic:walk")
     frames, _ = recording_stream(rec)
     part = frames[200:1400]

@@ -145,14 +145,14 @@ def test_fes_debug_keeps_the_traceback_for_a_bug_report(bad_inputs, tmp_path):
 
 def test_a_bug_still_shows_its_traceback(monkeypatch):
     """Only the user-error types become one line: a programming error is not hidden."""
-    import sim.run
-    monkeypatch.setattr(sim.run, "run_simulation", lambda *a, **k: 1 / 0)
+    import fescontrol.sim.run
+    monkeypatch.setattr(fescontrol.sim.run, "run_simulation", lambda *a, **k: 1 / 0)
     res = CliRunner().invoke(main, ["sim", "--recording", "physionet:GaCo01"])
     assert isinstance(res.exception, ZeroDivisionError)
 
 
 def test_list_faults_names_every_fault_and_its_argument():
-    from sim.faults import FAULT_NAMES
+    from fescontrol.sim.faults import FAULT_NAMES
     res = CliRunner().invoke(main, ["sim", "--list-faults"])
     assert res.exit_code == 0, res.output
     for name in FAULT_NAMES:
@@ -164,7 +164,7 @@ def test_list_recordings_names_bundled_synthetic_and_where_ipol_comes_from(monke
     monkeypatch.setenv("FES_GAIT_DATA", str(tmp_path / "absent"))
     res = CliRunner().invoke(main, ["sim", "--list-recordings"])
     assert res.exit_code == 0, res.output
-    from sim.sources import list_bundled
+    from fescontrol.sim.sources import list_bundled
     for name in list_bundled():
         assert f"  {name}\n" in res.output
     assert "synthetic:walk" in res.output and "IPOL healthy-gait set (AGPL) is never bundled" in res.output

@@ -12,12 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fescontrol.cli import main
-from sim.recording import Recording
-from sim.replay import replay
-from sim.run import load_any
-from sim.scoring import score
-from sim.sources import load_recording
-from sim.sources.csv_recording import (CsvRecordingError, RecordingWarning, events_path_for,
+from fescontrol.sim.recording import Recording
+from fescontrol.sim.replay import replay
+from fescontrol.sim.run import load_any
+from fescontrol.sim.scoring import score
+from fescontrol.sim.sources import load_recording
+from fescontrol.sim.sources.csv_recording import (CsvRecordingError, RecordingWarning, events_path_for,
                                        load_csv_recording, write_csv_recording)
 
 
@@ -83,7 +83,7 @@ def test_unknown_columns_warned_once_naming_them(tmp_path):
     (lambda s: s.replace("heel_n", "heel_kg", 1), 1, "2 ('heel_kg')", "unknown unit suffix 'kg'"),
     (lambda s: s.replace("gyro_z_dps", "gz", 1), 1, "gyro_z_dps", "all six columns"),
 ])
-@pytest.mark.filterwarnings("ignore::sim.sources.csv_recording.RecordingWarning")
+@pytest.mark.filterwarnings("ignore::fescontrol.sim.sources.csv_recording.RecordingWarning")
 def test_bad_files_name_file_line_and_column(tmp_path, mutate, line, column, what):
     path = write(tmp_path / "bad.csv", mutate(_walk()))
     with pytest.raises(CsvRecordingError) as err:

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from fescontrol.profile import load_profile
-from sim.replay import recording_stream, replay
-from sim.run import load_any, score_recordings
-from sim.scoring import pooled
-from sim.sources import list_available, list_bundled
-from sim.synthetic import SCENARIOS
+from fescontrol.sim.replay import recording_stream, replay
+from fescontrol.sim.run import load_any, score_recordings
+from fescontrol.sim.scoring import pooled
+from fescontrol.sim.sources import list_available, list_bundled
+from fescontrol.sim.synthetic import SCENARIOS
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.sources import shared_gait_data_dir
+from fescontrol.sim.sources import shared_gait_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 DOCUMENTS = [REPO / "README.md"] + sorted((REPO / "docs").glob("*.md"))

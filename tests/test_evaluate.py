@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 from fescontrol.cli import main
-from sim.evaluate import RecordingSetError, expand_recordings
-from sim.run import load_any
-from sim.sources.csv_recording import write_csv_recording
+from fescontrol.sim.evaluate import RecordingSetError, expand_recordings
+from fescontrol.sim.run import load_any
+from fescontrol.sim.sources.csv_recording import write_csv_recording
 
 pytestmark = pytest.mark.timeout(240)
 

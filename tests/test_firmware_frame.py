@@ -1,7 +1,7 @@
 """Host conformance of the firmware's portable C against the Python protocol reference.
 
 firmware/src/fes_frame.c and sensor_unit.c (the sources the AVR build links) are compiled
-with the host compiler; their frames must be byte for byte what drivers.sensor_protocol
+with the host compiler; their frames must be byte for byte what fescontrol.drivers.sensor_protocol
 encodes, parse back through FrameParser unchanged, and be rejected when corrupted.
 Run with --hypothesis-show-statistics to see how many cases each property ran.
 """
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers import sensor_protocol as sp
+from fescontrol.drivers import sensor_protocol as sp
 from tests import firmware_host as fw
 
 U16 = st.integers(0, 0xFFFF)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers import sensor_protocol as sp
+from fescontrol.drivers import sensor_protocol as sp
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOL = ROOT / "firmware" / "tools" / "fsr_table.py"

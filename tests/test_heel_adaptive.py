@@ -76,9 +76,9 @@ def test_tilt_thresholds_follow_weak_push_offs(kernel_impl):
     """A walker whose push-off (-60 deg/s) and swing (90 deg/s) stay under the fixed tilt
     thresholds: found once the detector has learned its own peaks (cold start: fixed)."""
     from fescontrol.profile import load_profile
-    from sim.replay import replay
-    from sim.scoring import score
-    from sim.synthetic import GaitPattern, Stand, Walk, WeightShift, synthesize
+    from fescontrol.sim.replay import replay
+    from fescontrol.sim.scoring import score
+    from fescontrol.sim.synthetic import GaitPattern, Stand, Walk, WeightShift, synthesize
     weak = GaitPattern(swing_fraction=0.32, heel_off_lead_s=0.06, heel_peak_n=400, pushoff_dip_dps=-60,
                        swing_peak_dps=90, stride_length_m=0.8, clearance_m=0.04)
     rec = synthesize([Stand(3), Walk(40, 90, weak), WeightShift(10), Stand(3)], seed=1)

@@ -13,9 +13,9 @@ import pytest
 
 from fescontrol.controller import Controller, TraceCollector
 from fescontrol.profile import load_profile
-from sim.replay import bursts_from_trace, recording_stream
-from sim.scoring import score
-from sim.synthetic import Sit, Stand, Walk, synthesize
+from fescontrol.sim.replay import bursts_from_trace, recording_stream
+from fescontrol.sim.scoring import score
+from fescontrol.sim.synthetic import Sit, Stand, Walk, synthesize
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 WALK_S, SIT_S, TRANSITION_S = 10.0, 60.0, 1.0

@@ -40,7 +40,7 @@ def test_codes_match_the_compiled_enums():
         enum = getattr(codes, enum_name)
         for name, value in CODE_TABLE[enum_name].items():
             assert enum[name] == value, f"{enum_name}.{name}"
-    from drivers import sensor_protocol as sp
+    from fescontrol.drivers import sensor_protocol as sp
     from fescontrol import _kernel_py as kp
     const = CODE_TABLE["constants"]
     assert const["FRAME_LEN"] == sp.FRAME_LEN and const["PAYLOAD_LEN"] == sp.PAYLOAD_LEN

@@ -275,8 +275,8 @@ def test_cli_live_on_a_real_pty_sensor(walk):
     import subprocess
     import sys
 
-    from sim.pty_sensor import PtySensor
-    from sim.replay import recording_stream
+    from fescontrol.sim.pty_sensor import PtySensor
+    from fescontrol.sim.replay import recording_stream
     frames, _ = recording_stream(walk)
     part = frames[400:1900]                                  # 15 s of walking, sent in real time
     with PtySensor([f.tobytes() for f in part], np.arange(len(part)) / 100.0, speed=1.0) as sensor:

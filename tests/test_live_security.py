@@ -52,8 +52,8 @@ def profile():
 def _source(walk, *, start_s: float = 5.0, gap: bool = False):
     """``(open_fd, close)`` replaying ``walk`` in real time over a pty; with ``gap`` the sensor
     stops sending for ``GAP_S`` at ``GAP_AT_S``, so the real loop latches a stale-data fault."""
-    from sim.pty_sensor import PtySensor
-    from sim.replay import recording_stream
+    from fescontrol.sim.pty_sensor import PtySensor
+    from fescontrol.sim.replay import recording_stream
 
     from fescontrol.runner import open_sensor
     frames, idx = recording_stream(walk)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drivers import sensor_protocol as sp
+from fescontrol.drivers import sensor_protocol as sp
 from fescontrol.controller import Controller, TraceCollector
 from fescontrol.gait_machine import GaitState
 from fescontrol.modes import (BurstRecord, IntensityChange, IntensityControl, IntensityRefused, Mode, ModeChange,

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from drivers import sciencemode4 as sm4
-from drivers.p24 import P24
-from drivers.stimulator import (
+from fescontrol.drivers import sciencemode4 as sm4
+from fescontrol.drivers.p24 import P24
+from fescontrol.drivers.stimulator import (
     ChannelOutput,
     StimulationFault,
     StimulatorError,
@@ -18,7 +18,7 @@ from drivers.stimulator import (
     get_stimulator_class,
     known_stimulators,
 )
-from sim.p24 import WATCHDOG_TIMEOUT_S, P24Emulator
+from fescontrol.sim.p24 import WATCHDOG_TIMEOUT_S, P24Emulator
 
 pytestmark = pytest.mark.timeout(60)
 

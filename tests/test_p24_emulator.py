@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import serial
 
-from sim.p24 import WATCHDOG_TIMEOUT_S, P24Emulator
+from fescontrol.sim.p24 import WATCHDOG_TIMEOUT_S, P24Emulator
 
 pytestmark = pytest.mark.timeout(60)
 

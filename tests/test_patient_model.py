@@ -13,15 +13,15 @@ from hypothesis import strategies as st
 from fescontrol import limits
 from fescontrol.cli import main
 from fescontrol.profile import bundled_profile_path, load_profile
-from sim.patient.closed_loop import PatientSimulator, closed_loop_replay
-from sim.patient.model import FootPendulum, Muscle, recruitment
-from sim.patient.params import (BUNDLED_POPULATIONS, RANGED_FIELDS, PatientModelError, PatientParams,
+from fescontrol.sim.patient.closed_loop import PatientSimulator, closed_loop_replay
+from fescontrol.sim.patient.model import FootPendulum, Muscle, recruitment
+from fescontrol.sim.patient.params import (BUNDLED_POPULATIONS, RANGED_FIELDS, PatientModelError, PatientParams,
                                 draw_population, load_population_spec, parse_patient_model)
-from sim.replay import replay
-from sim.scoring import score
-from sim.sources import load_recording
-from sim.sources.ipol import ipol_data_dir
-from sim.synthetic import Stand, Walk, synthesize
+from fescontrol.sim.replay import replay
+from fescontrol.sim.scoring import score
+from fescontrol.sim.sources import load_recording
+from fescontrol.sim.sources.ipol import ipol_data_dir
+from fescontrol.sim.synthetic import Stand, Walk, synthesize
 
 pytestmark = pytest.mark.timeout(120)
 

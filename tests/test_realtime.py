@@ -178,7 +178,7 @@ def test_fes_run_rt_refuses_when_required_and_not_granted(tmp_path):
     data["device"]["realtime"] = {"required": True, "cpus": [1023], "fifo_priority": 0, "lock_memory": False}
     path = tmp_path / "rt.yaml"
     path.write_text(yaml.safe_dump(data))
-    from sim.pty_sensor import open_raw_pty
+    from fescontrol.sim.pty_sensor import open_raw_pty
     master, slave, port = open_raw_pty()
     try:
         out = subprocess.run([sys.executable, "-m", "fescontrol.cli", "run", "--rt", "--sensor", port,
@@ -205,9 +205,9 @@ def test_the_loop_keeps_nothing_per_call_with_the_collector_off():
 
     from fescontrol.controller import Controller
     from fescontrol.runner import open_sensor
-    from sim.pty_sensor import PtySensor
-    from sim.replay import recording_stream
-    from sim.synthetic import Stand, Walk, synthesize
+    from fescontrol.sim.pty_sensor import PtySensor
+    from fescontrol.sim.replay import recording_stream
+    from fescontrol.sim.synthetic import Stand, Walk, synthesize
 
     rec = synthesize([Stand(1.0), Walk(300.0, 110)], seed=5)
     frames, _ = recording_stream(rec)

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import serial
 
-from drivers import sciencemode2 as sm
-from drivers import stimulator as stim_mod
-from drivers.rehastim2 import RehaStim2
-from drivers.stimulator import (
+from fescontrol.drivers import sciencemode2 as sm
+from fescontrol.drivers import stimulator as stim_mod
+from fescontrol.drivers.rehastim2 import RehaStim2
+from fescontrol.drivers.stimulator import (
     ChannelOutput,
     StimulationFault,
     StimulatorError,
@@ -30,7 +30,7 @@ from drivers.stimulator import (
     get_stimulator_class,
     known_stimulators,
 )
-from sim.rehastim2 import RehaStim2Emulator
+from fescontrol.sim.rehastim2 import RehaStim2Emulator
 
 REPO = Path(__file__).resolve().parents[1]
 ACK_TIMEOUT_S = 0.1
@@ -472,7 +472,7 @@ def test_emulator_accepts_what_the_device_accepts():
 @pytest.mark.timeout(15)
 def test_standalone_emulator_process_prints_port_and_summary():
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "sim.rehastim2", "--pty"], cwd=REPO, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "fescontrol.sim.rehastim2", "--pty"], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         port = proc.stdout.readline().strip()
@@ -505,15 +505,15 @@ def test_registry_unknown_name_lists_known_ones():
 
 
 def test_registry_is_lazy():
-    code = ("import sys, drivers.stimulator as s; assert 'drivers.rehastim2' not in sys.modules; "
-            "s.get_stimulator_class('rehastim2'); assert 'drivers.rehastim2' in sys.modules")
+    code = ("import sys, fescontrol.drivers.stimulator as s; assert 'fescontrol.drivers.rehastim2' not in sys.modules; "
+            "s.get_stimulator_class('rehastim2'); assert 'fescontrol.drivers.rehastim2' in sys.modules")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
 def test_registry_merges_entry_points_but_builtins_win(monkeypatch):
     group = stim_mod.ENTRY_POINT_GROUP
     eps = importlib.metadata.EntryPoints([
-        importlib.metadata.EntryPoint("thirdparty", "drivers.rehastim2:RehaStim2", group),
+        importlib.metadata.EntryPoint("thirdparty", "fescontrol.drivers.rehastim2:RehaStim2", group),
         importlib.metadata.EntryPoint("rehastim2", "builtins:object", group),
         importlib.metadata.EntryPoint("notastim", "builtins:dict", group),
     ])

@@ -13,7 +13,7 @@ from fescontrol.cli import main
 from fescontrol.profile import bundled_profile_path, load_profile
 from fescontrol.profile_store import ProfileStore
 from fescontrol.report import ReportError, replay_with_progress, session_source, step_rows, write_report
-from sim.replay import replay
+from fescontrol.sim.replay import replay
 
 
 @pytest.fixture(scope="module")

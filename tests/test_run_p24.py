@@ -11,10 +11,10 @@ import time
 import pytest
 
 from fescontrol.profile import bundled_profile_path, load_profile
-from sim.p24 import WATCHDOG_TIMEOUT_S, P24Emulator
-from sim.pty_sensor import PtySensor
-from sim.replay import recording_stream
-from sim.synthetic import Stand, Walk, synthesize
+from fescontrol.sim.p24 import WATCHDOG_TIMEOUT_S, P24Emulator
+from fescontrol.sim.pty_sensor import PtySensor
+from fescontrol.sim.replay import recording_stream
+from fescontrol.sim.synthetic import Stand, Walk, synthesize
 
 PROFILE = bundled_profile_path("default")
 

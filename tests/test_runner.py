@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from sim.pty_sensor import PtySensor
-from sim.rehastim2 import RehaStim2Emulator
-from sim.replay import recording_stream
-from sim.synthetic import Stand, Walk, synthesize
+from fescontrol.sim.pty_sensor import PtySensor
+from fescontrol.sim.rehastim2 import RehaStim2Emulator
+from fescontrol.sim.replay import recording_stream
+from fescontrol.sim.synthetic import Stand, Walk, synthesize
 
 
 def walk_sensor(walk_s: float = 30.0) -> PtySensor:

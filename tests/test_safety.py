@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from drivers import sensor_protocol as sp
+from fescontrol.drivers import sensor_protocol as sp
 from fescontrol import limits
 from fescontrol.codes import Fault, Phase
 from fescontrol.controller import Controller

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drivers import sciencemode2 as sm
+from fescontrol.drivers import sciencemode2 as sm
 
 # The worked example of /work/shared/protocols/sciencemode2.md (channel 1, 300 µs, 20 mA, 40 Hz)
 WORKED = [

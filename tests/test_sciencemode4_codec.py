@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers import sciencemode4 as sm4
-from drivers.sciencemode4 import ChannelConfig, Command, ExtendedVersion, Packet, Point
+from fescontrol.drivers import sciencemode4 as sm4
+from fescontrol.drivers.sciencemode4 import ChannelConfig, Command, ExtendedVersion, Packet, Point
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from sim.recording import Recording
-from sim.scoring import DetectionReport, ScoringRules, format_table, pooled, score
+from fescontrol.sim.recording import Recording
+from fescontrol.sim.scoring import DetectionReport, ScoringRules, format_table, pooled, score
 
 SWINGS = [(2.0 + 1.2 * k, 2.45 + 1.2 * k) for k in range(10)]      # 2.0 .. 13.25 s
 REQUIRED_KEYS = ("swings_reference", "swings_detected", "swing_recall", "swing_precision",

@@ -5,7 +5,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers import sensor_protocol as sp
+from fescontrol.drivers import sensor_protocol as sp
 
 WORKED = bytes.fromhex("A5 5A 1C 01 01 01 00 10 27 00 00 03 14 03 14"
                        " 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 95 FD")

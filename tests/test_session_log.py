@@ -341,7 +341,7 @@ def _run_sim_walk_until_failure(tmp_path, default_profile, fill_after_steps: int
     """A real simulated walk (pty sensor, RehaStim2 emulator) whose database stops growing
     after ``fill_after_steps`` steps were committed."""
     from fescontrol.patient_ui import LiveSession, SimulatedDevices
-    from sim.run import load_any
+    from fescontrol.sim.run import load_any
     rec = load_any("physionet:GaCo01", "left")
     sim = SimulatedDevices(rec, name="physionet:GaCo01", side="left", activity="walk", seconds=16, speed=4)
     session = LiveSession(default_profile, db_path=tmp_path / "s.db", sim=sim, first="walk",

@@ -8,10 +8,10 @@ import pytest
 
 from fescontrol.codes import Fault
 from fescontrol.profile import bundled_profile_path, load_profile
-from sim.faults import apply_sensor_faults, parse_fault
-from sim.replay import recording_stream, replay
-from sim.sources import load_recording
-from sim.synthetic import Stand, Walk, synthesize
+from fescontrol.sim.faults import apply_sensor_faults, parse_fault
+from fescontrol.sim.replay import recording_stream, replay
+from fescontrol.sim.sources import load_recording
+from fescontrol.sim.synthetic import Stand, Walk, synthesize
 
 BATCH_FAULTS = [("drop@20:30", Fault.SEQUENCE_GAP), ("crc@20:10", Fault.LINK_ERRORS),
                 ("clock-jump@20", Fault.CLOCK_JUMP), ("stuck-heel@20", Fault.HEEL_STUCK),
@@ -56,7 +56,7 @@ def short_walk():
 
 
 def run_realtime(fault: str | None):
-    from sim.realtime import realtime_replay
+    from fescontrol.sim.realtime import realtime_replay
     rec = short_walk()
     profile = load_profile(bundled_profile_path("combined"))
     frames, _ = recording_stream(rec)
@@ -104,10 +104,10 @@ def test_realtime_walk_without_faults_matches_batch():
 def test_stimulator_error_cleared_by_a_person_then_stimulation_resumes():
     """Electrode error from the device: latched fault, zero output; after a person clears it
     the driver redoes the handshake and walking stimulation works again."""
-    from drivers.stimulator import get_stimulator_class
+    from fescontrol.drivers.stimulator import get_stimulator_class
     from fescontrol.controller import Controller
     from fescontrol.gait_machine import GaitState
-    from sim.rehastim2 import RehaStim2Emulator
+    from fescontrol.sim.rehastim2 import RehaStim2Emulator
     import time
 
     rec = synthesize([Stand(1), Walk(12, 110)], seed=4)

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim.recording import Recording, RecordingError, pitch_rate_dps
-from sim.sources import (BUNDLED_DIR, list_bundled, load_gaitmap, load_ipol, load_physionet,
+from fescontrol.sim.recording import Recording, RecordingError, pitch_rate_dps
+from fescontrol.sim.sources import (BUNDLED_DIR, list_bundled, load_gaitmap, load_ipol, load_physionet,
                          load_recording, resolve_name, shared_gait_data_dir)
-from sim.sources.ipol import available_trials, ipol_data_dir
+from fescontrol.sim.sources.ipol import available_trials, ipol_data_dir
 
 SIDES = ("left", "right")
 PHYSIONET = ["physionet:GaCo01", "physionet:JuCo01", "physionet:GaPt03", "physionet:SiPt02"]
@@ -116,7 +116,7 @@ def test_physionet_heel_and_events(physionet_recs, name, side) -> None:
 
 def test_physionet_contact_edges_exact(physionet_recs) -> None:
     rec = physionet_recs[("physionet:GaCo01", "left")]
-    from sim.sources.physionet import read_physionet
+    from fescontrol.sim.sources.physionet import read_physionet
     total = read_physionet(BUNDLED_DIR / "physionet_gaitpdb" / "GaCo01_01.txt.gz")[:, 17]
     to_i = np.round(rec.toe_off_s * 100).astype(int)
     hs_i = np.round(rec.heel_strike_s * 100).astype(int)

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 from fescontrol.cli import main
 from fescontrol.profile import bundled_profile_path, load_profile
-from sim.evaluate import RecordingItem, evaluate
-from sim.sweep import (ParamSpec, SweepError, assign_folds, grid_points, point_profile, sample_points,
+from fescontrol.sim.evaluate import RecordingItem, evaluate
+from fescontrol.sim.sweep import (ParamSpec, SweepError, assign_folds, grid_points, point_profile, sample_points,
                        sweep)
 
 pytestmark = pytest.mark.timeout(300)
@@ -101,9 +101,9 @@ def test_sweep_command_table_plot_and_out_only_when_asked(tmp_path):
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.floats(-5, 50), st.floats(0, 3)), max_size=30), st.floats(-5, 50), st.floats(0, 5))
 def test_coverage_shortcut_is_exact(bursts, a, length):
-    """The sweep-speed shortcut in sim.scoring._covered gives bit-identical coverage."""
-    from sim.recording import merge_intervals
-    from sim.scoring import _covered
+    """The sweep-speed shortcut in fescontrol.sim.scoring._covered gives bit-identical coverage."""
+    from fescontrol.sim.recording import merge_intervals
+    from fescontrol.sim.scoring import _covered
     union = merge_intervals([(p, p + d) for p, d in bursts])
     starts, ends = [p for p, _ in union], [q for _, q in union]
     assert _covered(a, a + length, union, starts, ends) == _covered(a, a + length, union)

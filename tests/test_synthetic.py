@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.recording import GRAVITY_MS2, pitch_rate_dps
-from sim.synthetic import (NO_NOISE, PATTERNS, GaitPattern, Noise, Sit, Stairs, Stand, Turn,
+from fescontrol.sim.recording import GRAVITY_MS2, pitch_rate_dps
+from fescontrol.sim.synthetic import (NO_NOISE, PATTERNS, GaitPattern, Noise, Sit, Stairs, Stand, Turn,
                            Walk, WeightShift, synthesize)
 
 SCENARIO = [Stand(3), Walk(12, 105), Turn(3), Walk(10, 95, "hemiparetic"), Sit(6),
@@ -153,7 +153,7 @@ def test_bad_scenarios_are_refused() -> None:
 
 
 def test_named_scenarios() -> None:
-    from sim.synthetic import SCENARIOS, named_scenario
+    from fescontrol.sim.synthetic import SCENARIOS, named_scenario
     for name in SCENARIOS:
         rec = named_scenario(name, side="right")
         assert rec.name == f"synthetic:{name}" and rec.side == "right"

@@ -26,16 +26,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drivers import sciencemode2 as sm
-from drivers import sensor_protocol as sp
-from drivers.rehastim2 import RehaStim2
-from drivers.stimulator import ChannelOutput, OutputInhibited
+from fescontrol.drivers import sciencemode2 as sm
+from fescontrol.drivers import sensor_protocol as sp
+from fescontrol.drivers.rehastim2 import RehaStim2
+from fescontrol.drivers.stimulator import ChannelOutput, OutputInhibited
 from fescontrol.codes import Fault
 from fescontrol.controller import Controller
 from fescontrol.runner import open_sensor, open_stimulator
-from sim.pty_sensor import PtySensor
-from sim.realtime import emulator_bursts
-from sim.rehastim2 import RehaStim2Emulator
+from fescontrol.sim.pty_sensor import PtySensor
+from fescontrol.sim.realtime import emulator_bursts
+from fescontrol.sim.rehastim2 import RehaStim2Emulator
 
 from .conftest import profile_with
 from .helpers import run_stream
@@ -320,13 +320,13 @@ def test_supervisor_inhibits_the_driver_on_every_latch(default_profile):
 SPY_SCRIPT = textwrap.dedent("""
     import json, sys, time
     import numpy as np
-    from drivers import sciencemode2 as sm
-    from drivers.rehastim2 import RehaStim2
+    from fescontrol.drivers import sciencemode2 as sm
+    from fescontrol.drivers.rehastim2 import RehaStim2
     from fescontrol.profile import bundled_profile_path, load_profile
-    from sim.faults import apply_sensor_faults, parse_fault
-    from sim.realtime import realtime_replay
-    from sim.replay import recording_stream
-    from sim.synthetic import Stand, Walk, synthesize
+    from fescontrol.sim.faults import apply_sensor_faults, parse_fault
+    from fescontrol.sim.realtime import realtime_replay
+    from fescontrol.sim.replay import recording_stream
+    from fescontrol.sim.synthetic import Stand, Walk, synthesize
 
     speed, fault = float(sys.argv[1]), sys.argv[2]
     writes = []

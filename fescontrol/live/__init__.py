@@ -4,7 +4,7 @@ NOT A CLEARED MEDICAL DEVICE. See docs/orthotist.md. ``fes live`` starts it.
 The session (control-loop side) is :mod:`fescontrol.live.session`; the web server
 (starlette + uvicorn, imported only when serving) is :mod:`fescontrol.live.server`.
 """
-from .session import (EDITABLE, LiveBuffer, LiveError, LiveSession, port_source,
+from fescontrol.live.session import (EDITABLE, LiveBuffer, LiveError, LiveSession, port_source,
                       recording_source)
 
 __all__ = ["EDITABLE", "LiveBuffer", "LiveError", "LiveSession", "port_source", "recording_source"]

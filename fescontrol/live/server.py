@@ -43,10 +43,10 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from .. import DISCLAIMER, limits
-from ..profile import Profile, _allowed, _field_info, field_bounds
-from .guard import HostPolicy, RequestGuard, SecurityHeaders, is_loopback, new_token
-from .session import EDITABLE, LiveError, LiveSession, person
+from fescontrol import DISCLAIMER, limits
+from fescontrol.profile import Profile, _allowed, _field_info, field_bounds
+from fescontrol.live.guard import HostPolicy, RequestGuard, SecurityHeaders, is_loopback, new_token
+from fescontrol.live.session import EDITABLE, LiveError, LiveSession, person
 
 STATIC_DIR = Path(__file__).parent / "static"
 PUSH_INTERVAL_S = 0.04          # 25 updates per second

@@ -4,7 +4,7 @@ NOT A CLEARED MEDICAL DEVICE.
 
 :class:`LiveSession` runs :meth:`fescontrol.controller.Controller.run` (the device's own
 real-time loop) on a sensor file descriptor — a real port, or a pseudo-terminal that
-replays a recording at real-time speed (:class:`sim.pty_sensor.PtySensor`). Between two
+replays a recording at real-time speed (:class:`fescontrol.sim.pty_sensor.PtySensor`). Between two
 returns of the kernel (at most ``WAKE_MS`` apart) the loop thread, and only it:
 
 * moves the new kernel trace into a :class:`LiveBuffer` that the web server reads;
@@ -40,12 +40,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import limits
-from ..calibration import Change, profile_changes
-from ..codes import FAULT_TEXT, Fault, Phase
-from ..controller import Controller, LoggedEvent
-from ..gait_machine import GaitState
-from ..profile import Profile, ProfileError, _allowed, _field_info, profile_from_dict
+from fescontrol import limits
+from fescontrol.calibration import Change, profile_changes
+from fescontrol.codes import FAULT_TEXT, Fault, Phase
+from fescontrol.controller import Controller, LoggedEvent
+from fescontrol.gait_machine import GaitState
+from fescontrol.profile import Profile, ProfileError, _allowed, _field_info, profile_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -367,7 +367,7 @@ class LiveSession:
         full_note = note.strip() or "live session"
         if summary:
             full_note += f" [live changes: {summary}]"
-        from ..profile_store import StoreError
+        from fescontrol.profile_store import StoreError
         try:
             self.store.ensure_baseline(self.start_profile, by=by, source=f"live session ({self.source})",
                                        patient_id=self.patient_id)
@@ -413,7 +413,7 @@ class LiveSession:
 
     # ----- the loop thread -----------------------------------------------------------------------
     def _new_controller(self, profile: Profile) -> Controller:
-        from ..runner import DEVICE_EVENT_HISTORY
+        from fescontrol.runner import DEVICE_EVENT_HISTORY
         c = Controller(profile, stimulator=self.stimulator, implementation=self.implementation,
                        trace_capacity=2048, event_history=DEVICE_EVENT_HISTORY)
         # a replay source says how fast its sensor clock runs against the wall (recording_source)
@@ -631,10 +631,10 @@ def fault_text(code: int) -> str:
 def recording_source(recording, *, start_s: float = 0.0, speed: float = 1.0):
     """``(open_fd, close)`` for a LiveSession replaying ``recording`` over a real pty at
     ``speed`` × real time from ``start_s``, through a pyserial port like a device."""
-    from sim.pty_sensor import PtySensor
-    from sim.replay import recording_stream
+    from fescontrol.sim.pty_sensor import PtySensor
+    from fescontrol.sim.replay import recording_stream
 
-    from ..runner import open_sensor
+    from fescontrol.runner import open_sensor
 
     frames, idx = recording_stream(recording)
     first = int(round(start_s * recording.rate_hz))
@@ -670,7 +670,7 @@ def recording_source(recording, *, start_s: float = 0.0, speed: float = 1.0):
 
 def port_source(port: str, baudrate: int = 921600):
     """``(open_fd, close)`` for a LiveSession on a sensor port (device path, pty or URL)."""
-    from ..runner import open_sensor
+    from fescontrol.runner import open_sensor
     state: dict[str, Any] = {}
 
     def open_fd():

@@ -119,7 +119,7 @@ def header(csv_path: Path, output: Path) -> None:
 
 def median_heel_raw(link, seconds: float) -> tuple[int, int]:
     """Median heel_raw over `seconds` of good frames with a healthy FSR; (median, frames)."""
-    from drivers.sensor_protocol import FLAG_HEEL_FAULT, FLAG_HEEL_PRESENT, FrameParser
+    from fescontrol.drivers.sensor_protocol import FLAG_HEEL_FAULT, FLAG_HEEL_PRESENT, FrameParser
 
     parser, values = FrameParser(), []
     link.reset_input_buffer()

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from drivers import sensor_protocol as sp
+from fescontrol.drivers import sensor_protocol as sp
 from fescontrol.controller import Controller, TraceCollector
 from fescontrol.profile import Profile
-from sim.patient.model import FootPendulum, Muscle
-from sim.patient.params import GaitLimits, PatientParams
-from sim.patient.swing import Swing, healthy_ankle_deg, swings_of
-from sim.recording import PITCH_AXIS, Recording
-from sim.replay import ReplayResult, bursts_from_trace, check_channels, recording_stream
+from .model import FootPendulum, Muscle
+from .params import GaitLimits, PatientParams
+from .swing import Swing, healthy_ankle_deg, swings_of
+from ..recording import PITCH_AXIS, Recording
+from ..replay import ReplayResult, bursts_from_trace, check_channels, recording_stream
 
 T0_US = 1_000_000
 

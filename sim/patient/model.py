@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from sim.patient.params import PatientParams
+from .params import PatientParams
 
 GRAVITY_MS2 = 9.80665
 DEG = math.pi / 180.0

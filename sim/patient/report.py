@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.patient.closed_loop import PatientRun, closed_loop_replay
-from sim.patient.params import (PatientModelChoice, PatientModelError, PatientParams, PopulationSpec,
+from .closed_loop import PatientRun, closed_loop_replay
+from .params import (PatientModelChoice, PatientModelError, PatientParams, PopulationSpec,
                                 draw_population, load_population_spec)
-from sim.scoring import DetectionReport, score
+from ..scoring import DetectionReport, score
 
 
 @dataclass

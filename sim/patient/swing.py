@@ -3,7 +3,7 @@
 The patient keeps the recording's timing (toe-off, heel strike) and its stance: outside
 swing the foot IMU reads exactly what was recorded. In swing the recorded foot pitch is
 split into the shank's motion and an unimpaired ankle trajectory; the patient's own ankle
-(:class:`sim.patient.model.FootPendulum`) then replaces the unimpaired one.
+(:class:`fescontrol.sim.patient.model.FootPendulum`) then replaces the unimpaired one.
 
 Foot pitch is integrated from the recorded pitch rate between the foot-flat before the
 toe-off and the foot-flat after the heel strike (the stillest 100 ms of each stance),
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.recording import Recording, pitch_rate_dps
+from ..recording import Recording, pitch_rate_dps
 
 #: Unimpaired ankle angle in swing (deg, dorsiflexion positive): plantarflexed at toe-off,
 #: back to neutral by 60 % of swing, held to heel strike (Winter 2009, Perry 2010 sagittal

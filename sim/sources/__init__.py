@@ -1,4 +1,4 @@
-"""Real gait recordings as :class:`sim.recording.Recording` objects.
+"""Real gait recordings as :class:`fescontrol.sim.recording.Recording` objects.
 
 ``load_recording(name_or_path, side)`` accepts
 
@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sim.recording import Recording, RecordingError
-from sim.sources._common import (BUNDLED_DIR, GAIT_DATA_ENV, open_text, shared_gait_data_dir, strip_gz,
+from ..recording import Recording, RecordingError
+from ._common import (BUNDLED_DIR, GAIT_DATA_ENV, open_text, shared_gait_data_dir, strip_gz,
                                  with_or_without_gz)
-from sim.sources.csv_recording import CsvRecordingError, load_csv_recording, write_csv_recording
-from sim.sources.gaitmap import load_gaitmap
-from sim.sources.ipol import available_trials, ipol_data_dir, load_ipol
-from sim.sources.physionet import load_physionet
+from .csv_recording import CsvRecordingError, load_csv_recording, write_csv_recording
+from .gaitmap import load_gaitmap
+from .ipol import available_trials, ipol_data_dir, load_ipol
+from .physionet import load_physionet
 
 __all__ = ["load_recording", "list_bundled", "list_available", "resolve_name",
            "load_physionet", "load_gaitmap", "load_ipol", "load_csv_recording", "write_csv_recording",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.recording import GRAVITY_MS2
+from ..recording import GRAVITY_MS2
 
 #: Bundled (licence-compatible) recordings shipped with the repository.
 BUNDLED_DIR = Path(__file__).resolve().parents[1] / "data"

@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.recording import QUIET_KINDS, SIDES, SOURCES, Recording
+from ..recording import QUIET_KINDS, SIDES, SOURCES, Recording
 
 #: Column name -> (channel, axis index or None).
 COLUMNS = {"t_s": ("t", None), "heel_n": ("heel", None),

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.recording import (QUIET_SWING_MARGIN_S, Recording, merge_intervals,
+from ..recording import (QUIET_SWING_MARGIN_S, Recording, merge_intervals,
                            quiet_without_swings, subtract_intervals)
-from sim.sources._common import (align_to_gravity, bool_runs, open_text, still_mask, strip_gz,
+from ._common import (align_to_gravity, bool_runs, open_text, still_mask, strip_gz,
                                  with_or_without_gz)
 
 SOURCE = "gaitmap_example"

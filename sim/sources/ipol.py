@@ -2,7 +2,7 @@
 
 LICENCE: the upstream repository is AGPL-3.0. Its files are NEVER copied into this
 repository; they are read from the shared development folder
-(:func:`sim.sources._common.shared_gait_data_dir`, ``$FES_GAIT_DATA``) and callers skip
+(:func:`fescontrol.sim.sources._common.shared_gait_data_dir`, ``$FES_GAIT_DATA``) and callers skip
 when it is absent.
 
 Files per trial ``<subject>-<trial>``: ``_lf.txt`` / ``_rf.txt`` (left/right foot),
@@ -43,9 +43,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.recording import (QUIET_SWING_MARGIN_S, Recording, quiet_without_swings,
+from ..recording import (QUIET_SWING_MARGIN_S, Recording, quiet_without_swings,
                            subtract_intervals)
-from sim.sources._common import (align_to_gravity, bool_runs, open_text, shared_gait_data_dir,
+from ._common import (align_to_gravity, bool_runs, open_text, shared_gait_data_dir,
                                  still_mask, strip_gz, with_or_without_gz)
 
 SOURCE = "ipol_healthy_imu"

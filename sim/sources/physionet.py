@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.recording import QUIET_SWING_MARGIN_S, Recording, quiet_without_swings
-from sim.sources._common import bool_runs, fill_short_runs, open_text, strip_gz
+from ..recording import QUIET_SWING_MARGIN_S, Recording, quiet_without_swings
+from ._common import bool_runs, fill_short_runs, open_text, strip_gz
 
 SOURCE = "physionet_gaitpdb"
 RATE_HZ = 100.0
@@ -44,7 +44,7 @@ _NAME_RE = re.compile(r"^(?P<study>[A-Za-z]{2})(?P<group>Co|Pt)(?P<subject>\d+)_
 
 def read_physionet(path: str | Path) -> np.ndarray:
     """The (n, 19) float array of a gaitpdb file; raises ValueError on another format."""
-    from sim.sources.csv_recording import cached_array   # parsed once, then a binary copy
+    from .csv_recording import cached_array   # parsed once, then a binary copy
 
     def parse(p):
         with open_text(p) as fh:
