@@ -8,12 +8,13 @@ STAMP  := $(VENV)/.installed
 KERNEL := fescontrol/_kernel$(shell $(PYTHON) -c "import sysconfig;print(sysconfig.get_config_var('EXT_SUFFIX'))")
 PYTEST_ARGS ?=
 
-.PHONY: install browser build test test-fast demo bench lint diagram clean help
+.PHONY: install browser avr firmware build test test-fast demo bench lint diagram clean help
 
 help:
 	@echo "make install  venv + editable install + Cython build"
 	@echo "make demo     simulated walk on bundled real gait data with the default profile"
 	@echo "make test     full test suite (both kernels, real pseudo-terminals)"
+	@echo "make firmware build the sensor unit firmware (firmware/, docs/firmware.md)"
 	@echo "make bench    throughput and real-time latency benchmarks -> bench/results.json"
 	@echo "make lint     ruff"
 
@@ -36,7 +37,15 @@ build: $(KERNEL)
 browser: install
 	-.ci/install-browser $(BIN)/python
 
-test: install browser
+# the firmware build test needs Debian's gcc-avr/avr-libc; when they cannot be installed
+# (no apt-get or no root) the test skips and says why
+avr:
+	-.ci/install-avr
+
+firmware: avr
+	$(MAKE) -C firmware
+
+test: install browser avr
 	FES_REQUIRE_COMPILED=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-fast: install

@@ -1,4 +1,5 @@
-"""The firmware's portable C (firmware/src/fes_frame.c, sensor_unit.c) built for the host.
+"""The firmware's portable C (firmware/src/*.c: frame, sensor unit, MPU-6050, clock plan) built
+for the host.
 
 One source, two compilers: the AVR build links the same files (firmware/Makefile). Here they
 are compiled with the host C compiler into a shared library and wrapped with ctypes.
@@ -11,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 FIRMWARE_SRC = Path(__file__).resolve().parent.parent / "firmware" / "src"
-PORTABLE_SOURCES = ("fes_frame.c", "sensor_unit.c")
+PORTABLE_SOURCES = ("fes_frame.c", "sensor_unit.c", "mpu6050.c", "fes_plan.c")
 # the same warnings the AVR build uses, as errors: host and target must both compile cleanly
 CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Wconversion", "-Wshadow", "-pedantic", "-Werror")
 FRAME_LEN = 33
@@ -33,7 +34,26 @@ class UnitSample(ctypes.Structure):
     """Mirror of fes_unit_sample_t (firmware/src/sensor_unit.h)."""
 
     _fields_ = [("heel_fitted", ctypes.c_uint8), ("heel_counts", ctypes.c_uint16), ("imu_ok", ctypes.c_uint8),
-                ("imu_raw", ctypes.c_int16 * 6)]
+                ("imu_raw", ctypes.c_int16 * 6), ("low_battery", ctypes.c_uint8)]
+
+
+class UartPlan(ctypes.Structure):
+    """Mirror of fes_uart_plan_t (firmware/src/fes_plan.h)."""
+
+    _fields_ = [("ubrr", ctypes.c_uint16), ("u2x", ctypes.c_uint8), ("actual_baud", ctypes.c_uint32),
+                ("error_ppm", ctypes.c_int32)]
+
+
+class SamplePlan(ctypes.Structure):
+    """Mirror of fes_sample_plan_t (firmware/src/fes_plan.h)."""
+
+    _fields_ = [("ocr", ctypes.c_uint16), ("period_us", ctypes.c_uint32)]
+
+
+class RegWrite(ctypes.Structure):
+    """Mirror of fes_reg_write_t (firmware/src/mpu6050.h)."""
+
+    _fields_ = [("reg", ctypes.c_uint8), ("value", ctypes.c_uint8)]
 
 
 def host_compiler() -> str:
@@ -66,6 +86,24 @@ def build_library(out_dir: Path) -> ctypes.CDLL:
     lib.fes_unit_frame.argtypes = [ctypes.POINTER(UnitSample), ctypes.c_int8 * 9, ctypes.c_uint16,
                                    ctypes.c_uint32, ctypes.POINTER(Frame)]
     lib.fes_unit_frame.restype = None
+    lib.fes_vcc_mv.argtypes = [ctypes.c_uint16, ctypes.c_uint16]
+    lib.fes_vcc_mv.restype = ctypes.c_uint16
+    lib.fes_low_battery.argtypes = [ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint16]
+    lib.fes_low_battery.restype = ctypes.c_uint8
+    lib.fes_uart_plan.argtypes = [ctypes.c_uint32, ctypes.c_uint32, ctypes.POINTER(UartPlan)]
+    lib.fes_uart_plan.restype = ctypes.c_uint8
+    lib.fes_sample_plan.argtypes = [ctypes.c_uint32, ctypes.c_uint16, ctypes.POINTER(SamplePlan)]
+    lib.fes_sample_plan.restype = ctypes.c_uint8
+    lib.fes_link_fits.argtypes = [ctypes.c_uint32, ctypes.c_uint16]
+    lib.fes_link_fits.restype = ctypes.c_uint8
+    lib.fes_mpu6050_dlpf.argtypes = [ctypes.c_uint16]
+    lib.fes_mpu6050_dlpf.restype = ctypes.c_uint8
+    lib.fes_mpu6050_init_writes.argtypes = [ctypes.c_uint16, RegWrite * 5]
+    lib.fes_mpu6050_init_writes.restype = ctypes.c_uint8
+    lib.fes_mpu6050_config_ok.argtypes = [ctypes.c_uint8 * 4, ctypes.c_uint8, ctypes.c_uint16]
+    lib.fes_mpu6050_config_ok.restype = ctypes.c_uint8
+    lib.fes_mpu6050_raw.argtypes = [ctypes.c_uint8 * 14, ctypes.c_int16 * 6]
+    lib.fes_mpu6050_raw.restype = None
     return lib
 
 

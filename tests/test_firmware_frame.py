@@ -201,17 +201,18 @@ def test_shipped_fsr_table_and_heel_fault_rails(lib):
 
 @settings(max_examples=300, deadline=None)
 @given(heel_fitted=st.booleans(), counts=st.integers(0, 1023), imu_ok=st.booleans(),
-       raw=st.tuples(*[I16] * 6), index=st.integers(0, 3), seq=U16, ts=U32)
-def test_unit_frame_flags_and_absent_channels(lib, heel_fitted, counts, imu_ok, raw, index, seq, ts):
+       raw=st.tuples(*[I16] * 6), index=st.integers(0, 3), seq=U16, ts=U32, low_battery=st.booleans())
+def test_unit_frame_flags_and_absent_channels(lib, heel_fitted, counts, imu_ok, raw, index, seq, ts, low_battery):
     rot = fw.mounting(lib, index)
-    sample = fw.UnitSample(heel_fitted, counts, imu_ok, (ctypes.c_int16 * 6)(*raw))
+    sample = fw.UnitSample(heel_fitted, counts, imu_ok, (ctypes.c_int16 * 6)(*raw), low_battery)
     out = fw.Frame()
     lib.fes_unit_frame(ctypes.byref(sample), (ctypes.c_int8 * 9)(*rot), seq, ts, ctypes.byref(out))
     wire = fw.encode(lib, out.seq, out.timestamp_us, out.flags, out.heel_force, out.heel_raw, out.acc, out.gyro,
                      out.tilt)
     (frame,) = sp.FrameParser().feed(wire)
     assert (frame.seq, frame.timestamp_us, frame.tilt) == (seq, ts, 0)
-    assert frame.flags & ~0x1B == 0, "only heel present/fault and IMU present/saturated are ever set"
+    assert frame.flags & ~0x3B == 0, "only heel present/fault, IMU present/saturated and low battery are ever set"
+    assert bool(frame.flags & sp.FLAG_LOW_BATTERY) == low_battery
     fault = counts <= 3 or counts >= 1010
     assert bool(frame.flags & sp.FLAG_HEEL_PRESENT) == heel_fitted
     assert bool(frame.flags & sp.FLAG_HEEL_FAULT) == (heel_fitted and fault)

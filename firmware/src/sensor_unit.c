@@ -43,6 +43,25 @@ uint8_t fes_heel_fault(uint16_t counts)
     return counts <= fes_fsr_short_max_counts || counts >= fes_fsr_open_min_counts;
 }
 
+uint16_t fes_vcc_mv(uint16_t counts, uint16_t bandgap_mv)
+{
+    uint32_t mv;
+
+    if (counts == 0u)
+        return 0xFFFFu;
+    mv = ((uint32_t)bandgap_mv * 1024u + counts / 2u) / counts;
+    return mv > 0xFFFFu ? 0xFFFFu : (uint16_t)mv;
+}
+
+uint8_t fes_low_battery(uint8_t was_low, uint16_t vcc_mv, uint16_t low_mv)
+{
+    if (low_mv == 0u)
+        return 0;
+    if (vcc_mv < low_mv)
+        return 1;
+    return was_low && (uint32_t)vcc_mv < (uint32_t)low_mv + FES_VCC_HYSTERESIS_MV;
+}
+
 static int16_t scale_q16(int32_t raw, int32_t q16)
 {
     /* |raw| <= 32768 and q16 < 65536 keep the product inside int32; >> on a negative
@@ -103,4 +122,6 @@ void fes_unit_frame(const fes_unit_sample_t *sample, const int8_t rot[9], uint16
         if (fes_imu_to_body(sample->imu_raw, rot, out->acc, out->gyro))
             out->flags |= FES_FLAG_IMU_SATURATED;
     }
+    if (sample->low_battery)
+        out->flags |= FES_FLAG_LOW_BATTERY;
 }

@@ -51,7 +51,24 @@ typedef struct fes_unit_sample {
     uint8_t imu_ok;        /* the IMU answered WHO_AM_I and this burst read */
     int16_t imu_raw[6];    /* sensor axes, registers 0x3B..0x48 without temperature:
                             * acc X, Y, Z, gyro X, Y, Z (raw LSB) */
+    uint8_t low_battery;   /* supply below the low-battery threshold (fes_low_battery) */
 } fes_unit_sample_t;
+
+/* Supply check: the ADC measures the internal 1.1 V bandgap against AVcc. */
+#define FES_VCC_HYSTERESIS_MV 100u
+
+/*
+ * AVcc in mV from a 10-bit conversion of the bandgap against AVcc:
+ * vcc = bandgap_mv * 1024 / counts, rounded; 0xFFFF when counts is 0 (no reading).
+ */
+uint16_t fes_vcc_mv(uint16_t counts, uint16_t bandgap_mv);
+
+/*
+ * Low-battery state with hysteresis: becomes 1 below low_mv, back to 0 only at or above
+ * low_mv + FES_VCC_HYSTERESIS_MV (a sagging supply does not toggle the flag per sample).
+ * low_mv 0 disables the check (always 0).
+ */
+uint8_t fes_low_battery(uint8_t was_low, uint16_t vcc_mv, uint16_t low_mv);
 
 /*
  * Piecewise-linear lookup: table sorted by strictly increasing counts (n >= 1);
@@ -74,7 +91,8 @@ uint8_t fes_imu_to_body(const int16_t raw[6], const int8_t rot[9], int16_t acc[3
 /*
  * Fill *out from one sample. Flags: heel present when fitted, heel fault (force 0,
  * raw counts kept) on a rail; IMU present only when it answered, saturated when any
- * axis is at full scale; absent channels are all zero. Tilt is not computed on board.
+ * axis is at full scale; absent channels are all zero; low battery as sampled. Tilt is
+ * not computed on board.
  */
 void fes_unit_frame(const fes_unit_sample_t *sample, const int8_t rot[9], uint16_t seq,
                     uint32_t timestamp_us, fes_frame_t *out);
