@@ -38,6 +38,10 @@ FLAG_IMU_SATURATED = 0x08
 FLAG_HEEL_FAULT = 0x10
 FLAG_LOW_BATTERY = 0x20
 
+#: The reference sensor unit's baud (firmware/, docs/firmware.md): a 16 MHz AVR makes
+#: 1000000 Bd exactly (921600 would be 8.5 % off), and 1 kHz frames use a third of it.
+SENSOR_BAUD_DEFAULT = 1_000_000
+
 HEEL_N_PER_COUNT = 0.1
 ACC_MS2_PER_COUNT = 0.01
 GYRO_DPS_PER_COUNT = 0.1

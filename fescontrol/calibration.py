@@ -48,6 +48,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from fescontrol.drivers.sensor_protocol import SENSOR_BAUD_DEFAULT
+
 from fescontrol.profile import Profile, ProfileError, TriggerMode, profile_from_dict
 
 #: Raw sensor frames as they came off the port (docs/protocol.md), one file per walk.
@@ -212,7 +214,7 @@ def has_reference(recording) -> bool:
 
 def record_walk(port: str, seconds: float, profile: Profile, *, save_to: str | None = None,
                 side: str | None = None, echo: Callable[[str], None] = print,
-                baudrate: int = 921600):
+                baudrate: int = SENSOR_BAUD_DEFAULT):
     """Record a walk from the sensor port through the real control loop.
 
     A :class:`~fescontrol.sensor_tee.SensorTee` copies every byte from the port into a pipe

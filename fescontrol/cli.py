@@ -9,7 +9,7 @@ import click
 
 from fescontrol import DISCLAIMER, __version__
 from fescontrol.cli_errors import FesGroup
-from fescontrol.cli_types import BAUD, DURATION, RATE_HZ, FiniteFloat, speed_type
+from fescontrol.cli_types import DURATION, RATE_HZ, SENSOR_BAUD_OPTION, FiniteFloat, speed_type
 from fescontrol.kernel import COMPILED, DEFAULT_IMPLEMENTATION
 from fescontrol.profile import (Profile, ProfileError, bundled_profile_path, load_profile,
                       profile_to_yaml)
@@ -105,7 +105,7 @@ def diagram(out: str | None) -> None:
 @click.option("--profile", "profile_path", type=click.Path(exists=True), help="profile YAML (default: bundled)")
 @click.option("--duration", type=DURATION, help="stop after this many seconds")
 @click.option("--allow-pure-python", is_flag=True, help="run even without the compiled kernel")
-@click.option("--sensor-baud", type=BAUD, default=921600, show_default=True)
+@SENSOR_BAUD_OPTION
 @click.option("--rt", is_flag=True, help="real-time hardening from the profile's device.realtime section "
               "(mlockall, SCHED_FIFO, CPU affinity, frozen gc; docs/realtime.md)")
 def run(sensor: str, stim: str, profile_path: str | None, duration: float | None,

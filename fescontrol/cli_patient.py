@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from fescontrol.cli_types import BAUD, DURATION, speed_type
+from fescontrol.cli_types import DURATION, SENSOR_BAUD_OPTION, speed_type
 from fescontrol.session_log import DB_ENV, SessionLog, SessionLogError, default_db_path
 
 EXIT_OK, EXIT_FAULT, EXIT_USAGE = 0, 1, 2
@@ -58,7 +58,7 @@ def _session_options(f):
         click.option("--verbose", "-v", is_flag=True, help="--no-ui: also one line per commit of the session log"),
         click.option("--kernel", type=click.Choice(["auto", "cython", "python"]), default="auto"),
         click.option("--allow-pure-python", is_flag=True, help="run real devices even without the compiled kernel"),
-        click.option("--sensor-baud", type=BAUD, default=921600, show_default=True),
+        SENSOR_BAUD_OPTION,
     ]
     for opt in reversed(opts):
         f = opt(f)

@@ -267,7 +267,8 @@ class LiveSession:
     def __init__(self, profile: Profile, *, db_path, sensor: str | None = None, stim: str | None = None,
                  sim: SimulatedDevices | None = None, first: str | None = "walk",
                  test_burst_ms: int = 1000, log_frames: bool = False, implementation: str = "auto",
-                 exit_when_done: bool = False, duration_s: float | None = None, sensor_baud: int = 921600,
+                 exit_when_done: bool = False, duration_s: float | None = None,
+                 sensor_baud: int = sp.SENSOR_BAUD_DEFAULT,
                  on_record: Callable[[Any], None] | None = None, on_commit: Callable[[Any], None] | None = None):
         if first not in FIRST_COMMANDS:
             raise ValueError(f"first={first!r}; allowed {FIRST_COMMANDS}")

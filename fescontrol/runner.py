@@ -16,6 +16,8 @@ from typing import Callable
 
 import serial
 
+from fescontrol.drivers.sensor_protocol import SENSOR_BAUD_DEFAULT
+
 from fescontrol.controller import Controller
 from fescontrol.profile import Profile
 from fescontrol.realtime import RealtimeRefused, hardened_loop
@@ -31,7 +33,7 @@ class PortError(ValueError):
     """The sensor port cannot be opened or is not a serial port; the message names it and what is allowed."""
 
 
-def open_sensor(port: str, baudrate: int = 921600) -> serial.SerialBase:
+def open_sensor(port: str, baudrate: int = SENSOR_BAUD_DEFAULT) -> serial.SerialBase:
     """Open the sensor link non-blocking; the kernel reads its file descriptor directly.
 
     Raises :class:`PortError` when the port does not exist, cannot be opened, or is not a
@@ -88,7 +90,7 @@ def open_checked(stimulator, stim: str) -> None:
 
 
 def run_device(profile: Profile, sensor: str, stim: str, *, duration_s: float | None = None,
-               sensor_baud: int = 921600, echo: Callable[[str], None] = print,
+               sensor_baud: int = SENSOR_BAUD_DEFAULT, echo: Callable[[str], None] = print,
                stop_event: threading.Event | None = None, realtime: bool = False) -> int:
     """Run until done; returns the process exit code (0 ok, 1 fault latched, 2 refused, 130 interrupted).
 

@@ -157,8 +157,8 @@ def test_imu_rotation_scaling_and_saturation_flag(lib, raw, index):
 
 def test_one_g_and_full_scale_rates_in_wire_units(lib):
     acc, gyro = (ctypes.c_int16 * 3)(), (ctypes.c_int16 * 3)()
-    sat = lib.fes_imu_to_body((ctypes.c_int16 * 6)(0, 0, 2048, 164, 0, -1640), (ctypes.c_int8 * 9)(*fw.mounting(lib, 0)),
-                              acc, gyro)
+    dorsum = (ctypes.c_int8 * 9)(*fw.mounting(lib, 0))
+    sat = lib.fes_imu_to_body((ctypes.c_int16 * 6)(0, 0, 2048, 164, 0, -1640), dorsum, acc, gyro)
     assert tuple(acc) == (0, 0, 981) and tuple(gyro) == (100, 0, -1000) and sat == 0  # 9.81 m/s^2; 10, -100 deg/s
     sat = lib.fes_imu_to_body((ctypes.c_int16 * 6)(0, 0, 0, 0, -32768, 0), (ctypes.c_int8 * 9)(*fw.mounting(lib, 1)),
                               acc, gyro)

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers import sensor_protocol as sp
+from fescontrol.drivers import sensor_protocol as sp
 from tests import firmware_host as fw
 
 F_CPU = 16_000_000

@@ -40,6 +40,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from fescontrol.drivers.sensor_protocol import SENSOR_BAUD_DEFAULT
+
 from fescontrol import limits
 from fescontrol.calibration import Change, profile_changes
 from fescontrol.codes import FAULT_TEXT, Fault, Phase
@@ -668,7 +670,7 @@ def recording_source(recording, *, start_s: float = 0.0, speed: float = 1.0):
     return open_fd, close
 
 
-def port_source(port: str, baudrate: int = 921600):
+def port_source(port: str, baudrate: int = SENSOR_BAUD_DEFAULT):
     """``(open_fd, close)`` for a LiveSession on a sensor port (device path, pty or URL)."""
     from fescontrol.runner import open_sensor
     state: dict[str, Any] = {}

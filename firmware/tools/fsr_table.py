@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import io
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -69,7 +68,7 @@ def table_from_points(points: list[tuple[float, int]], source: str) -> list[tupl
             raise click.UsageError(f"{source}: force {force_n:g} N above the frame's {FORCE_DN_MAX / 10:g} N")
         force_dn.append((counts, dn))
     table = sorted(force_dn)
-    for (c0, f0), (c1, f1) in zip(table, table[1:]):
+    for (c0, _), (c1, _) in zip(table, table[1:]):
         if c0 == c1:
             raise click.UsageError(f"{source}: two points read {c0} counts; each load must read differently")
     forces = [f for _, f in table]
