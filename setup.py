@@ -114,7 +114,10 @@ setup(
         "build": ["cython>=3.0"],
         "browser": ["playwright>=1.40"],
     },
-    entry_points={"console_scripts": ["fes = fescontrol.cli:main"]},
+    entry_points={"console_scripts": ["fes = fescontrol.cli:main"],
+                  # the emulators are ordinary stimulator backends (drivers/stimulator.py registry)
+                  "fescontrol.stimulators": ["emulator = fescontrol.sim.backend:EmulatedRehaStim2",
+                                             "p24-emulator = fescontrol.sim.backend:EmulatedP24"]},
     classifiers=["Programming Language :: Python :: 3", "Programming Language :: Cython",
                  "Development Status :: 3 - Alpha"],
 )

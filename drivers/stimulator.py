@@ -126,6 +126,9 @@ class Stimulator(abc.ABC):
 
     #: serial_for_url keyword arguments of the backend's link (baud rate, parity, ...)
     SERIAL_SETTINGS: ClassVar[Mapping[str, Any]] = {}
+    #: False for a backend that brings its own device (an emulator): it is selected by its
+    #: registered name alone (``--stim emulator``) and takes an empty port
+    NEEDS_PORT: ClassVar[bool] = True
 
     def __init__(self, port: str, *, channels: Sequence[int] = (1,), frequency_hz: float = 40.0,
                  ack_timeout_s: float = 0.1, keepalive_interval_s: float = 0.3, **options: Any):
@@ -353,6 +356,16 @@ class Stimulator(abc.ABC):
         self._session_open = False
         self._running = False
         self._pending.clear()
+
+    def opened_note(self) -> str | None:
+        """One line for the user after ``open()`` (a virtual backend says where its device is);
+        None, the default, for hardware. Never raises."""
+        return None
+
+    def closed_note(self) -> str | None:
+        """One line for the user after ``close()`` (an emulator summarises what it delivered);
+        None, the default, for hardware. Never raises."""
+        return None
 
     def __enter__(self) -> "Stimulator":
         if self._port is None:

@@ -25,7 +25,9 @@ def _version_text() -> str:
              context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, message=_version_text())
 def main() -> None:
-    pass
+    # the composition root: the simulated sensor URL (fessim://) is known wherever a port goes
+    from fescontrol.sim.urlhandler import register
+    register()
 
 
 def _load(path: str | None, fallback: str = "default") -> Profile:
@@ -97,11 +99,12 @@ def diagram(out: str | None) -> None:
 
 # ----- run ----------------------------------------------------------------------------------
 @main.command()
-@click.option("--sensor", required=True, help="sensor port: device path, pty or pyserial URL")
+@click.option("--sensor", required=True, help="sensor port: device path, pty or pyserial URL, e.g. "
+              "fessim://physionet:GaCo01?side=left&speed=1 for a recorded walk")
 @click.option("--stim", required=True,
               help="stimulator port for the profile's backend, BACKEND:PORT (backends: rehastim2, p24), "
-                   "or 'emulator' / 'p24:emulator' for a built-in RehaStim2 / P24 emulator on a "
-                   "pseudo-terminal")
+                   "or a backend that brings its own device: 'emulator' / 'p24-emulator' for the "
+                   "RehaStim2 / P24 emulator on a pseudo-terminal")
 @click.option("--profile", "profile_path", type=click.Path(exists=True), help="profile YAML (default: bundled)")
 @click.option("--duration", type=DURATION, help="stop after this many seconds")
 @click.option("--allow-pure-python", is_flag=True, help="run even without the compiled kernel")

@@ -26,7 +26,8 @@ from fescontrol.realtime import RealtimeRefused, hardened_loop
 DEVICE_EVENT_HISTORY = 1000
 
 
-PORT_HELP = "a serial device such as /dev/ttyUSB0, a pseudo-terminal, or a pyserial URL with a file descriptor"
+PORT_HELP = ("a serial device such as /dev/ttyUSB0, a pseudo-terminal, a pyserial URL with a file descriptor, "
+             "or fessim://RECORDING?side=left&speed=1 (a recorded walk, docs/simulator.md)")
 
 
 class PortError(ValueError):
@@ -55,19 +56,46 @@ def open_sensor(port: str, baudrate: int = SENSOR_BAUD_DEFAULT) -> serial.Serial
     return link
 
 
-def open_stimulator(profile: Profile, stim: str):
-    """The stimulator named by ``stim``: PORT (profile's backend) or BACKEND:PORT."""
-    from fescontrol.drivers.stimulator import get_stimulator_class
-    backend, port = profile.device.stimulator, stim
-    if ":" in stim and not stim.startswith(("/", "loop:", "spy:", "socket:", "rfc2217:")):
+#: URL schemes pyserial knows that contain a colon but are ports, not BACKEND:PORT
+_URL_PREFIXES = ("/", "loop:", "spy:", "socket:", "rfc2217:", "fessim:")
+
+
+def stimulator_choice(profile: Profile, stim: str) -> tuple[str, str]:
+    """(backend name, port) that ``--stim`` selects: the name of a registered backend alone
+    (one that brings its own device, e.g. ``emulator``; the port is then ""), BACKEND:PORT,
+    or PORT for the profile's ``device.stimulator`` backend. Never raises."""
+    from fescontrol.drivers.stimulator import known_stimulators
+    if stim in known_stimulators():
+        return stim, ""
+    if ":" in stim and not stim.startswith(_URL_PREFIXES):
         backend, port = stim.split(":", 1)
+        return backend, port
+    return profile.device.stimulator, stim
+
+
+def open_stimulator(profile: Profile, stim: str):
+    """The (unopened) stimulator ``stim`` selects (see :func:`stimulator_choice`), found
+    through the drivers registry only, with the profile's channel, frequency and timing.
+
+    Raises UnknownStimulatorError (no such backend: the message lists the known ones) or
+    StimulatorInitError (a backend that needs a port was named alone, or one that brings its
+    own device was given a port, or it cannot be imported)."""
+    from fescontrol.drivers.stimulator import StimulatorInitError, get_stimulator_class
+    backend, port = stimulator_choice(profile, stim)
     cls = get_stimulator_class(backend)
+    if cls.NEEDS_PORT and not port:
+        raise StimulatorInitError(f"--stim {stim!r}: the {backend} backend needs a port; give {backend}:PORT "
+                                  f"or the port alone")
+    if not cls.NEEDS_PORT and port:
+        raise StimulatorInitError(f"--stim {stim!r}: the {backend} backend brings its own device and takes "
+                                  f"no port; give --stim {backend}")
     return cls(port, channels=(profile.stimulation.channel,), frequency_hz=profile.stimulation.frequency_hz,
                ack_timeout_s=profile.device.ack_timeout_ms / 1000,
                keepalive_interval_s=profile.device.keepalive_ms / 1000)
 
 
-STIM_HELP = "the stimulator's serial port (e.g. /dev/ttyUSB1), BACKEND:PORT, or 'emulator'"
+STIM_HELP = ("the stimulator's serial port (e.g. /dev/ttyUSB1), BACKEND:PORT, or a backend that brings its own "
+             "device ('emulator', 'p24-emulator')")
 
 
 def open_checked(stimulator, stim: str) -> None:
@@ -98,29 +126,23 @@ def run_device(profile: Profile, sensor: str, stim: str, *, duration_s: float | 
     real-time settings to this thread for the loop (:mod:`fescontrol.realtime`), one line each.
     """
     stop_event = stop_event or threading.Event()
-    emulator = None
     with ExitStack() as stack:
-        if stim in ("emulator", "rehastim2:emulator"):
-            from fescontrol.sim.rehastim2 import RehaStim2Emulator
-            emulator = RehaStim2Emulator()
-            emulator.start()
-            stack.callback(emulator.stop)
-            stim = "rehastim2:" + emulator.port
-            echo(f"RehaStim2 emulator on {emulator.port}")
-        elif stim == "p24:emulator":
-            from fescontrol.sim.p24 import P24Emulator
-            emulator = P24Emulator()
-            emulator.start()
-            stack.callback(emulator.stop)
-            stim = "p24:" + emulator.port
-            echo(f"P24 emulator on {emulator.port}")
         stimulator = open_stimulator(profile, stim)
         open_checked(stimulator, stim)
+        stack.callback(_echo_note, echo, stimulator.closed_note)
         stack.callback(stimulator.close)
+        _echo_note(echo, stimulator.opened_note)
         link = stack.enter_context(open_sensor(sensor, sensor_baud))
         controller = Controller(profile, stimulator=stimulator, event_history=DEVICE_EVENT_HISTORY)
         controller.event_listeners.append(
             lambda e: echo(f"{e.t_us / 1e6:10.3f} s  {e.event:<15} -> {e.state}"))
+        # A replayed sensor (fessim://) says what a hardware port cannot: its clock runs at N ×
+        # wall time, and when its recording is over (then the run ends as at --duration; on
+        # hardware, silence stays a fault).
+        clock_rate = getattr(link, "sensor_clock_rate", None)
+        if clock_rate is not None:
+            controller.set_sensor_clock_rate(clock_rate)
+        recording_over = getattr(link, "recording_over", None) or (lambda: False)
         if realtime or profile.device.realtime.enabled:
             try:
                 stack.enter_context(hardened_loop(profile.device.realtime, echo))
@@ -147,7 +169,8 @@ def run_device(profile: Profile, sensor: str, stim: str, *, duration_s: float | 
         interrupted = False
         try:
             controller.run(link.fileno(), lambda: stop_event.is_set() or (
-                t_end is not None and time.monotonic() >= t_end) or bool(controller.kernel.fault))
+                t_end is not None and time.monotonic() >= t_end) or bool(controller.kernel.fault)
+                or recording_over())
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -162,3 +185,9 @@ def run_device(profile: Profile, sensor: str, stim: str, *, duration_s: float | 
             echo(f"FAULT: {fault.text}")
             return 1
         return 130 if interrupted else 0
+
+
+def _echo_note(echo: Callable[[str], None], note: Callable[[], str | None]) -> None:
+    text = note()
+    if text:
+        echo(text)
