@@ -17,10 +17,10 @@ from libc.errno cimport errno, EAGAIN, EINTR
 
 import numpy as np
 
-from fescontrol.drivers import sensor_protocol as _sp
-from fescontrol.codes import Event, Fault, Phase, Ret
-from fescontrol._kernel_py import KernelParams, TRACE_FIELDS, INPUT_BUFFER_BYTES, EVENT_QUEUE_LEN, \
-    LATENESS_BIN_US, LATENESS_BINS, STRIDE_MAX_US as _STRIDE_MAX_US
+from drivers import sensor_protocol as _sp
+from .codes import Event, Fault, Phase, Ret
+from ._kernel_py import KernelParams, TRACE_FIELDS, INPUT_BUFFER_BYTES, EVENT_QUEUE_LEN, \
+    LATENESS_BIN_US, LATENESS_BINS, STRIDE_MAX_US as _STRIDE_MAX_US, SWING_BUF_LEN as _SWING_BUF_LEN
 
 cdef extern from "poll.h" nogil:
     struct pollfd:
@@ -160,6 +160,17 @@ cdef class CyKernel:
     cdef double tilt_onset_dps, tilt_swing_dps, tilt_strike_dps, tilt_stance_dps, tilt_filter_hz
     cdef double tilt_disarm_dps, tilt_max_yaw_ratio, tilt_adapt_fraction, tilt_onset_min_dps, tilt_swing_min_dps
     cdef int tilt_learn_strides
+    cdef int foot_on
+    cdef double foot_flat_dps
+    cdef int64_t foot_flat_us
+    # foot pitch through swing (adaptive stimulation; see _kernel_py.py)
+    cdef readonly double foot_pitch_deg
+    cdef double foot_rate_prev
+    cdef readonly int64_t foot_flat_timer_us, foot_flat_age_us
+    cdef readonly int swing_n, swing_overflow, swing_recording
+    cdef int swing_cap
+    cdef readonly object swing_pitch
+    cdef double[:] sw_buf
     cdef readonly double amplitude_max_ma
     cdef readonly object p
     # input buffer and parser counters
@@ -266,6 +277,12 @@ cdef class CyKernel:
         self.deliver_interval_us = p.deliver_interval_us
         self.period_us = p.period_us
         self.amplitude_max_ma = p.amplitude_max_ma
+        self.foot_on = p.foot_on
+        self.foot_flat_dps = p.foot_flat_dps
+        self.foot_flat_us = p.foot_flat_us
+        self.swing_pitch = np.zeros(_SWING_BUF_LEN, dtype=np.float64)
+        self.sw_buf = self.swing_pitch
+        self.swing_cap = _SWING_BUF_LEN
         self.trace_capacity = trace_capacity
         self.trace = {name: np.zeros(trace_capacity, dtype=np.int64 if name == "t_us" else
                                      np.int8 if name in ("phase", "fault") else
@@ -367,6 +384,13 @@ cdef class CyKernel:
         self.clock_step_us = 0
         self.drift_late_us = 0
         self.drift_rate_us = 0
+        self.foot_pitch_deg = 0.0
+        self.foot_rate_prev = 0.0
+        self.foot_flat_timer_us = 0
+        self.foot_flat_age_us = 0
+        self.swing_n = 0
+        self.swing_overflow = 0
+        self.swing_recording = 0
         self._reset_drift()
 
     cdef void _reset_drift(self) noexcept nogil:
@@ -412,6 +436,7 @@ cdef class CyKernel:
 
     def set_detection(self, enabled):
         self.detection_enabled = 1 if enabled else 0
+        self.swing_recording = 0
         self.stride = STRIDE_LOCKOUT
         self.tilt_state = TILT_STANCE_WAIT
         self.tilt_timer_us = 0
@@ -586,6 +611,7 @@ cdef class CyKernel:
         cdef int heel_edge_off = 0, heel_edge_on = 0, tilt_edge_onset = 0, tilt_edge_strike = 0
         cdef int heel_onset = 0
         cdef int onset, strike, ready, cut, ph, i, mask, k
+        cdef int stride_onset = 0, stride_strike = 0
         self.frames += 1
         self.good_since_crc += 1
         if self.good_since_crc >= 100:
@@ -801,12 +827,39 @@ cdef class CyKernel:
                 if onset:
                     self.stride = STRIDE_ACTIVE
                     self._queue(EV_HEEL_OFF)
+                    stride_onset = 1
             elif self.stride == STRIDE_ACTIVE:
                 if strike:
                     self.stride = STRIDE_IDLE if ready else STRIDE_LOCKOUT
                     self._queue(EV_HEEL_STRIKE)
+                    stride_strike = 1
             elif ready:
                 self.stride = STRIDE_IDLE
+        # --- foot pitch (adaptive stimulation) ---
+        if self.foot_on:
+            if -self.foot_flat_dps < self.pitch_lp < self.foot_flat_dps:
+                self.foot_flat_timer_us += dt_us
+            else:
+                self.foot_flat_timer_us = 0
+            if self.foot_flat_timer_us >= self.foot_flat_us:
+                self.foot_pitch_deg = 0.0
+                self.foot_flat_age_us = 0
+            else:
+                self.foot_pitch_deg += 0.5 * (pitch + self.foot_rate_prev) * (dt_us / 1e6)
+                self.foot_flat_age_us += dt_us
+            self.foot_rate_prev = pitch
+            if stride_onset:
+                self.swing_n = 0
+                self.swing_overflow = 0
+                self.swing_recording = 1
+            if self.swing_recording:
+                if self.swing_n < self.swing_cap:
+                    self.sw_buf[self.swing_n] = self.foot_pitch_deg
+                    self.swing_n += 1
+                else:
+                    self.swing_overflow = 1
+            if stride_strike:
+                self.swing_recording = 0
         # --- envelope ---
         if self.level == 0.0:
             self.amplitude_ma = self.pending_amplitude_ma

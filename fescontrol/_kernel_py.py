@@ -52,6 +52,10 @@ DRIFT_MAX_PERCENT = 5        # more than this rate difference between the clocks
 FLOOR_BINS = 40         # ring buffer of per-bin minima: the swing-floor window
 STRIDE_MAX_US = 2_500_000   # longer heel cycles are stops, not strides (not learned from)
 
+#: samples of foot pitch kept per swing (onset to heel strike) for the adaptive stimulation's
+#: stride features: 4.096 s at 1 kHz, longer than any burst (limits.MAX_STIM_MS_MAX)
+SWING_BUF_LEN = 4096
+
 TRACE_FIELDS = ("t_us", "heel_n", "pitch_rate_dps", "level", "current_ma", "phase", "events", "fault")
 
 
@@ -115,6 +119,10 @@ class KernelParams:
         self.deliver_interval_us = int(round(1e6 / profile.stimulation.frequency_hz))
         self.period_us = int(round(1e6 / dev.sample_rate_hz))
         self.amplitude_max_ma = profile.stimulation.amplitude_ma
+        ad = profile.adaptive
+        self.foot_on = 1 if ad.enabled else 0
+        self.foot_flat_dps = ad.foot_flat_rate_dps
+        self.foot_flat_us = ad.foot_flat_ms * 1000
 
 
 class PyKernel:
@@ -138,6 +146,7 @@ class PyKernel:
         self.missed_deadlines = 0
         self.max_lateness_us = 0
         self.clock_rate = 1.0
+        self.swing_pitch = np.zeros(SWING_BUF_LEN, dtype=np.float64)
         self._reset_state()
 
     # ----- state ---------------------------------------------------------------------------
@@ -211,6 +220,13 @@ class PyKernel:
         self.clock_step_us = 0
         self.drift_late_us = 0
         self.drift_rate_us = 0
+        self.foot_pitch_deg = 0.0
+        self.foot_rate_prev = 0.0
+        self.foot_flat_timer_us = 0
+        self.foot_flat_age_us = 0
+        self.swing_n = 0
+        self.swing_overflow = 0
+        self.swing_recording = 0
         self._reset_drift()
 
     def _reset_drift(self) -> None:
@@ -273,6 +289,7 @@ class PyKernel:
     def set_detection(self, enabled: bool) -> None:
         """Enable or disable gait events. On enabling, wait for a stance before any onset."""
         self.detection_enabled = 1 if enabled else 0
+        self.swing_recording = 0
         self.stride = STRIDE_LOCKOUT
         self.tilt_state = TILT_STANCE_WAIT
         self.tilt_timer_us = 0
@@ -614,17 +631,48 @@ class PyKernel:
             strike = 1 if (heel_edge_on or tilt_edge_strike) else 0
             # ready after quiet stance of the foot; the heel need not load (stairs, forefoot contact)
             ready = self.tilt_state == TILT_ARMED
+        stride_onset = stride_strike = 0
         if self.detection_enabled and not self.fault:
             if self.stride == STRIDE_IDLE:
                 if onset:
                     self.stride = STRIDE_ACTIVE
                     self._queue(Event.HEEL_OFF)
+                    stride_onset = 1
             elif self.stride == STRIDE_ACTIVE:
                 if strike:
                     self.stride = STRIDE_IDLE if ready else STRIDE_LOCKOUT
                     self._queue(Event.HEEL_STRIKE)
+                    stride_strike = 1
             elif ready:
                 self.stride = STRIDE_IDLE
+        # --- foot pitch (adaptive stimulation): integrated from the last foot-flat ----------
+        # Toe-up pitch to the ground, trapezoidal integral of the raw pitch rate, reset to 0
+        # while the foot is still (drift reset every stance). From each onset to its heel
+        # strike the pitch goes into swing_pitch (the event level reads it at the strike).
+        if p.foot_on:
+            if -p.foot_flat_dps < self.pitch_lp < p.foot_flat_dps:
+                self.foot_flat_timer_us += dt_us
+            else:
+                self.foot_flat_timer_us = 0
+            if self.foot_flat_timer_us >= p.foot_flat_us:
+                self.foot_pitch_deg = 0.0
+                self.foot_flat_age_us = 0
+            else:
+                self.foot_pitch_deg += 0.5 * (pitch + self.foot_rate_prev) * (dt_us / 1e6)
+                self.foot_flat_age_us += dt_us
+            self.foot_rate_prev = pitch
+            if stride_onset:
+                self.swing_n = 0
+                self.swing_overflow = 0
+                self.swing_recording = 1
+            if self.swing_recording:
+                if self.swing_n < SWING_BUF_LEN:
+                    self.swing_pitch[self.swing_n] = self.foot_pitch_deg
+                    self.swing_n += 1
+                else:
+                    self.swing_overflow = 1
+            if stride_strike:
+                self.swing_recording = 0
         # --- envelope ----------------------------------------------------------------------
         if self.level == 0.0:
             self.amplitude_ma = self.pending_amplitude_ma

@@ -15,11 +15,12 @@ from typing import Callable
 
 import numpy as np
 
-from fescontrol.codes import Event, Fault, Ret
-from fescontrol.gait_machine import GaitMachine, GaitState
-from fescontrol.kernel import make_kernel
-from fescontrol.profile import Profile
-from fescontrol.supervisor import SafetySupervisor
+from .adaptive import AdaptiveStimulation
+from .codes import Event, Fault, Ret
+from .gait_machine import GaitMachine, GaitState
+from .kernel import make_kernel
+from .profile import Profile
+from .supervisor import SafetySupervisor
 
 # plain ints: IntFlag arithmetic costs a microsecond per operation on the event path
 _EVENT, _TRACE_FULL, _CLOSED = int(Ret.EVENT), int(Ret.TRACE_FULL), int(Ret.CLOSED)
@@ -53,6 +54,10 @@ class Controller:
         self.event_listeners: list[Callable[[LoggedEvent], None]] = []
         self.trace_sink: Callable[[dict, int], None] | None = None
         self.kernel.request_amplitude(profile.start_amplitude_ma)
+        #: stride-to-stride learning of the amplitude (profile.adaptive), None when off
+        self.adaptive: AdaptiveStimulation | None = None
+        if profile.adaptive.enabled:
+            self.adaptive = AdaptiveStimulation(profile, self.kernel, self.supervisor, history=event_history)
 
     @property
     def implementation(self) -> str:
@@ -74,7 +79,13 @@ class Controller:
 
     # ----- user commands ---------------------------------------------------------------
     def start(self) -> None:
+        self.begin_walk()
         self.machine.start()
+
+    def begin_walk(self) -> None:
+        """A walk is about to start (``start``, or the patient modes' walk command)."""
+        if self.adaptive is not None:
+            self.adaptive.begin_walk()
 
     def stop(self) -> None:
         if self.machine.state not in (GaitState.STANDBY, GaitState.FAULT):
@@ -113,6 +124,8 @@ class Controller:
     def _log(self, name: str) -> None:
         entry = LoggedEvent(self.kernel.t_us, name, self.machine.state.value)
         self.events.append(entry)
+        if self.adaptive is not None:
+            self.adaptive.on_event(entry)
         for listener in self.event_listeners:
             listener(entry)
 

@@ -387,6 +387,9 @@ class PatientModes:
         self.last_fault: FaultEntry | None = None
         controller.event_listeners.append(self._on_event)
         self.supervisor.delivery_listeners.append(self._on_delivery)
+        self.adaptive = controller.adaptive
+        if self.adaptive is not None:
+            self.adaptive.listeners.append(self._on_adaptive_stride)
         if start_intensity_ma is not None:
             self._apply_intensity(level, self.kernel.amplitude_ma, intensity_cause)
 
@@ -413,6 +416,9 @@ class PatientModes:
         self._command("walk")
         self._set_envelope(walking_envelope(self.profile))
         self.program = None
+        self.c.begin_walk()
+        if self.adaptive is not None:
+            self.intensity.level_ma = self.adaptive.amplitude_ma
         self._trigger("start")
 
     def pause(self) -> None:
@@ -549,9 +555,16 @@ class PatientModes:
 
     def _apply_intensity(self, level: float, before: float, cause: str) -> None:
         self.kernel.request_amplitude(level)
+        if self.adaptive is not None:
+            self.adaptive.on_patient_intensity(level, cause)      # the patient's +/- wins
         frame, t_us, wall = self._where()
         self._emit(CommandRecord("intensity", frame, t_us, wall, level, cause))
         self._emit(IntensityChange(level, before, cause, frame, t_us, wall))
+
+    def _on_adaptive_stride(self, record) -> None:
+        """The learning decided the next stride's amplitude: the patient's +/- steps from it."""
+        self.intensity.level_ma = record.next_ma
+        self._emit(record)
 
     def _on_delivery(self, t_us: int, current_ma: float) -> None:
         """Supervisor listener: every output that passed the checks (the burst's peak is the

@@ -83,6 +83,7 @@ class Status:
     waiting: str = ""                  # why stimulation waits without a fault (no heel contact)
     intensity_ma: float = 0.0          # the patient's level (applies from the next stimulation)
     active_ma: float = 0.0             # the level the present/last stimulation uses
+    adaptive: str = ""                 # what the stride-to-stride learning does ("" when off)
     output_ma: float = 0.0             # present output current
     min_ma: float = 0.0
     max_ma: float = 0.0
@@ -638,6 +639,7 @@ class LiveSession:
         status = Status(
             profile_name=p.name, mode=m.mode.value, state=m.machine.state.value,
             waiting=self.controller.waiting_reason,
+            adaptive=self.controller.adaptive.status if self.controller.adaptive is not None else "",
             intensity_ma=m.intensity.level_ma, active_ma=float(k.amplitude_ma), output_ma=float(k.current_ma),
             min_ma=p.patient.amplitude_min_ma, max_ma=p.patient.amplitude_max_ma, step_ma=p.patient.step_ma,
             steps_session=m.steps, steps_today=self._steps_before + m.steps, training_left_s=left,
@@ -676,6 +678,8 @@ def render(status: Status, width: int = 80) -> list[tuple[str, str]]:
     pending = "" if abs(s.intensity_ma - s.active_ma) < 1e-9 else "  (from the next stimulation)"
     lines.append((f"Intensity   {_fmt_ma(s.intensity_ma)}{pending}   range {_fmt_ma(s.min_ma)}"
                   f"..{_fmt_ma(s.max_ma)}, step {_fmt_ma(s.step_ma)}", "bold"))
+    if s.adaptive:
+        lines.append((f"Adaptive    {s.adaptive}", ""))
     lines.append((f"Output      {s.output_ma:5.1f} mA", ""))
     lines.append((f"Steps today {s.steps_today}   (this session {s.steps_session})", ""))
     if s.training_left_s is not None:

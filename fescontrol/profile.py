@@ -303,6 +303,68 @@ class Realtime(_Model):
         return self
 
 
+class AdaptiveTarget(_Model):
+    """The foot pitch a swing should reach (deg to the ground, toe-up positive, 0 at the
+    foot-flat before the swing), as the device measures it (docs/adaptive.md): at
+    mid-swing (``adaptive.mid_swing_fraction`` of the time from the onset to the heel
+    strike) and at the heel strike. Set per walker from a reference walk: the
+    normal mid-swing pitch differs by more than 10° between walkers."""
+
+    mid_swing_deg: Real = Field(..., ge=-60.0, le=60.0)
+    heel_strike_deg: Real = Field(..., ge=-60.0, le=80.0)
+
+
+class AdaptiveSwing(_Model):
+    """The swing lengths the learning trusts; a swing outside them freezes the learning
+    (a short one with the foot below target is an early toe contact: more current)."""
+
+    min_ms: Int = Field(..., ge=100, le=2000)
+    max_ms: Int = Field(..., ge=150, le=limits.MAX_STIM_MS_MAX)
+    max_change_fraction: Real = Field(0.35, ge=0.05, le=1.0,
+                                      description="and within this fraction of the median of the last "
+                                                  "accepted swings")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "AdaptiveSwing":
+        if self.min_ms >= self.max_ms:
+            raise ValueError(f"min_ms ({self.min_ms}) must be below max_ms ({self.max_ms})")
+        return self
+
+
+class Adaptive(_Model):
+    """Stride-to-stride learning of the plateau amplitude from the foot's own pitch in swing
+    (run-to-run learning, Seel et al. 2016; docs/adaptive.md). Off unless ``enabled``; when
+    enabled, the target, gain, step limit and swing range must all be written (no default
+    for what sets the current). The amplitude never leaves [patient.amplitude_min_ma,
+    patient.amplitude_max_ma]; each walk starts at amplitude_min_ma."""
+
+    enabled: StrictBool = Field(False, description="learn the amplitude each stride (needs a foot IMU)")
+    target: AdaptiveTarget | None = None
+    gain_ma_per_deg: Real | None = Field(None, gt=0.0, le=5.0,
+                                         description="amplitude change per degree of pitch error, mA/deg")
+    max_step_ma: Real | None = Field(None, gt=0.0, le=10.0,
+                                     description="largest amplitude change from one stride to the next, mA")
+    deadband_deg: Real = Field(0.5, ge=0.0, le=5.0, description="errors this small change nothing, deg")
+    swing: AdaptiveSwing | None = None
+    mid_swing_fraction: Real = Field(0.65, ge=0.3, le=0.9,
+                                     description="mid-swing as a fraction of the time from the onset "
+                                                 "(push-off) to the heel strike")
+    foot_flat_rate_dps: Real = Field(30.0, ge=5.0, le=200.0,
+                                     description="|toe-up rate| below this counts as a still foot, deg/s")
+    foot_flat_ms: Int = Field(80, ge=20, le=1000,
+                              description="still this long: a foot-flat, where the pitch is reset to 0, ms")
+
+    @model_validator(mode="after")
+    def _complete_when_enabled(self) -> "Adaptive":
+        if self.enabled:
+            missing = [name for name in ("target", "gain_ma_per_deg", "max_step_ma", "swing")
+                       if getattr(self, name) is None]
+            if missing:
+                raise ValueError("enabled: true needs " + ", ".join(missing)
+                                 + " (see configs/adaptive.yaml)")
+        return self
+
+
 class Device(_Model):
     """Device links and the watchdogs on them. Limits here can only be narrowed."""
 
@@ -329,6 +391,7 @@ class Profile(_Model):
     patient: PatientBounds
     training: Training = Training()
     device: Device = Device()
+    adaptive: Adaptive = Adaptive()
 
     @field_validator("schema_version", mode="before")
     @classmethod
@@ -348,14 +411,18 @@ class Profile(_Model):
         if self.device.stale_ms < 2 * period_ms:
             problems.append(f"device.stale_ms ({self.device.stale_ms} ms) must be at least two "
                             f"sample periods ({2 * period_ms:g} ms at {self.device.sample_rate_hz:g} Hz)")
+        if self.adaptive.enabled and not self.trigger.mode.needs_imu:
+            problems.append(f"adaptive.enabled needs a foot IMU: trigger.mode {self.trigger.mode.value!r} "
+                            "reads none; use tilt or heel+tilt")
         if problems:
             raise ValueError("; ".join(problems))
         return self
 
     @property
     def start_amplitude_ma(self) -> float:
-        """Amplitude a fresh session starts at: the top of the patient's range."""
-        return self.patient.amplitude_max_ma
+        """Amplitude a fresh session starts at: the top of the patient's range, or with
+        adaptive stimulation its bottom (the conservative start the learning rises from)."""
+        return self.patient.amplitude_min_ma if self.adaptive.enabled else self.patient.amplitude_max_ma
 
 
 # --- loading and error messages ---------------------------------------------------------------

@@ -44,7 +44,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 APPLICATION_ID = 0x46455343  # "FESC": PRAGMA application_id of every session database
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DB_ENV = "FES_DB"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -220,14 +220,36 @@ def _migrate_to_2(db: sqlite3.Connection) -> None:
     """)
 
 
+def _migrate_to_3(db: sqlite3.Connection) -> None:
+    _run_script(db, """
+        CREATE TABLE adaptive_strides (
+            session_id      INTEGER NOT NULL REFERENCES sessions(id),
+            stride          INTEGER NOT NULL,       -- 1, 2, ... in the session
+            frame           INTEGER NOT NULL,       -- sensor frames processed when decided
+            t_us            INTEGER NOT NULL,       -- sensor clock
+            amplitude_ma    REAL NOT NULL,          -- plateau this stride was stimulated with
+            next_ma         REAL NOT NULL,          -- plateau of the next stride
+            error_deg       REAL,                   -- target - measured pitch (NULL: not measured)
+            mid_swing_deg   REAL,
+            heel_strike_deg REAL,
+            swing_ms        REAL,
+            status          TEXT NOT NULL CHECK (status IN ('learn', 'hold', 'frozen')),
+            reason          TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (session_id, stride)
+        );
+    """)
+
+
 #: (version reached, migration): applied in order, each in its own transaction
 MIGRATIONS: list[tuple[int, Callable[[sqlite3.Connection], None]]] = [
     (1, _migrate_to_1),
     (2, _migrate_to_2),
+    (3, _migrate_to_3),
 ]
 assert MIGRATIONS[-1][0] == SCHEMA_VERSION
 
-OUR_TABLES = {"schema_version", "sessions", "events", "bursts", "frames", "samples", "intensity_memory"}
+OUR_TABLES = {"schema_version", "sessions", "events", "bursts", "frames", "samples", "intensity_memory",
+              "adaptive_strides"}
 
 
 # ----- the database -----------------------------------------------------------------------------
@@ -503,6 +525,20 @@ class SessionLog:
         c = np.ascontiguousarray(current_ma, dtype="<f8")
         self.db.execute("INSERT INTO samples (session_id, first, n, t_us, current_ma) VALUES (?,?,?,?,?)",
                         (session_id, first, len(t), sqlite3.Binary(t.tobytes()), sqlite3.Binary(c.tobytes())))
+
+    def add_adaptive_stride(self, session_id: int, r) -> None:
+        """One :class:`fescontrol.adaptive.AdaptiveStride` (NaN angles stored as NULL)."""
+        def num(x: float):
+            return None if x != x else float(x)
+        self.db.execute("INSERT INTO adaptive_strides (session_id, stride, frame, t_us, amplitude_ma, next_ma, "
+                        "error_deg, mid_swing_deg, heel_strike_deg, swing_ms, status, reason) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (session_id, r.stride, r.frame, r.t_us, r.amplitude_ma, r.next_ma, num(r.error_deg),
+                         num(r.mid_swing_deg), num(r.heel_strike_deg), num(r.swing_ms), r.status, r.reason))
+
+    def adaptive_strides(self, session_id: int) -> list[dict]:
+        """The learned state per stride of a session, in stride order."""
+        return self._rows("SELECT * FROM adaptive_strides WHERE session_id = ? ORDER BY stride", (session_id,))
 
     def remember_intensity(self, key: str, amplitude_ma: float, hash_: str, wall: float) -> None:
         self._tx()
@@ -795,7 +831,8 @@ class LogWriter:
                 log.error("session log: the commit callback failed: %s", err)
 
     def _write(self, rec: Any) -> None:
-        from fescontrol.modes import (BurstRecord, CommandRecord, FaultCleared, FaultEntry, IntensityChange,
+        from .adaptive import AdaptiveStride
+        from .modes import (BurstRecord, CommandRecord, FaultCleared, FaultEntry, IntensityChange,
                             ModeChange, Note)
         sid, L, st = self.session_id, self.log, self.stats
         if isinstance(rec, BurstRecord):
@@ -811,6 +848,9 @@ class LogWriter:
         if isinstance(rec, SampleBatch):
             L.add_samples(sid, rec.first, rec.t_us, rec.current_ma)
             st.samples += len(rec.t_us)
+            return
+        if isinstance(rec, AdaptiveStride):
+            L.add_adaptive_stride(sid, rec)
             return
         st.events += 1
         if isinstance(rec, CommandRecord):

@@ -66,6 +66,8 @@ class SafetySupervisor:
         self.last_delivered_ma = 0.0
         #: called as listener(t_us, current_ma) after every output that reached the stimulator
         self.delivery_listeners: list = []
+        #: called as listener(reason) after every latched fault (output already zero)
+        self.fault_listeners: list = []
         self._stimulator_needs_recover = False
         self._stopped = False            # True: stopped and nothing sent since (no second Stop)
         ch = profile.stimulation
@@ -127,6 +129,23 @@ class SafetySupervisor:
         for listener in self.delivery_listeners:
             listener(self.kernel.t_us, current_ma)
 
+    def request_amplitude(self, amplitude_ma: float, low_ma: float, high_ma: float) -> bool:
+        """A plateau amplitude asked for by the event level (adaptive stimulation): passed to
+        the kernel (which applies it while the output is zero) only when it is finite and
+        within [low_ma, high_ma] and the caps; otherwise nothing is changed and OUTPUT_LIMIT
+        latches (checked, never clamped). Returns True when passed on."""
+        top = min(high_ma, self._max_ma)
+        if not (math.isfinite(amplitude_ma) and low_ma <= amplitude_ma <= top):
+            self.latch(Fault.OUTPUT_LIMIT, f"amplitude {amplitude_ma!r} mA asked for, allowed "
+                                           f"{low_ma:g}..{top:g} mA")
+            return False
+        problem = self.check_output(amplitude_ma, self._pulse_width_us)
+        if problem:
+            self.latch(Fault.OUTPUT_LIMIT, problem)
+            return False
+        self.kernel.request_amplitude(amplitude_ma)
+        return True
+
     # ----- periodic service from the control loop -------------------------------------
     def service(self) -> None:
         """Read stimulator replies and send the (acknowledged) keep-alive. Call from the
@@ -175,6 +194,7 @@ class SafetySupervisor:
             self.machine.enter_fault(reason)
         finally:
             self._stop_stimulator()
+            self._tell_fault(reason)
 
     def on_kernel_fault(self) -> None:
         """The kernel latched a fault on a sample: record it, stop, enter FAULT."""
@@ -186,6 +206,14 @@ class SafetySupervisor:
             self.machine.enter_fault(reason)
         finally:
             self._stop_stimulator()
+            self._tell_fault(reason)
+
+    def _tell_fault(self, reason: Fault) -> None:
+        for listener in self.fault_listeners:
+            try:
+                listener(reason)
+            except Exception:  # noqa: BLE001 - the output is zero and latched whatever a listener does
+                log.exception("fault listener failed")
 
     def _kernel_fault_detail(self, reason: Fault) -> str:
         """What the kernel measured, in words, for the faults that carry a number."""

@@ -390,6 +390,7 @@ class LiveSession:
         return {"state": c.state.value if c is not None else "starting",
                 "fault": fault.text if fault is not None else None,
                 "waiting": c.waiting_reason if c is not None else "",
+                "adaptive": c.adaptive.status if c is not None and c.adaptive is not None else "",
                 "amplitude_ma": float(c.kernel.amplitude_ma) if c is not None else 0.0,
                 "level": float(c.kernel.level) if c is not None else 0.0,
                 "pending": pending, "test_burst": burst, "error": self.error,

@@ -110,6 +110,9 @@ function setStatus(s) {
   st.textContent = s.state;
   st.className = "badge " + (s.fault ? "fault" : ["ramp_up", "swing", "extension", "ramp_down"].includes(s.state) ? "stim" : "on");
   $("amp").textContent = s.amplitude_ma.toFixed(1) + " mA";
+  const ad = $("adaptive");
+  ad.hidden = !s.adaptive;
+  ad.textContent = s.adaptive ? "adaptive: " + s.adaptive : "";
   const f = $("fault");
   if (s.fault || s.error) { f.hidden = false; f.textContent = "FAULT: " + (s.fault || s.error) + (s.loop_ended ? " (loop ended)" : ""); }
   else f.hidden = true;

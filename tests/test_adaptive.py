@@ -1,0 +1,289 @@
+"""Adaptive stimulation (fescontrol/adaptive.py, docs/adaptive.md): the profile section, the
+learning law's bounds, the kernel's foot-pitch integrator in both twins, freezing on doubt,
+the session log and replay, and that with adaptive off nothing changes."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fescontrol import limits
+from fescontrol.adaptive import LearningLaw
+from fescontrol.codes import Fault
+from fescontrol.controller import Controller, TraceCollector
+from fescontrol.kernel import COMPILED
+from fescontrol.modes import CommandRecord, PatientModes, replay_session
+from fescontrol.profile import ProfileError, bundled_profile_path, load_profile, profile_from_dict
+from fescontrol.session_log import LogWriter, SessionLog
+from sim.patient.adaptive import long_walk, reference_target, with_adaptive
+from sim.patient.closed_loop import closed_loop_replay
+from sim.patient.params import BUNDLED_POPULATIONS, draw_population, load_population_spec
+from sim.replay import recording_stream
+from sim.synthetic import Stand, Walk, synthesize
+
+pytestmark = pytest.mark.timeout(180)
+
+SPEC = load_population_spec(BUNDLED_POPULATIONS["drop-foot"])
+ADAPTIVE = load_profile(bundled_profile_path("adaptive"))
+TILT = load_profile(bundled_profile_path("walkaide_tilt"))
+SECTION = ADAPTIVE.adaptive.model_dump(mode="json")
+
+
+@pytest.fixture(scope="module")
+def walk():
+    return synthesize([Stand(2), Walk(20, 105), Stand(2)], seed=4)
+
+
+@pytest.fixture(scope="module")
+def profile(walk):
+    """The bundled adaptive profile with its target measured on this walk (a reference walk)."""
+    return with_adaptive(ADAPTIVE, {**SECTION, "target": reference_target(walk, ADAPTIVE, margin_deg=4.0)})
+
+
+def _frames(rec) -> bytes:
+    frames, _ = recording_stream(rec)
+    return frames.tobytes()
+
+
+# ----- the profile section -----------------------------------------------------------------------
+
+def test_bundled_adaptive_profile_is_enabled_and_starts_at_the_patient_minimum():
+    assert ADAPTIVE.adaptive.enabled and ADAPTIVE.trigger.mode.needs_imu
+    assert ADAPTIVE.start_amplitude_ma == ADAPTIVE.patient.amplitude_min_ma
+    assert not TILT.adaptive.enabled and TILT.start_amplitude_ma == TILT.patient.amplitude_max_ma
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"gain_ma_per_deg": None}, "needs gain_ma_per_deg"),
+    ({"target": None, "swing": None}, "needs target, swing"),
+    ({"max_step_ma": 50}, "max_step_ma"),
+    ({"gain_ma_per_deg": True}, "gain_ma_per_deg"),
+    ({"learning_rate": 0.3}, "learning_rate"),
+    ({"swing": {"min_ms": 900, "max_ms": 500}}, "min_ms (900) must be below max_ms"),
+])
+def test_bad_adaptive_sections_are_refused_with_one_line(change, words):
+    data = ADAPTIVE.model_dump(mode="json")
+    data["adaptive"] = {k: v for k, v in {**SECTION, **change}.items() if v is not None}
+    with pytest.raises(ProfileError) as err:
+        profile_from_dict(data, "p.yaml")
+    assert words in str(err.value) and str(err.value).startswith("p.yaml: adaptive")
+
+
+def test_adaptive_needs_a_foot_imu():
+    data = load_profile(bundled_profile_path("default")).model_dump(mode="json")
+    data["adaptive"] = SECTION
+    with pytest.raises(ProfileError, match="adaptive.enabled needs a foot IMU"):
+        profile_from_dict(data, "heel.yaml")
+
+
+# ----- the learning law ----------------------------------------------------------------------------
+
+@settings(max_examples=300, deadline=None)
+@given(lo=st.floats(0, 60), span=st.floats(0, 40), gain=st.floats(0.01, 5), step=st.floats(0.01, 10),
+       errors=st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=50), start=st.floats(0, 1))
+def test_law_never_leaves_the_bounds_nor_steps_more_than_its_limit(lo, span, gain, step, errors, start):
+    hi = min(lo + span, limits.AMPLITUDE_MAX_MA)
+    p = with_adaptive(ADAPTIVE, {**SECTION, "gain_ma_per_deg": gain, "max_step_ma": step},
+                      amplitude_min_ma=min(lo, hi), amplitude_max_ma=max(hi, 0.5))
+    law = LearningLaw(p.adaptive, p.patient)
+    u = law.lo + start * (law.hi - law.lo)
+    for e in errors:
+        nxt = law.next_amplitude(u, e)
+        assert law.lo <= nxt <= law.hi
+        assert abs(nxt - u) <= step + 1e-12
+        u = nxt
+    with pytest.raises(ValueError):
+        law.next_amplitude(u, math.nan)
+
+
+# ----- closed loop on random patients and gains ---------------------------------------------------
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), gain=st.floats(0.05, 3.0), step=st.floats(0.5, 10.0),
+       lo=st.floats(5, 25), span=st.floats(1, 30))
+def test_random_patients_never_get_more_than_the_patient_maximum(walk, profile, seed, gain, step, lo, span):
+    hi = min(lo + span, 60.0)
+    p = with_adaptive(profile, {**profile.adaptive.model_dump(mode="json"), "gain_ma_per_deg": gain,
+                                "max_step_ma": step}, amplitude_min_ma=lo, amplitude_max_ma=hi)
+    patient = draw_population(SPEC, seed, n=1)[0]
+    run = closed_loop_replay(walk, p, patient, SPEC.gait)
+    assert not run.replay.faults
+    assert run.current_ma.max() <= hi and run.current_ma.max() <= limits.AMPLITUDE_MAX_MA
+    records = run.meta["adaptive"]
+    assert len(records) >= 15
+    used = [r.amplitude_ma for r in records]
+    assert used[0] == lo
+    for a, b in zip(used, used[1:]):
+        assert abs(b - a) <= step + 1e-9
+    for r in records:
+        assert lo <= r.next_ma <= hi and abs(r.next_ma - r.amplitude_ma) <= step + 1e-9
+
+
+def test_a_patient_is_lifted_within_five_strides(walk, profile):
+    patient = draw_population(SPEC, 15, n=2)[1]
+    run = closed_loop_replay(walk, profile, patient, SPEC.gait)
+    records = run.meta["adaptive"]
+    first_ok = next(i for i, r in enumerate(records) if abs(r.error_deg) <= 2.0)
+    assert first_ok <= 5, [round(r.error_deg, 1) for r in records]
+    assert records[first_ok].amplitude_ma > profile.patient.amplitude_min_ma
+    assert sum(s.toe_drag for s in run.strides[first_ok + 1:]) <= 1
+
+
+# ----- freezing on doubt -------------------------------------------------------------------------------
+
+def test_a_fault_in_a_stride_freezes_that_stride_and_holds_the_last_good_amplitude(walk, profile):
+    c = Controller(profile, trace_capacity=1024)
+    seen = {"onsets": 0, "held": None}
+
+    def inject(e):
+        if e.event == "heel_off":
+            seen["onsets"] += 1
+            if seen["onsets"] == 8:
+                seen["held"] = c.adaptive.amplitude_ma
+                c.supervisor.latch(Fault.USER_STOP, "test: injected mid-stride")
+
+    c.event_listeners.append(inject)
+    c.start()
+    c.feed(_frames(walk))
+    last = c.adaptive.records[-1]
+    assert last.status == "frozen" and last.reason == "fault in the stride"
+    assert last.next_ma == seen["held"] == c.adaptive.amplitude_ma
+    assert len(c.adaptive.records) == 8
+    assert c.kernel.fault == Fault.USER_STOP and c.kernel.current_ma == 0.0
+    # cleared and walking again: the next walk starts from the last good amplitude
+    c.supervisor.clear("tester")
+    c.start()
+    assert c.kernel.pending_amplitude_ma == seen["held"]
+
+
+def test_frames_lost_in_a_swing_freeze_the_stride(walk, profile):
+    frames, _ = recording_stream(walk)
+    c = Controller(profile)
+    c.start()
+    onsets = []
+    c.event_listeners.append(lambda e: onsets.append(c.kernel.frames) if e.event == "heel_off" else None)
+    c.feed(frames.tobytes())
+    onset_frame = onsets[6]
+    drop = np.ones(len(frames), bool)
+    drop[onset_frame + 5:onset_frame + 7] = False       # two frames lost just after an onset
+    c2 = Controller(profile)
+    c2.start()
+    c2.feed(frames[drop].tobytes())
+    reasons = [r.reason for r in c2.adaptive.records]
+    assert "sensor frames lost in the swing" in reasons
+    assert not c2.supervisor.faults
+
+
+def test_the_patients_intensity_change_wins_until_the_next_walk(walk, profile):
+    c = Controller(profile)
+    m = PatientModes(c, wall=lambda: 0.0)
+    frames = _frames(walk)
+    step = len(frames) // 3
+    c.feed(frames[:33 * 10])
+    m.walk()
+    c.feed(frames[33 * 10:step - step % 33])
+    before = c.adaptive.amplitude_ma
+    level = m.intensity_step(-1)
+    assert level == pytest.approx(before - profile.patient.step_ma)
+    c.feed(frames[step - step % 33:])
+    after = [r for r in c.adaptive.records if r.t_us > c.kernel.t_us - 10**9][-3:]
+    assert all(r.status == "frozen" and r.reason.startswith("patient intensity change") for r in after)
+    assert c.adaptive.amplitude_ma == level and c.kernel.amplitude_ma == level
+    assert "intensity change" in c.adaptive.status
+
+
+# ----- twins, session log, replay ---------------------------------------------------------------------
+
+@pytest.mark.skipif(not COMPILED, reason="Cython kernel not built")
+def test_both_kernels_integrate_the_foot_pitch_identically(walk, profile):
+    out = {}
+    data = _frames(walk)
+    for impl in ("python", "cython"):
+        c = Controller(profile, implementation=impl, trace_capacity=1024)
+        col = TraceCollector()
+        c.trace_sink = col
+        at_events = []
+        c.event_listeners.append(lambda e, c=c, at=at_events: at.append(
+            (e.event, c.kernel.foot_pitch_deg, c.kernel.foot_flat_age_us, c.kernel.swing_n,
+             c.kernel.swing_overflow, c.kernel.swing_pitch[:c.kernel.swing_n].tobytes())))
+        c.start()
+        c.feed(data)
+        c.finish()
+        out[impl] = (col.arrays(), at_events, [r.to_dict() for r in c.adaptive.records])
+    (tp, ep, rp), (tc, ec, rc) = out["python"], out["cython"]
+    for name in tp:
+        np.testing.assert_array_equal(tp[name], tc[name], err_msg=name)
+    assert ep == ec and len(ep) > 40
+    assert str(rp) == str(rc) and len(rp) >= 15
+
+
+def test_learned_state_is_logged_per_stride_and_replays_bit_identically(tmp_path, walk, profile):
+    c = Controller(profile, trace_capacity=1024)
+    col = TraceCollector()
+    c.trace_sink = col
+    records = []
+    m = PatientModes(c, wall=lambda: 0.0, recorders=[records.append])
+    data = _frames(walk)
+    c.feed(data[:33 * 10])
+    m.walk()
+    c.feed(data[33 * 10:])
+    c.finish()
+    live = [r for r in records if type(r).__name__ == "AdaptiveStride"]
+    assert len(live) >= 15 and any(r.status == "learn" for r in live)
+    slog = SessionLog(tmp_path / "s.db")
+    sid = slog.begin_session(profile, kernel=c.implementation)
+    writer = LogWriter(slog, sid, profile)
+    for r in records:
+        writer.put(r)
+    writer.close("test", int(c.kernel.frames))
+    with SessionLog(tmp_path / "s.db") as again:
+        rows = again.adaptive_strides(sid)
+    assert [r["stride"] for r in rows] == [r.stride for r in live]
+    assert [r["next_ma"] for r in rows] == [r.next_ma for r in live]
+    commands = [{"name": r.name, "frame": r.frame, "value": r.value, "detail": r.detail}
+                for r in records if isinstance(r, CommandRecord)]
+    out = replay_session(profile, data, commands)
+    trace = col.arrays()
+    np.testing.assert_array_equal(out.current_ma.view(np.uint64), trace["current_ma"].view(np.uint64))
+    # repr compares NaN angles (frozen strides) too
+    assert repr([r.to_dict() for r in out.controller.adaptive.records]) == repr([r.to_dict() for r in live])
+
+
+def test_live_status_shows_the_learning(walk, profile):
+    from fescontrol.patient_ui import render
+    from fescontrol.patient_ui import Status
+    c = Controller(profile)
+    c.start()
+    c.feed(_frames(walk))
+    assert c.adaptive.status and "mA" in c.adaptive.status
+    lines = [t for t, _ in render(Status(adaptive=c.adaptive.status))]
+    assert any(t.startswith("Adaptive    ") for t in lines)
+
+
+# ----- adaptive off: nothing changes ------------------------------------------------------------------
+
+def test_with_adaptive_off_the_kernel_does_not_integrate_and_outputs_are_unchanged(walk):
+    data = _frames(walk)
+    explicit = profile_from_dict({**TILT.model_dump(mode="json"), "adaptive": {"enabled": False}}, "off")
+    traces = []
+    for p in (TILT, explicit):
+        c = Controller(p, trace_capacity=1024)
+        col = TraceCollector()
+        c.trace_sink = col
+        c.start()
+        c.feed(data)
+        c.finish()
+        assert c.adaptive is None and c.kernel.foot_pitch_deg == 0.0 and c.kernel.swing_n == 0
+        traces.append(col.arrays())
+    for name in traces[0]:
+        np.testing.assert_array_equal(traces[0][name], traces[1][name], err_msg=name)
+
+
+def test_long_walk_repeats_whole_strides(walk):
+    rec = long_walk(walk, 1.0)
+    assert rec.duration_s >= 60.0
+    assert len(rec.reference_swings()) >= 3 * len(walk.reference_swings())
