@@ -30,8 +30,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
-from .profile import Adaptive, PatientBounds, Profile
-from .stride_features import StrideFeatures, read_features
+from fescontrol.profile import Adaptive, PatientBounds, Profile
+from fescontrol.stride_features import StrideFeatures, read_features
 
 #: accepted swings whose median is the "normal" swing length
 SWING_HISTORY = 5

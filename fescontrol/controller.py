@@ -15,12 +15,12 @@ from typing import Callable
 
 import numpy as np
 
-from .adaptive import AdaptiveStimulation
-from .codes import Event, Fault, Ret
-from .gait_machine import GaitMachine, GaitState
-from .kernel import make_kernel
-from .profile import Profile
-from .supervisor import SafetySupervisor
+from fescontrol.adaptive import AdaptiveStimulation
+from fescontrol.codes import Event, Fault, Ret
+from fescontrol.gait_machine import GaitMachine, GaitState
+from fescontrol.kernel import make_kernel
+from fescontrol.profile import Profile
+from fescontrol.supervisor import SafetySupervisor
 
 # plain ints: IntFlag arithmetic costs a microsecond per operation on the event path
 _EVENT, _TRACE_FULL, _CLOSED = int(Ret.EVENT), int(Ret.TRACE_FULL), int(Ret.CLOSED)

@@ -831,8 +831,8 @@ class LogWriter:
                 log.error("session log: the commit callback failed: %s", err)
 
     def _write(self, rec: Any) -> None:
-        from .adaptive import AdaptiveStride
-        from .modes import (BurstRecord, CommandRecord, FaultCleared, FaultEntry, IntensityChange,
+        from fescontrol.adaptive import AdaptiveStride
+        from fescontrol.modes import (BurstRecord, CommandRecord, FaultCleared, FaultEntry, IntensityChange,
                             ModeChange, Note)
         sid, L, st = self.session_id, self.log, self.stats
         if isinstance(rec, BurstRecord):

@@ -18,11 +18,11 @@ from fescontrol.kernel import COMPILED
 from fescontrol.modes import CommandRecord, PatientModes, replay_session
 from fescontrol.profile import ProfileError, bundled_profile_path, load_profile, profile_from_dict
 from fescontrol.session_log import LogWriter, SessionLog
-from sim.patient.adaptive import long_walk, reference_target, with_adaptive
-from sim.patient.closed_loop import closed_loop_replay
-from sim.patient.params import BUNDLED_POPULATIONS, draw_population, load_population_spec
-from sim.replay import recording_stream
-from sim.synthetic import Stand, Walk, synthesize
+from fescontrol.sim.patient.adaptive import long_walk, reference_target, with_adaptive
+from fescontrol.sim.patient.closed_loop import closed_loop_replay
+from fescontrol.sim.patient.params import BUNDLED_POPULATIONS, draw_population, load_population_spec
+from fescontrol.sim.replay import recording_stream
+from fescontrol.sim.synthetic import Stand, Walk, synthesize
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -19,8 +19,8 @@ import numpy as np
 
 from fescontrol.controller import Controller
 from fescontrol.profile import Profile, profile_from_dict
-from sim.recording import Recording
-from sim.replay import recording_stream
+from ..recording import Recording
+from ..replay import recording_stream
 
 
 def _cut_points(rec: Recording) -> list[int]:
