@@ -5,7 +5,8 @@ Practice 48:87–97): after each swing the error between the target foot pitch a
 the foot reached corrects the amplitude of the next stride,
 
     e_k     = max(target_mid − mid_k, target_hs − hs_k)          (deg; > 0: foot too low)
-    Δ_k     = clip(gain · e_k, −max_step, +max_step)   (0 when |e_k| ≤ deadband)
+    Δ_k     = clip(g · e_k, −max_step, +max_step)      (0 when |e_k| ≤ deadband)
+              g = gain when e_k > 0, decrease_fraction · gain when e_k < 0
     u_{k+1} = clip(u_k + Δ_k, amplitude_min_ma, amplitude_max_ma)
 
 The larger of the two errors decides, so the amplitude settles at the least current that
@@ -71,6 +72,7 @@ class LearningLaw:
         self.gain = float(cfg.gain_ma_per_deg)
         self.max_step = float(cfg.max_step_ma)
         self.deadband = float(cfg.deadband_deg)
+        self.decrease_fraction = float(cfg.decrease_fraction)
 
     def error_deg(self, f: StrideFeatures) -> float:
         t = self.cfg.target
@@ -81,6 +83,8 @@ class LearningLaw:
         if not math.isfinite(error_deg):
             raise ValueError(f"pitch error {error_deg!r} is not a finite number")
         step = 0.0 if abs(error_deg) <= self.deadband else self.gain * error_deg
+        if step < 0.0:
+            step *= self.decrease_fraction
         step = min(self.max_step, max(-self.max_step, step))
         return self.bounded(amplitude_ma + step)
 

@@ -344,6 +344,10 @@ class Adaptive(_Model):
                                          description="amplitude change per degree of pitch error, mA/deg")
     max_step_ma: Real | None = Field(None, gt=0.0, le=10.0,
                                      description="largest amplitude change from one stride to the next, mA")
+    decrease_fraction: Real = Field(0.25, gt=0.0, le=1.0,
+                                    description="a foot above target lowers the current at this fraction "
+                                                "of the gain: a stride's own variation must not take away "
+                                                "the lift the next stride needs")
     deadband_deg: Real = Field(0.5, ge=0.0, le=5.0, description="errors this small change nothing, deg")
     swing: AdaptiveSwing | None = None
     mid_swing_fraction: Real = Field(0.65, ge=0.3, le=0.9,

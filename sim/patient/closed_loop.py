@@ -146,9 +146,7 @@ def closed_loop_replay(rec: Recording, profile: Profile, patient: PatientParams,
     stim = profile.stimulation
     sim = PatientSimulator(rec, patient, stim.pulse_width_us, stim.frequency_hz)
     frames, _ = recording_stream(rec, first_timestamp_us=T0_US)
-    flags, heel_c, acc_c, gyro_c = sp.counts_from_units(rec.heel_n, rec.acc_ms2, rec.gyro_dps, n=rec.n_samples)
-    seq = np.arange(rec.n_samples)
-    t_us = T0_US + np.rint(seq * 1e6 / rec.rate_hz).astype(np.int64)
+    flags, *_ = sp.counts_from_units(rec.heel_n, rec.acc_ms2, rec.gyro_dps, n=rec.n_samples)
     controller = Controller(profile, implementation=implementation, trace_capacity=4096)
     collector = TraceCollector()
     controller.trace_sink = collector
