@@ -87,7 +87,7 @@ setup(
     packages=PACKAGES,
     package_dir=PACKAGE_DIR,
     package_data={
-        "fescontrol": ["*.pyx", "live/static/*"],
+        "fescontrol": ["*.pyx", "tools/live/static/*"],
         "fescontrol.configs": ["*.yaml"],
         "fescontrol.sim": ["data/*", "data/**/*", "patients/*.yaml"],
     },

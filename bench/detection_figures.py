@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fescontrol.controller import Controller
-from fescontrol.profile import load_profile, profile_from_dict
+from fescontrol.loop.controller import Controller
+from fescontrol.core.profile import load_profile, profile_from_dict
 from fescontrol.sim.replay import recording_stream, replay
 from fescontrol.sim.run import load_any
 from fescontrol.sim.scoring import score
@@ -67,18 +67,19 @@ def main(argv=None) -> int:
         ax.plot(t, th[:, 1], "g--", lw=1, label="tracked floor")
         ax.plot(t, th[:, 2], "b", lw=1, label="heel-off threshold")
         ax.plot(t, th[:, 3], "r", lw=1, label="heel-strike threshold")
-        for prof, y, label in ((base, -0.06, "bursts (adaptive)"),
+        for prof, y, _label in ((base, -0.06, "bursts (adaptive)"),
                                (_variant(base, floor_max_fraction=0.0, on_max_fraction=0.95), -0.12,
                                 "bursts (fixed thresholds)")):
             for a, b in replay(rec, prof).bursts_s:
                 if b > t0 and a < t1:
                     ax.axvspan(max(a, t0), min(b, t1), ymin=0, ymax=0.04 if y < -0.1 else 0.08,
                                color="orange" if y > -0.1 else "grey", alpha=0.6)
-        for to, hs in rec.reference_swings():
+        for to, _hs in rec.reference_swings():
             if t0 < to < t1:
                 ax.axvline(to, color="m", lw=0.5)
         ax.set_ylim(0, min(ax.get_ylim()[1], 120))
-        ax.set_title(f"{title} — {name} {side}\nmagenta: toe-off; orange: bursts (adaptive), grey: bursts (fixed thresholds)",
+        ax.set_title(f"{title} — {name} {side}\n"
+                     "magenta: toe-off; orange: bursts (adaptive), grey: bursts (fixed thresholds)",
                      fontsize=9)
         ax.legend(loc="upper right", fontsize=7)
         ax.set_xlabel("s")

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fescontrol.profile import load_profile, profile_from_dict
+from fescontrol.core.profile import load_profile, profile_from_dict
 from fescontrol.sim.replay import replay
 from fescontrol.sim.run import load_any, score_recordings
 from fescontrol.sim.scoring import format_table, pooled, score
@@ -207,7 +207,8 @@ def main(argv=None) -> int:
                    + SUMMARY_HEAD + "\n" + summary_line("heel, held-out (CV)", cv["pooled"], cv["feet"]) + "\n"
                    + summary_line("heel, fit on all (" + ", ".join(f"{p.split('.')[-1]}={v}"
                                                                    for p, v in fit_values.items()) + ")",
-                                  fit_report, cv["feet"]).replace(f"| {worst_decile(cv['feet'])[0]:.3f} | {faulted} |", "| – | – |")
+                                  fit_report, cv["feet"]).replace(
+                       f"| {worst_decile(cv['feet'])[0]:.3f} | {faulted} |", "| – | – |")
                    + "\n")
         print("\n" + cv_text)
     for group in groups:
@@ -219,7 +220,8 @@ def main(argv=None) -> int:
         table = format_table([pool] if args.quiet else reports)
         worst, feet = worst_decile(reports)
         worst_table = format_table(feet, pool=False)
-        print(f"\n## {group} ({GROUPS[group][0]})\n{table}\n\nworst 10 % of feet (mean recall {worst:.3f}):\n{worst_table}")
+        print(f"\n## {group} ({GROUPS[group][0]})\n{table}\n\n"
+              f"worst 10 % of feet (mean recall {worst:.3f}):\n{worst_table}")
         summary_rows.append(summary_line(group, pool, reports))
         part = (f"### {group} — `configs/{GROUPS[group][0]}`\n\n"
                 f"Worst 10 % of feet by recall (mean {worst:.3f}):\n\n```\n{worst_table}\n```\n\n"
@@ -227,7 +229,8 @@ def main(argv=None) -> int:
         if group in ("heel", "tilt") and not args.quiet:
             dist = onset_distribution_table(reports)
             print(f"\nonset error per walk (ms):\n{dist}")
-            part += f"\nOnset error per walk (onset − toe-off, ms; share before −300 and after +20 ms):\n\n```\n{dist}\n```\n"
+            part += ("\nOnset error per walk (onset − toe-off, ms; share before −300 and after +20 ms):\n\n"
+                     f"```\n{dist}\n```\n")
         md.append(part)
     print(f"\n({time.perf_counter() - t0:.1f} s)")
     if args.markdown:

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fescontrol.profile import bundled_profile_path, load_profile
+from fescontrol.core.profile import bundled_profile_path, load_profile
 from fescontrol.sim.engine import dask_client
 from fescontrol.sim.evaluate import RecordingItem, evaluate
 from fescontrol.sim.sources import list_available, shared_gait_data_dir

@@ -16,7 +16,7 @@ Three processes, as on the device: a sensor unit writing frames at 1 kHz to a pt
   Whatever the relay shows, the pty layer and the scheduler cost any loop on this machine.
 
 ``load=True`` runs a CPU hog (bench/load.py) on one core for the whole run. ``rt=True``
-applies :func:`fescontrol.realtime.hardened_loop` (mlockall, SCHED_FIFO 50, frozen gc) to
+applies :func:`fescontrol.loop.realtime.hardened_loop` (mlockall, SCHED_FIFO 50, frozen gc) to
 this process and SCHED_FIFO 50 to the sensor and far-end processes, which stand in for
 hardware that keeps its own time.
 """
@@ -32,10 +32,10 @@ import numpy as np
 
 from fescontrol.drivers import sciencemode2 as sm
 from fescontrol.drivers.sensor_protocol import FRAME_LEN
-from fescontrol import realtime
-from fescontrol.controller import Controller
-from fescontrol.profile import Realtime, bundled_profile_path, load_profile, profile_from_dict
-from fescontrol.runner import open_sensor, open_stimulator
+from fescontrol.loop import realtime
+from fescontrol.loop.controller import Controller
+from fescontrol.core.profile import Realtime, bundled_profile_path, load_profile, profile_from_dict
+from fescontrol.loop.runner import open_sensor, open_stimulator
 from fescontrol.sim.replay import recording_stream
 
 RATE_HZ = 1000.0

@@ -18,9 +18,9 @@ import time
 
 import numpy as np
 
-from fescontrol import realtime
-from fescontrol.controller import Controller
-from fescontrol.runner import DEVICE_EVENT_HISTORY, open_sensor, open_stimulator
+from fescontrol.loop import realtime
+from fescontrol.loop.controller import Controller
+from fescontrol.loop.runner import DEVICE_EVENT_HISTORY, open_sensor, open_stimulator
 
 from latency import FIRST_TS_US, RATE_HZ, _emulator_process, bench_profile
 

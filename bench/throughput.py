@@ -11,8 +11,8 @@ import time
 import numpy as np
 
 from fescontrol.drivers import sensor_protocol as sp
-from fescontrol.controller import Controller
-from fescontrol.profile import bundled_profile_path, load_profile
+from fescontrol.loop.controller import Controller
+from fescontrol.core.profile import bundled_profile_path, load_profile
 
 
 def recorded_heel_stream(min_samples: int, rate_hz: float | None = None) -> tuple[bytes, int, str]:
@@ -35,7 +35,7 @@ def recorded_heel_stream(min_samples: int, rate_hz: float | None = None) -> tupl
 
 def time_replay(data: bytes, implementation: str, rate_hz: float, repeats: int = 3) -> float:
     """Best wall time (s) of replaying ``data`` through a fresh controller."""
-    from fescontrol.profile import profile_from_dict
+    from fescontrol.core.profile import profile_from_dict
     base = load_profile(bundled_profile_path("default")).model_dump(mode="json")
     base["device"]["sample_rate_hz"] = rate_hz
     profile = profile_from_dict(base)

@@ -2,10 +2,13 @@
 
 NOT A CLEARED MEDICAL DEVICE. Use on a person only under clinical supervision.
 
-Layout: ``profile`` (validated settings) · ``limits`` (hard caps) · ``kernel``
-(per-sample path: ``_kernel.pyx`` and its pure-Python twin) · ``gait_machine``
-(event-level ``transitions`` machine) · ``supervisor`` (the one gate to the
-stimulator) · ``controller`` (ties them together) · ``cli`` (``fes``).
+Layers (docs/design.md opens with the map; import-linter enforces it, `make lint`):
+``core`` (codes, limits, profile) · ``kernel`` (speed 1: per sample) | ``machine`` (speed 2:
+gait events) | ``safety`` (the one gate to the stimulator) · ``loop`` (ties them; ports;
+``fes run``) · ``sim`` (virtual hardware, gait data) · ``session`` (patient modes, log) ·
+``tools`` (orthotist: calibration, profiles, report, live view) · ``ui`` · ``cli`` (``fes``,
+the only place that composes the simulator with the runtime). ``drivers`` and ``configs``
+sit under ``core``.
 """
 from fescontrol.kernel import COMPILED, DEFAULT_IMPLEMENTATION
 

@@ -18,7 +18,7 @@ from libc.errno cimport errno, EAGAIN, EINTR
 import numpy as np
 
 from fescontrol.drivers import sensor_protocol as _sp
-from fescontrol.codes import Event, Fault, Phase, Ret
+from fescontrol.core.codes import Event, Fault, Phase, Ret
 from fescontrol._kernel_py import KernelParams, TRACE_FIELDS, INPUT_BUFFER_BYTES, EVENT_QUEUE_LEN, \
     LATENESS_BIN_US, LATENESS_BINS, STRIDE_MAX_US as _STRIDE_MAX_US, SWING_BUF_LEN as _SWING_BUF_LEN
 

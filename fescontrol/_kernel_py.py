@@ -34,8 +34,8 @@ import numpy as np
 
 from fescontrol.drivers import sensor_protocol as sp
 
-from fescontrol.codes import Event, Fault, Phase, Ret
-from fescontrol.profile import CutoffMode, Profile, TriggerMode
+from fescontrol.core.codes import Event, Fault, Phase, Ret
+from fescontrol.core.profile import CutoffMode, Profile, TriggerMode
 
 # stride (detection) states
 STRIDE_IDLE, STRIDE_ACTIVE, STRIDE_LOCKOUT = 0, 1, 2

@@ -218,7 +218,7 @@ def evaluate_foot(source: str, side: str, subject: str | None, profile=None,
 
     Expected problems (bad file, no such foot, profile/channel mismatch) come back as
     ``error``/``skipped``; anything else raises (a bug must not pass as a figure)."""
-    from fescontrol.profile import ProfileError, default_profile_for, load_profile
+    from fescontrol.core.profile import ProfileError, default_profile_for, load_profile
     from .replay import replay
     from .run import delivered_summary, load_any, sim_report_row
     from .scoring import score
@@ -393,7 +393,7 @@ def _hist(values, edges) -> dict:
 def evaluate(items: Sequence[RecordingItem], profile=None, *, scheduler: str | None = None,
              workers: int | None = None, implementation: str = "auto", progress: bool | None = None,
              client=None) -> EvaluationResult:
-    """Evaluate ``profile`` (a :class:`~fescontrol.profile.Profile`, or None for the bundled
+    """Evaluate ``profile`` (a :class:`~fescontrol.core.profile.Profile`, or None for the bundled
     default per recording) on ``items`` on a Dask cluster (see :mod:`fescontrol.sim.engine`); one task
     per recording file. Pass ``client`` to reuse a connected client."""
     from .engine import describe, run_tasks

@@ -10,12 +10,14 @@ faults act on the RehaStim2 emulator and need ``--realtime``.
 | garbage | random bytes injected before the frame at T | byte count (default 64) |
 | crc | frames from T have a corrupted byte (bad CRC) | frame count (default 10) |
 | drop | frames from T are lost | frame count (default 10) |
-| stuck-heel | the heel reading freezes under load: at its value at the first sample from T that reads ≥ 20 N (a heel frozen at its unloaded level is a no-contact state, not a fault) | – |
+| stuck-heel | the heel reading freezes under load, at its first value ≥ 20 N from T (¹) | – |
 | imu-saturation | frames from T flag IMU saturation | frame count (default 10) |
 | clock-jump | the device clock leaps forward at T | jump in ms (default 1000) |
 | stim-no-ack | the stimulator stops acknowledging at T | – |
 | stim-disconnect | the stimulator link closes at T | – |
 | stim-error | the stimulator reports an electrode error at T | – |
+
+(¹) A heel frozen at its unloaded level is a no-contact state, not a fault.
 """
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import threading
 import time
 
-from fescontrol.controller import Controller, TraceCollector
-from fescontrol.runner import open_sensor, open_stimulator
+from fescontrol.loop.controller import Controller, TraceCollector
+from fescontrol.loop.runner import open_sensor, open_stimulator
 from .pty_sensor import PtySensor
 from .rehastim2 import RehaStim2Emulator
 from .replay import ReplayResult

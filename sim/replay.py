@@ -3,7 +3,7 @@
 A :class:`fescontrol.sim.recording.Recording` becomes a stream of sensor frames in our
 wire protocol (docs/protocol.md) at the recording's rate, with absent channels
 flagged absent. :func:`replay` pushes the stream through a
-:class:`fescontrol.controller.Controller` (the same kernel, machine and
+:class:`fescontrol.loop.controller.Controller` (the same kernel, machine and
 supervisor as ``fes run``) and returns the per-sample trace, the events, the
 faults and the delivered stimulation bursts, ready for scoring.
 """
@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fescontrol.drivers import sensor_protocol as sp
-from fescontrol.controller import Controller, LoggedEvent, TraceCollector
-from fescontrol.profile import Profile, ProfileError
+from fescontrol.loop.controller import Controller, LoggedEvent, TraceCollector
+from fescontrol.core.profile import Profile, ProfileError
 
 
 def check_channels(recording, profile: Profile) -> None:

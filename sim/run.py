@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from fescontrol.profile import default_profile_for, load_profile
+from fescontrol.core.profile import default_profile_for, load_profile
 from .faults import FaultError, apply_sensor_faults, parse_fault
 from .recording import RecordingError
 from .replay import ReplayResult, check_channels, recording_stream, replay
@@ -228,7 +228,7 @@ def _population_json(population, profile) -> dict:
 def _after_unplug(rec, profile, result, implementation, stream) -> ReplayResult:
     """Batch replay of an unplugged sensor: the stream ends, then the device's own wall-clock
     staleness check runs on a silent descriptor, exactly as in the real loop."""
-    from fescontrol.controller import Controller, TraceCollector
+    from fescontrol.loop.controller import Controller, TraceCollector
     controller = Controller(profile, implementation=implementation, trace_capacity=4096)
     collector = TraceCollector()
     controller.trace_sink = collector

@@ -2,7 +2,7 @@
 
 Python API (what the detection work tunes with)::
 
-    from fescontrol.profile import load_profile
+    from fescontrol.core.profile import load_profile
     from fescontrol.sim.evaluate import expand_recordings
     from fescontrol.sim.sweep import ParamSpec, sweep
     specs = [ParamSpec.parse("trigger.heel.off_fraction=0.01:0.05:0.005")]
@@ -38,7 +38,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from fescontrol.profile import Profile, ProfileError, _field_info, profile_from_dict
+from fescontrol.core.profile import Profile, ProfileError, _field_info, profile_from_dict
 from .evaluate import RecordingItem
 from .scoring import DetectionReport, pooled
 

@@ -6,7 +6,7 @@ import pytest
 
 from fescontrol.drivers import sensor_protocol as sp
 from fescontrol.kernel import COMPILED
-from fescontrol.profile import bundled_profile_path, load_profile, profile_from_dict
+from fescontrol.core.profile import bundled_profile_path, load_profile, profile_from_dict
 
 BUNDLED_PROFILES = ("default", "pace_heel", "walkaide_tilt", "combined")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fescontrol.controller import Controller, TraceCollector
+from fescontrol.loop.controller import Controller, TraceCollector
 
 
 def run_stream(profile, data: bytes, implementation: str = "auto", *, start: bool = True,

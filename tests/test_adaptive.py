@@ -1,4 +1,4 @@
-"""Adaptive stimulation (fescontrol/adaptive.py, docs/adaptive.md): the profile section, the
+"""Adaptive stimulation (fescontrol/machine/adaptive.py, docs/adaptive.md): the profile section, the
 learning law's bounds, the kernel's foot-pitch integrator in both twins, freezing on doubt,
 the session log and replay, and that with adaptive off nothing changes."""
 from __future__ import annotations
@@ -10,14 +10,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fescontrol import limits
-from fescontrol.adaptive import LearningLaw
-from fescontrol.codes import Fault
-from fescontrol.controller import Controller, TraceCollector
+from fescontrol.core import limits
+from fescontrol.machine.adaptive import LearningLaw
+from fescontrol.core.codes import Fault
+from fescontrol.loop.controller import Controller, TraceCollector
 from fescontrol.kernel import COMPILED
-from fescontrol.modes import CommandRecord, PatientModes, replay_session
-from fescontrol.profile import ProfileError, bundled_profile_path, load_profile, profile_from_dict
-from fescontrol.session_log import LogWriter, SessionLog
+from fescontrol.session.modes import CommandRecord, PatientModes, replay_session
+from fescontrol.core.profile import ProfileError, bundled_profile_path, load_profile, profile_from_dict
+from fescontrol.session.log import LogWriter, SessionLog
 from fescontrol.sim.patient.adaptive import long_walk, reference_target, with_adaptive
 from fescontrol.sim.patient.closed_loop import closed_loop_replay
 from fescontrol.sim.patient.params import BUNDLED_POPULATIONS, draw_population, load_population_spec
@@ -254,8 +254,8 @@ def test_learned_state_is_logged_per_stride_and_replays_bit_identically(tmp_path
 
 
 def test_live_status_shows_the_learning(walk, profile):
-    from fescontrol.patient_ui import render
-    from fescontrol.patient_ui import Status
+    from fescontrol.ui.patient_ui import render
+    from fescontrol.ui.patient_ui import Status
     c = Controller(profile)
     c.start()
     c.feed(_frames(walk))

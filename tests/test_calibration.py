@@ -10,12 +10,12 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fescontrol.calibration import (AXES, Axis, CalibrationError, Calibrator, gait_structure, load_walk,
+from fescontrol.tools.calibration import (AXES, Axis, CalibrationError, Calibrator, gait_structure, load_walk,
                                     record_walk, recording_from_frames)
 from fescontrol.cli import main
-from fescontrol.profile import (TriggerMode, bundled_profile_path, default_profile_for, load_profile,
+from fescontrol.core.profile import (TriggerMode, bundled_profile_path, default_profile_for, load_profile,
                                 profile_from_dict)
-from fescontrol.profile_store import ProfileStore
+from fescontrol.tools.profile_store import ProfileStore
 from fescontrol.sim.replay import recording_stream, replay
 from fescontrol.sim.scoring import ScoringRules, score
 from fescontrol.sim.sources import list_bundled
@@ -264,7 +264,7 @@ def test_calibrated_profiles_score_at_least_as_well_as_the_defaults_on_every_sha
 def _bounds(path: str) -> tuple[float, float]:
     """The validator's own (lower, upper) bounds of a profile field (inclusive or not: both
     are checked as inclusive here, the validator itself checks the strict ones)."""
-    from fescontrol.profile import Profile, _field_info, field_bounds
+    from fescontrol.core.profile import Profile, _field_info, field_bounds
     lo, _, hi, _ = field_bounds(_field_info(Profile, tuple(path.split("."))))
     return (-math.inf if lo is None else lo), (math.inf if hi is None else hi)
 

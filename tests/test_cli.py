@@ -63,7 +63,7 @@ def test_sim_demo_contract(tmp_path):
 
 
 def test_sim_refuses_a_profile_whose_channels_are_missing(tmp_path):
-    from fescontrol.profile import bundled_profile_path
+    from fescontrol.core.profile import bundled_profile_path
     res = CliRunner().invoke(main, ["sim", "--recording", "physionet:GaCo01", "--profile",
                                     str(bundled_profile_path("walkaide_tilt"))])
     assert res.exit_code == 2

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from fescontrol import limits
+from fescontrol.core import limits
 from fescontrol.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -195,7 +195,7 @@ def test_sim_help_points_to_existing_docs_and_options():
 
 
 def test_test_burst_limit_in_the_cli_is_the_hard_cap():
-    from fescontrol import cli_patient
+    from fescontrol.cli import patient as cli_patient
     assert cli_patient.TEST_BURST_MS_MAX == limits.TEST_BURST_MS_MAX
 
 

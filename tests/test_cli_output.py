@@ -47,7 +47,7 @@ def test_the_demo_plot_says_which_part_of_the_walk_it_shows(monkeypatch, tmp_pat
 
 def test_timing_axes_have_plain_millisecond_labels():
     """Nearly constant delays (one loop period plus float noise) once read '1e-11+1e1'."""
-    from fescontrol.report import StepRow, WalkReport, _timing_figure
+    from fescontrol.tools.report import StepRow, WalkReport, _timing_figure
     rows = [StepRow(i + 1, float(i), float(i) + 0.01, 10.000000000001 + (i % 2) * 1e-12, 400.0, i + 0.4,
                     150.00000000002, False) for i in range(30)]
     report = WalkReport.__new__(WalkReport)

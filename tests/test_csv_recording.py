@@ -143,7 +143,7 @@ def test_events_sidecar_scores_and_errors(tmp_path):
 @pytest.mark.parametrize("name, side", [("physionet:GaCo01", "right"), ("gaitmap:imu_sample", "left"),
                                         ("synthetic:mixed", "left")])
 def test_convert_round_trip_scores_identically(tmp_path, name, side):
-    from fescontrol.profile import default_profile_for, load_profile
+    from fescontrol.core.profile import default_profile_for, load_profile
     rec = load_any(name, side)
     out, ev = write_csv_recording(rec, tmp_path / "c.csv")
     back = load_recording(out)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fescontrol.profile import load_profile
+from fescontrol.core.profile import load_profile
 from fescontrol.sim.replay import recording_stream, replay
 from fescontrol.sim.run import load_any, score_recordings
 from fescontrol.sim.scoring import pooled

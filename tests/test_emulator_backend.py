@@ -12,7 +12,7 @@ import pytest
 
 from fescontrol.drivers.stimulator import (ChannelOutput, StimulatorInitError, UnknownStimulatorError,
                                 get_stimulator_class, known_stimulators)
-from fescontrol.runner import open_stimulator, stimulator_choice
+from fescontrol.loop.runner import open_stimulator, stimulator_choice
 from fescontrol.sim.backend import EmulatedP24, EmulatedRehaStim2
 
 pytestmark = pytest.mark.timeout(30)
@@ -76,7 +76,7 @@ def test_a_failed_handshake_stops_the_emulator(default_profile):
 
 
 def test_the_device_loop_selects_the_emulator_without_importing_the_simulator():
-    code = ("import sys; import fescontrol.runner, fescontrol.controller; "
+    code = ("import sys; import fescontrol.loop.runner, fescontrol.loop.controller; "
             "print(sorted(m for m in sys.modules if m == 'sim' or m.startswith('sim.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
                          env={**os.environ}).stdout

@@ -5,9 +5,9 @@ import pytest
 from transitions import MachineError
 
 from fescontrol._kernel_py import PyKernel
-from fescontrol.codes import Event, Fault, Phase
-from fescontrol.profile import bundled_profile_path, load_profile
-from fescontrol.gait_machine import (GAIT_EVENTS, TRANSITIONS, GaitMachine, GaitState, diagram_dot,
+from fescontrol.core.codes import Event, Fault, Phase
+from fescontrol.core.profile import bundled_profile_path, load_profile
+from fescontrol.machine.gait import (GAIT_EVENTS, TRANSITIONS, GaitMachine, GaitState, diagram_dot,
                                      write_diagram)
 
 S = GaitState

@@ -75,7 +75,7 @@ def test_no_delay_when_disabled(kernel_impl):
 def test_tilt_thresholds_follow_weak_push_offs(kernel_impl):
     """A walker whose push-off (-60 deg/s) and swing (90 deg/s) stay under the fixed tilt
     thresholds: found once the detector has learned its own peaks (cold start: fixed)."""
-    from fescontrol.profile import load_profile
+    from fescontrol.core.profile import load_profile
     from fescontrol.sim.replay import replay
     from fescontrol.sim.scoring import score
     from fescontrol.sim.synthetic import GaitPattern, Stand, Walk, WeightShift, synthesize

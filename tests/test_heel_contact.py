@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from fescontrol.controller import Controller, TraceCollector
-from fescontrol.profile import load_profile
+from fescontrol.loop.controller import Controller, TraceCollector
+from fescontrol.core.profile import load_profile
 from fescontrol.sim.replay import bursts_from_trace, recording_stream
 from fescontrol.sim.scoring import score
 from fescontrol.sim.synthetic import Sit, Stand, Walk, synthesize

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fescontrol import codes
+from fescontrol.core import codes
 from fescontrol.kernel import COMPILED
 
 from .conftest import heel_walk, profile_with, stream

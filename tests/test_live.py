@@ -12,10 +12,10 @@ import urllib.request
 import numpy as np
 import pytest
 
-from fescontrol.calibration import load_walk
-from fescontrol.live import LiveError, LiveSession, recording_source
-from fescontrol.profile import bundled_profile_path, load_profile
-from fescontrol.profile_store import ProfileStore
+from fescontrol.tools.calibration import load_walk
+from fescontrol.tools.live import LiveError, LiveSession, recording_source
+from fescontrol.core.profile import bundled_profile_path, load_profile
+from fescontrol.tools.profile_store import ProfileStore
 
 SAFE = {"stance", "standby", "paused"}
 CHROMIUM = os.environ.get("FES_CHROMIUM", "/usr/bin/chromium")
@@ -35,7 +35,7 @@ def profile():
     # the real loop faults after stale_ms without a frame; the cap (200 ms) rides out a CI
     # machine busy with other test runs (the device default is 100 ms)
     data["device"]["stale_ms"] = 200
-    from fescontrol.profile import profile_from_dict
+    from fescontrol.core.profile import profile_from_dict
     return profile_from_dict(data)
 
 
@@ -190,7 +190,7 @@ def _http(url, body=None, token=None):
 
 
 def test_http_api_validates_and_saves_versions(walk, profile, tmp_path):
-    from fescontrol.live.server import LiveServer
+    from fescontrol.tools.live.server import LiveServer
     store = ProfileStore(tmp_path)
     s = _session(walk, profile, speed=2.0, store=store).start()
     server = LiveServer(s, port=0).start()
@@ -250,7 +250,7 @@ def _measure_stream(url: str, seconds: float, token: str) -> dict:
 
 def test_stream_rate_and_lag_measured_from_its_timestamps(walk, profile, record_property):
     """≥ 20 updates/s and ≤ 200 ms behind the sensor (p95), on a real-time replay over a pty."""
-    from fescontrol.live.server import LiveServer
+    from fescontrol.tools.live.server import LiveServer
     s = _session(walk, profile, speed=1.0, start_s=4.0).start()
     server = LiveServer(s, port=0).start()
     try:
@@ -335,7 +335,7 @@ def _wait_js(page, expression: str, timeout: float) -> None:
 def test_the_page_streams_applies_and_refuses_in_a_real_browser(walk, profile, record_property):
     from playwright.sync_api import sync_playwright
 
-    from fescontrol.live.server import LiveServer
+    from fescontrol.tools.live.server import LiveServer
     s = _session(walk, profile, speed=1.0, start_s=4.0).start()     # real-time replay over a pty
     server = LiveServer(s, port=0).start()
     try:

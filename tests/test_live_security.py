@@ -25,11 +25,11 @@ import time
 import numpy as np
 import pytest
 
-from fescontrol.calibration import load_walk
-from fescontrol.live import LiveSession
-from fescontrol.live.guard import HostPolicy
-from fescontrol.live.server import LiveServer, LiveServerError, bind_address
-from fescontrol.profile import bundled_profile_path, load_profile, profile_from_dict
+from fescontrol.tools.calibration import load_walk
+from fescontrol.tools.live import LiveSession
+from fescontrol.tools.live.guard import HostPolicy
+from fescontrol.tools.live.server import LiveServer, LiveServerError, bind_address
+from fescontrol.core.profile import bundled_profile_path, load_profile, profile_from_dict
 
 CHROMIUM = os.environ.get("FES_CHROMIUM", "/usr/bin/chromium")
 EVIL = "http://evil.example"
@@ -55,7 +55,7 @@ def _source(walk, *, start_s: float = 5.0, gap: bool = False):
     from fescontrol.sim.pty_sensor import PtySensor
     from fescontrol.sim.replay import recording_stream
 
-    from fescontrol.runner import open_sensor
+    from fescontrol.loop.runner import open_sensor
     frames, idx = recording_stream(walk)
     first = int(start_s * walk.rate_hz)
     frames = frames[first:]

@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fescontrol.drivers import sensor_protocol as sp
-from fescontrol.controller import Controller, TraceCollector
-from fescontrol.gait_machine import GaitState
-from fescontrol.modes import (BurstRecord, IntensityChange, IntensityControl, IntensityRefused, Mode, ModeChange,
-                              ModeError, PatientModes, restore_intensity, training_envelope)
-from fescontrol.patient_ui import seated_frames
+from fescontrol.loop.controller import Controller, TraceCollector
+from fescontrol.machine.gait import GaitState
+from fescontrol.session.modes import (BurstRecord, IntensityChange, IntensityControl, IntensityRefused, Mode,
+                                      ModeChange, ModeError, PatientModes, restore_intensity, training_envelope)
+from fescontrol.ui.patient_ui import seated_frames
 
 from .conftest import heel_walk, profile_with, stream
 
@@ -263,7 +263,7 @@ def test_stop_training_mid_contraction_ramps_down(kernel_impl):
 
 
 def test_training_refuses_out_of_caps_and_when_not_in_standby(default_profile):
-    from fescontrol.profile import Training
+    from fescontrol.core.profile import Training
     with pytest.raises(ModeError, match="off_s"):
         training_envelope(Training.model_construct(on_s=5.0, off_s=0.2, ramp_up_ms=100, ramp_down_ms=100,
                                                    session_min=1.0))

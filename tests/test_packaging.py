@@ -71,7 +71,7 @@ def test_no_code_imports_a_repo_folder_by_its_old_top_level_name():
 def test_bundled_profiles_come_from_the_configs_package():
     from importlib import resources
 
-    from fescontrol.profile import ProfileError, bundled_profile_path, load_profile
+    from fescontrol.core.profile import ProfileError, bundled_profile_path, load_profile
     names = sorted(e.name for e in resources.files("fescontrol.configs").iterdir() if e.name.endswith(".yaml"))
     assert names == ["adaptive.yaml", "combined.yaml", "default.yaml", "pace_heel.yaml", "walkaide_tilt.yaml"]
     for name in names:
@@ -105,7 +105,7 @@ def test_wheel_has_one_top_level_name_and_ships_the_data(wheel):
                  "fescontrol/sim/data/physionet_gaitpdb/GaCo01_01.txt.gz",
                  "fescontrol/sim/data/gaitmap_example/imu_sample.csv.gz",
                  "fescontrol/sim/patients/drop_foot.yaml", "fescontrol/_kernel.pyx",
-                 "fescontrol/live/static/index.html", "fescontrol/drivers/stimulator.py",
+                 "fescontrol/tools/live/static/index.html", "fescontrol/drivers/stimulator.py",
                  "fescontrol/sim/sources/physionet.py"):
         assert must in names, must
 
@@ -118,7 +118,7 @@ def test_installed_wheel_runs_from_its_own_files(wheel, tmp_path):
                           "--target", str(site), str(wheel)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     code = ("import fescontrol, fescontrol.sim\n"
-            "from fescontrol.profile import bundled_profile_path, load_profile\n"
+            "from fescontrol.core.profile import bundled_profile_path, load_profile\n"
             "from fescontrol.sim.sources import load_recording\n"
             "from fescontrol.sim.patient.params import BUNDLED_POPULATIONS\n"
             "print(fescontrol.__file__); print(fescontrol.sim.__file__); print(bundled_profile_path())\n"

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fescontrol import limits
+from fescontrol.core import limits
 from fescontrol.cli import main
-from fescontrol.profile import bundled_profile_path, load_profile
+from fescontrol.core.profile import bundled_profile_path, load_profile
 from fescontrol.sim.patient.closed_loop import PatientSimulator, closed_loop_replay
 from fescontrol.sim.patient.model import FootPendulum, Muscle, recruitment
 from fescontrol.sim.patient.params import (BUNDLED_POPULATIONS, RANGED_FIELDS, PatientModelError, PatientParams,

@@ -15,9 +15,9 @@ from pathlib import Path
 import pyte
 import pytest
 
-from fescontrol.codes import Fault
-from fescontrol.patient_ui import KEY_HELP, Status, patient_fault_message, render
-from fescontrol.session_log import SessionLog
+from fescontrol.core.codes import Fault
+from fescontrol.ui.patient_ui import KEY_HELP, Status, patient_fault_message, render
+from fescontrol.session.log import SessionLog
 
 REPO = Path(__file__).resolve().parents[1]
 COLS, ROWS = 100, 30

@@ -8,9 +8,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from fescontrol import limits
+from fescontrol.core import limits
 from fescontrol.cli import main
-from fescontrol.profile import (Profile, ProfileError, bundled_profile_path, load_profile,
+from fescontrol.core.profile import (Profile, ProfileError, bundled_profile_path, load_profile,
                                 profile_from_dict)
 
 from .conftest import BUNDLED_PROFILES
@@ -229,7 +229,7 @@ def test_deeply_nested_file_gets_one_clear_line(tmp_path, nested):
 
 
 def test_oversized_file_is_refused_before_parsing(tmp_path):
-    from fescontrol.profile_yaml import MAX_PROFILE_BYTES
+    from fescontrol.core.profile_yaml import MAX_PROFILE_BYTES
     (problem,) = load_refused(tmp_path, DEFAULT_TEXT + "#" * MAX_PROFILE_BYTES + "\n")
     assert problem == f"larger than {MAX_PROFILE_BYTES} bytes: too large for a profile"
 

@@ -9,8 +9,8 @@ import yaml
 from click.testing import CliRunner
 
 from fescontrol.cli import main
-from fescontrol.profile import ProfileError, bundled_profile_path, load_profile, profile_from_dict
-from fescontrol.profile_store import HISTORY_FILE, ProfileStore, StoreError
+from fescontrol.core.profile import ProfileError, bundled_profile_path, load_profile, profile_from_dict
+from fescontrol.tools.profile_store import HISTORY_FILE, ProfileStore, StoreError
 
 
 def _default_heel(field: str):

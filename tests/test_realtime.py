@@ -1,4 +1,4 @@
-"""Real-time hardening (fescontrol.realtime, profile device.realtime, `fes run --rt`).
+"""Real-time hardening (fescontrol.loop.realtime, profile device.realtime, `fes run --rt`).
 
 Settings are applied for real: in a forked child (memory lock and scheduler are process- or
 thread-wide and must not leak into the test process) or in a short-lived thread. Refusals are
@@ -18,8 +18,8 @@ import threading
 import pytest
 import yaml
 
-from fescontrol import realtime as rt
-from fescontrol.profile import ProfileError, Realtime, bundled_profile_path, load_profile, profile_from_dict
+from fescontrol.loop import realtime as rt
+from fescontrol.core.profile import ProfileError, Realtime, bundled_profile_path, load_profile, profile_from_dict
 from tests.conftest import profile_with
 
 pytestmark = [pytest.mark.timeout(60),
@@ -203,8 +203,8 @@ def test_the_loop_keeps_nothing_per_call_with_the_collector_off():
     ~3 blocks per gait event (~2,500 here)."""
     import numpy as np
 
-    from fescontrol.controller import Controller
-    from fescontrol.runner import open_sensor
+    from fescontrol.loop.controller import Controller
+    from fescontrol.loop.runner import open_sensor
     from fescontrol.sim.pty_sensor import PtySensor
     from fescontrol.sim.replay import recording_stream
     from fescontrol.sim.synthetic import Stand, Walk, synthesize
@@ -241,7 +241,7 @@ def test_the_loop_keeps_nothing_per_call_with_the_collector_off():
 
 
 def test_event_history_keeps_the_newest_and_listeners_get_all(default_profile):
-    from fescontrol.controller import Controller
+    from fescontrol.loop.controller import Controller
     from tests.conftest import heel_walk, stream
     bounded = Controller(default_profile, event_history=5)
     full = Controller(default_profile)

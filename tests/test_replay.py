@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fescontrol.cli import main
-from fescontrol.modes import CommandRecord, ModeError, compare_outputs, replay_from_log, replay_session
-from fescontrol.patient_ui import LiveSession, SimulatedDevices
-from fescontrol.profile import bundled_profile_path, load_profile
-from fescontrol.session_log import SessionLog
+from fescontrol.session.modes import CommandRecord, ModeError, compare_outputs, replay_from_log, replay_session
+from fescontrol.ui.patient_ui import LiveSession, SimulatedDevices
+from fescontrol.core.profile import bundled_profile_path, load_profile
+from fescontrol.session.log import SessionLog
 
 from .conftest import profile_with
 from .test_modes import TRAINING, Rig, walking_bytes
@@ -61,7 +61,7 @@ def test_replay_of_random_commands_is_bit_identical(plan):
 
 
 def test_a_command_that_no_longer_applies_is_reported():
-    from fescontrol.modes import ReplayError
+    from fescontrol.session.modes import ReplayError
     p = profile_with()
     with pytest.raises(ReplayError, match="pause at frame 3 could not be applied: pause works while walking"):
         replay_session(p, walking_bytes(2), [{"name": "walk", "frame": 5, "value": None, "detail": ""},

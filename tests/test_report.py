@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fescontrol.calibration import load_walk
+from fescontrol.tools.calibration import load_walk
 from fescontrol.cli import main
-from fescontrol.profile import bundled_profile_path, load_profile
-from fescontrol.profile_store import ProfileStore
-from fescontrol.report import ReportError, replay_with_progress, session_source, step_rows, write_report
+from fescontrol.core.profile import bundled_profile_path, load_profile
+from fescontrol.tools.profile_store import ProfileStore
+from fescontrol.tools.report import ReportError, replay_with_progress, session_source, step_rows, write_report
 from fescontrol.sim.replay import replay
 
 
@@ -106,7 +106,7 @@ def test_session_report_from_the_session_database(tmp_path, logged_session):
     """`fes report SESSION`: the figures come from what the device logged; the database is only read."""
     import hashlib
 
-    from fescontrol.session_log import SessionLog
+    from fescontrol.session.log import SessionLog
     before = hashlib.sha256(logged_session.read_bytes()).hexdigest()
     res = CliRunner().invoke(main, ["report", "last", "--db", str(logged_session), "--out", str(tmp_path),
                                     "--store", str(tmp_path / "none")])

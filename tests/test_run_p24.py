@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from fescontrol.profile import bundled_profile_path, load_profile
+from fescontrol.core.profile import bundled_profile_path, load_profile
 from fescontrol.sim.p24 import WATCHDOG_TIMEOUT_S, P24Emulator
 from fescontrol.sim.pty_sensor import PtySensor
 from fescontrol.sim.replay import recording_stream

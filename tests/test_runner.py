@@ -23,7 +23,7 @@ def walk_sensor(walk_s: float = 30.0) -> PtySensor:
 
 
 def start_fes(sensor_port: str, stim_port: str, *extra: str) -> subprocess.Popen:
-    from fescontrol.profile import bundled_profile_path
+    from fescontrol.core.profile import bundled_profile_path
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "fescontrol.cli", "run", "--sensor", sensor_port,
                              "--stim", stim_port, "--profile", str(bundled_profile_path("combined")), *extra],

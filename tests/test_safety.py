@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from fescontrol.drivers import sensor_protocol as sp
-from fescontrol import limits
-from fescontrol.codes import Fault, Phase
-from fescontrol.controller import Controller
-from fescontrol.gait_machine import GaitState
-from fescontrol.profile import ProfileError, profile_from_dict
+from fescontrol.core import limits
+from fescontrol.core.codes import Fault, Phase
+from fescontrol.loop.controller import Controller
+from fescontrol.machine.gait import GaitState
+from fescontrol.core.profile import ProfileError, profile_from_dict
 
 from .conftest import heel_walk, profile_with, stream
 from .helpers import bursts, run_stream

@@ -109,7 +109,8 @@ def test_worked_payloads_parse_to_what_the_notes_say():
     assert sm4.parse_stim_status_ack(packet("get_stim_status_ack_nr3").data) == (0, 0, 1)
     result, version = sm4.parse_extended_version_ack(packet("get_extended_version_ack_nr2").data)
     assert result == 0 and version.firmware == (1, 2, 3) and version.firmware_hash == 0x12345678
-    enable, channel, connector, points = sm4.parse_ll_channel_config(packet("ll_channel_config_ch1_20mA_300us_nr13").data)
+    config = packet("ll_channel_config_ch1_20mA_300us_nr13").data
+    enable, channel, connector, points = sm4.parse_ll_channel_config(config)
     assert (enable, channel, connector, points) == (True, 0, 0, (Point(300, 20.0), Point(300, -20.0)))
     assert packet("unknown_cmd_nr0") == Packet(0, Command.UNKNOWN_COMMAND, bytes((sm4.Result.INVALID_COMMAND,)))
 

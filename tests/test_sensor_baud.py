@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from fescontrol.drivers.sensor_protocol import SENSOR_BAUD_DEFAULT
 from fescontrol.cli import main
-from fescontrol.cli_types import SENSOR_BAUDS
+from fescontrol.cli.types import SENSOR_BAUDS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,10 +28,10 @@ def test_default_is_the_reference_firmwares_baud_everywhere():
     for command in ("run", "walk", "train"):
         params = {p.name: p for p in main.commands[command].params}
         assert params["sensor_baud"].default == SENSOR_BAUD_DEFAULT, command
-    from fescontrol.calibration import record_walk
-    from fescontrol.live.session import port_source
-    from fescontrol.patient_ui import LiveSession
-    from fescontrol.runner import open_sensor, run_device
+    from fescontrol.tools.calibration import record_walk
+    from fescontrol.tools.live.session import port_source
+    from fescontrol.ui.patient_ui import LiveSession
+    from fescontrol.loop.runner import open_sensor, run_device
     for func, name in ((open_sensor, "baudrate"), (run_device, "sensor_baud"), (record_walk, "baudrate"),
                        (port_source, "baudrate"), (LiveSession.__init__, "sensor_baud")):
         assert inspect.signature(func).parameters[name].default == SENSOR_BAUD_DEFAULT, func.__qualname__

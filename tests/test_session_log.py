@@ -18,8 +18,8 @@ import pytest
 from click.testing import CliRunner
 
 from fescontrol.cli import main
-from fescontrol.session_log import (APPLICATION_ID, SCHEMA_VERSION, LogWriter, SessionLog, SessionLogError,
-                                    profile_hash)
+from fescontrol.core.profile_diff import profile_hash
+from fescontrol.session.log import APPLICATION_ID, SCHEMA_VERSION, LogWriter, SessionLog, SessionLogError
 
 REPO = Path(__file__).resolve().parents[1]
 FES = [sys.executable, "-m", "fescontrol.cli"]
@@ -132,7 +132,7 @@ def test_missing_database_is_reported_not_created(tmp_path):
 
 
 def test_log_writer_commits_each_batch_durably(tmp_path, default_profile):
-    from fescontrol.modes import CommandRecord
+    from fescontrol.session.modes import CommandRecord
     slog = SessionLog(tmp_path / "w.db")
     sid = slog.begin_session(default_profile, kernel="python")
     seen = []
@@ -291,7 +291,7 @@ def _freeze_size(slog: SessionLog) -> None:
 
 
 def _step(number: int, wall: float):
-    from fescontrol.modes import BurstRecord
+    from fescontrol.session.modes import BurstRecord
     return BurstRecord("step", number, number * 1_000_000, number * 1_000_000 + 800_000, 30.0,
                        ("heel_off", "heel_strike"), wall, number * 1_000_000, number * 1_000_000 + 600_000)
 
@@ -306,7 +306,7 @@ def _wait(predicate, timeout_s: float = 10.0) -> None:
 @pytest.mark.timeout(60)
 def test_log_writer_on_a_full_disk_says_so_at_once_drops_the_rest_and_keeps_what_was_committed(
         tmp_path, default_profile, caplog):
-    from fescontrol.modes import Note
+    from fescontrol.session.modes import Note
     path = tmp_path / "full.db"
     slog = SessionLog(path)
     sid = slog.begin_session(default_profile, kernel="python")
@@ -341,7 +341,7 @@ def test_log_writer_on_a_full_disk_says_so_at_once_drops_the_rest_and_keeps_what
 def _run_sim_walk_until_failure(tmp_path, default_profile, fill_after_steps: int = 2):
     """A real simulated walk (pty sensor, RehaStim2 emulator) whose database stops growing
     after ``fill_after_steps`` steps were committed."""
-    from fescontrol.patient_ui import LiveSession, SimulatedDevices
+    from fescontrol.ui.patient_ui import LiveSession, SimulatedDevices
     from fescontrol.sim.run import load_any
     rec = load_any("physionet:GaCo01", "left")
     sim = SimulatedDevices(rec, name="physionet:GaCo01", side="left", activity="walk", seconds=16, speed=4)
@@ -363,7 +363,7 @@ def _run_sim_walk_until_failure(tmp_path, default_profile, fill_after_steps: int
 
 @pytest.mark.timeout(90)
 def test_a_disk_that_fills_mid_walk_shows_at_once_rings_and_the_walk_goes_on(tmp_path, default_profile):
-    from fescontrol.patient_ui import render
+    from fescontrol.ui.patient_ui import render
     session, frozen, seen = _run_sim_walk_until_failure(tmp_path, default_profile)
     try:
         _wait(lambda: seen or not session.running, 60)
@@ -435,8 +435,8 @@ def test_a_new_database_on_a_full_disk_says_so_and_leaves_nothing_behind(tmp_pat
 def test_a_healthy_database_on_a_read_only_file_system_is_called_read_only_and_still_readable(tmp_path):
     res = _in_tmpfs(tmp_path, """
         $PY -c "
-from fescontrol.session_log import SessionLog
-from fescontrol.profile import bundled_profile_path, load_profile
+from fescontrol.session.log import SessionLog
+from fescontrol.core.profile import bundled_profile_path, load_profile
 with SessionLog('$M/s.db') as s:
     s.begin_session(load_profile(bundled_profile_path('default')), kernel='python')"
         mount -o remount,ro "$M" || exit 98

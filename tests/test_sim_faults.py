@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fescontrol.codes import Fault
-from fescontrol.profile import bundled_profile_path, load_profile
+from fescontrol.core.codes import Fault
+from fescontrol.core.profile import bundled_profile_path, load_profile
 from fescontrol.sim.faults import apply_sensor_faults, parse_fault
 from fescontrol.sim.replay import recording_stream, replay
 from fescontrol.sim.sources import load_recording
@@ -105,8 +105,8 @@ def test_stimulator_error_cleared_by_a_person_then_stimulation_resumes():
     """Electrode error from the device: latched fault, zero output; after a person clears it
     the driver redoes the handshake and walking stimulation works again."""
     from fescontrol.drivers.stimulator import get_stimulator_class
-    from fescontrol.controller import Controller
-    from fescontrol.gait_machine import GaitState
+    from fescontrol.loop.controller import Controller
+    from fescontrol.machine.gait import GaitState
     from fescontrol.sim.rehastim2 import RehaStim2Emulator
     import time
 

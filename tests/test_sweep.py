@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from click.testing import CliRunner
 
 from fescontrol.cli import main
-from fescontrol.profile import bundled_profile_path, load_profile
+from fescontrol.core.profile import bundled_profile_path, load_profile
 from fescontrol.sim.evaluate import RecordingItem, evaluate
 from fescontrol.sim.sweep import (ParamSpec, SweepError, assign_folds, grid_points, point_profile, sample_points,
                        sweep)

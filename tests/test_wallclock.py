@@ -30,9 +30,9 @@ from fescontrol.drivers import sciencemode2 as sm
 from fescontrol.drivers import sensor_protocol as sp
 from fescontrol.drivers.rehastim2 import RehaStim2
 from fescontrol.drivers.stimulator import ChannelOutput, OutputInhibited
-from fescontrol.codes import Fault
-from fescontrol.controller import Controller
-from fescontrol.runner import open_sensor, open_stimulator
+from fescontrol.core.codes import Fault
+from fescontrol.loop.controller import Controller
+from fescontrol.loop.runner import open_sensor, open_stimulator
 from fescontrol.sim.pty_sensor import PtySensor
 from fescontrol.sim.realtime import emulator_bursts
 from fescontrol.sim.rehastim2 import RehaStim2Emulator
@@ -322,7 +322,7 @@ SPY_SCRIPT = textwrap.dedent("""
     import numpy as np
     from fescontrol.drivers import sciencemode2 as sm
     from fescontrol.drivers.rehastim2 import RehaStim2
-    from fescontrol.profile import bundled_profile_path, load_profile
+    from fescontrol.core.profile import bundled_profile_path, load_profile
     from fescontrol.sim.faults import apply_sensor_faults, parse_fault
     from fescontrol.sim.realtime import realtime_replay
     from fescontrol.sim.replay import recording_stream

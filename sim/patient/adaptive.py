@@ -17,8 +17,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from fescontrol.controller import Controller
-from fescontrol.profile import Profile, profile_from_dict
+from fescontrol.loop.controller import Controller
+from fescontrol.core.profile import Profile, profile_from_dict
 from ..recording import Recording
 from ..replay import recording_stream
 
@@ -178,7 +178,7 @@ def compare_on_patient(recording: str, side: str, population: str, seed: int, pa
     one learned at minute 0 (strides after convergence), and fixed high enough for the whole
     walk (from the highest learned amplitude up, 2 mA at a time, ``high_tries`` at most, up to
     ``max_ma``). Returns plain numbers (runs on a dask worker)."""
-    from fescontrol.profile import bundled_profile_path, load_profile
+    from fescontrol.core.profile import bundled_profile_path, load_profile
     from ..sources import load_recording
     from .closed_loop import closed_loop_replay
     from .params import BUNDLED_POPULATIONS, draw_population, load_population_spec

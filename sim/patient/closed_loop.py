@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fescontrol.drivers import sensor_protocol as sp
-from fescontrol.controller import Controller, TraceCollector
-from fescontrol.profile import Profile
+from fescontrol.loop.controller import Controller, TraceCollector
+from fescontrol.core.profile import Profile
 from .model import FootPendulum, Muscle
 from .params import GaitLimits, PatientParams
 from .swing import Swing, healthy_ankle_deg, swings_of

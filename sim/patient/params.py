@@ -4,7 +4,7 @@ A population file (``sim/patients/drop_foot.yaml``) holds, for every physical pa
 :class:`PatientParams`, a ``[low, high]`` range; :func:`draw_population` draws patients
 uniformly from those ranges with ``numpy.random.default_rng(seed)``, so a seed names the same
 patients on every machine. The file is read with the device's strict YAML reader
-(:mod:`fescontrol.profile_yaml`) and validated by :class:`PopulationSpec`: unknown keys,
+(:mod:`fescontrol.core.profile_yaml`) and validated by :class:`PopulationSpec`: unknown keys,
 missing keys, reversed ranges and non-finite numbers are refused with one line naming them.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from fescontrol.profile_yaml import YamlRefused, parse_profile_text
+from fescontrol.core.profile_yaml import YamlRefused, parse_profile_text
 
 PATIENTS_DIR = Path(__file__).resolve().parent.parent / "patients"
 BUNDLED_POPULATIONS = {"drop-foot": PATIENTS_DIR / "drop_foot.yaml"}
@@ -97,7 +97,6 @@ class GaitLimits(_Strict):
     def clearance_angle_deg(self, recorded_pitch_deg: float) -> float:
         """Lowest foot pitch (deg) that clears the ground where the unimpaired foot was at
         ``recorded_pitch_deg``."""
-        import math
         s = math.sin(math.radians(recorded_pitch_deg)) - self.min_toe_clearance_m / self.toe_length_m
         return math.degrees(math.asin(max(-1.0, s)))
 

@@ -1,0 +1,63 @@
+"""Hard limits that live in code.
+
+No profile, command-line flag or live change can raise these values: a profile
+can only narrow them. The validator in :mod:`fescontrol.core.profile` refuses any
+value outside them, and the safety supervisor checks every output against them
+again before it reaches a stimulator.
+
+Units are in the names. Values follow the conservative end of what surface
+peroneal stimulators deliver (Odstock Pace: up to 100 mA, 3–350 µs; WalkAide:
+up to 200 mA into 1 kΩ at 25–300 µs) and the RehaStim2 device range
+(0–126 mA, 20–500 µs).
+"""
+from __future__ import annotations
+
+AMPLITUDE_MAX_MA = 100.0
+"""Highest current any channel may carry (mA)."""
+
+PULSE_WIDTH_MIN_US = 20
+PULSE_WIDTH_MAX_US = 500
+"""Pulse width range (µs) for one phase of a biphasic pulse."""
+
+FREQUENCY_MIN_HZ = 10.0
+FREQUENCY_MAX_HZ = 100.0
+"""Pulse repetition frequency range (Hz)."""
+
+CHARGE_PER_PHASE_MAX_UC = 30.0
+"""Charge in one phase (µC = mA × µs / 1000). 100 mA × 300 µs is the most allowed."""
+
+MAX_STIM_MS_MAX = 3000
+"""No burst may last longer than this (ms), whatever the profile says."""
+
+RAMP_MS_MAX = 2000
+"""Longest ramp up or down (ms)."""
+
+EXTENSION_MS_MAX = 1000
+"""Longest stimulation extension after heel strike (ms)."""
+
+STALE_MS_MAX = 200
+"""Sensor data older than this (ms) is always a fault; a profile may set less."""
+
+MAX_MISSING_FRAMES_MAX = 20
+"""Most consecutive sensor frames that may be lost before it is a fault."""
+
+CHANNEL_MAX = 8
+"""Channels are numbered 1..CHANNEL_MAX (RehaStim2 has 8)."""
+
+TRAINING_SESSION_MIN_MAX = 60
+"""Longest training (exercise) session, minutes."""
+
+TEST_BURST_MS_MAX = 3000
+"""Longest single test burst (ms)."""
+
+TRAINING_ON_S_MAX = 30.0
+"""Longest single training contraction (s), ramps included. It is the burst limit
+(``max_stim``) the kernel enforces while the training mode runs."""
+
+TRAINING_OFF_S_MIN = 1.0
+"""Shortest rest between two training contractions (s)."""
+
+
+def charge_per_phase_uc(amplitude_ma: float, pulse_width_us: float) -> float:
+    """Charge delivered in one phase of a pulse, in microcoulombs."""
+    return amplitude_ma * pulse_width_us / 1000.0

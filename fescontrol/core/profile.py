@@ -1,0 +1,632 @@
+"""Stimulation profiles: what the orthotist configures, validated.
+
+A profile is a YAML file (see ``configs/``) loaded into the pydantic model
+:class:`Profile`. Every numeric field carries its unit in its name and is
+bounded by the hard caps of :mod:`fescontrol.core.limits`; cross-field rules
+(ramps fit in the maximum burst, the patient's range lies inside the
+orthotist's amplitude, hysteresis is positive, …) are checked after the
+fields. A profile that fails any rule is refused whole, with one message per
+problem naming the file, the field path, the value and the allowed range.
+"""
+from __future__ import annotations
+
+import atexit
+import contextlib
+import enum
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import annotated_types
+import yaml
+from pydantic import (AllowInfNan, BaseModel, ConfigDict, Field, Strict, StrictBool, ValidationError,
+                      field_validator, model_validator)
+
+from fescontrol.core import limits
+from fescontrol.core.profile_yaml import YamlRefused, parse_profile_text, read_profile_file
+
+PROFILE_SCHEMA_VERSION = 1
+
+
+class ProfileError(ValueError):
+    """A profile was refused. ``problems`` holds one readable line per problem."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {p}" for p in problems))
+
+
+Int = Annotated[int, Strict()]
+"""A whole number written as one: not ``true``, ``'30'``, ``30.0`` or ``0x1e``."""
+Real = Annotated[float, Strict(), AllowInfNan(False)]
+"""A finite number (a whole number is fine): not ``true``, ``'30'`` or ``.nan``."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class Waveform(str, enum.Enum):
+    """Pulse shapes the stimulator can deliver. ScienceMode2 sets channel, pulse width and
+    current only; the RehaStim2 always makes a symmetric biphasic pulse, so that is the
+    only shape (``asymmetric_biphasic`` is refused with that reason)."""
+
+    SYMMETRIC_BIPHASIC = "symmetric_biphasic"
+
+
+class TriggerMode(str, enum.Enum):
+    HEEL = "heel"
+    TILT = "tilt"
+    HEEL_AND_TILT = "heel+tilt"
+
+    @property
+    def needs_heel(self) -> bool:
+        return self in (TriggerMode.HEEL, TriggerMode.HEEL_AND_TILT)
+
+    @property
+    def needs_imu(self) -> bool:
+        return self in (TriggerMode.TILT, TriggerMode.HEEL_AND_TILT)
+
+
+class CutoffMode(str, enum.Enum):
+    RAMP_DOWN = "ramp_down"
+    ZERO = "zero"
+
+
+class StimulationChannel(_Model):
+    """One stimulation channel: the pulse train delivered at full envelope."""
+
+    channel: Int = Field(1, ge=1, le=limits.CHANNEL_MAX, description="stimulator channel, 1-based")
+    amplitude_ma: Real = Field(..., gt=0, le=limits.AMPLITUDE_MAX_MA,
+                                description="current at the envelope plateau, mA")
+    pulse_width_us: Int = Field(300, ge=limits.PULSE_WIDTH_MIN_US, le=limits.PULSE_WIDTH_MAX_US,
+                                description="width of one phase, µs")
+    frequency_hz: Real = Field(40.0, ge=limits.FREQUENCY_MIN_HZ, le=limits.FREQUENCY_MAX_HZ,
+                                description="pulse repetition frequency, Hz")
+    waveform: Waveform = Waveform.SYMMETRIC_BIPHASIC
+
+    @field_validator("waveform", mode="before")
+    @classmethod
+    def _waveform_the_device_can_make(cls, value: Any) -> Any:
+        if value == "asymmetric_biphasic":
+            raise ValueError("not supported: the RehaStim2 (ScienceMode2) has no pulse-shape setting "
+                             "and always delivers symmetric biphasic pulses; use symmetric_biphasic")
+        return value
+
+    @model_validator(mode="after")
+    def _charge(self) -> "StimulationChannel":
+        charge = limits.charge_per_phase_uc(self.amplitude_ma, self.pulse_width_us)
+        if charge > limits.CHARGE_PER_PHASE_MAX_UC:
+            raise ValueError(
+                f"amplitude_ma × pulse_width_us = {charge:g} µC per phase; "
+                f"allowed ≤ {limits.CHARGE_PER_PHASE_MAX_UC:g} µC")
+        return self
+
+
+class Envelope(_Model):
+    """Shape of one burst: ramp up, plateau, extension after heel strike, ramp down.
+
+    The four times have no default: they shape every burst, so a profile states them
+    (a missing one is refused with what to add)."""
+
+    ramp_up_ms: Int = Field(..., ge=0, le=limits.RAMP_MS_MAX)
+    ramp_down_ms: Int = Field(..., ge=0, le=limits.RAMP_MS_MAX)
+    extension_ms: Int = Field(..., ge=0, le=limits.EXTENSION_MS_MAX,
+                              description="plateau kept after heel strike, ms")
+    max_stim_ms: Int = Field(..., ge=100, le=limits.MAX_STIM_MS_MAX,
+                             description="no burst lasts longer, ms (ramps included)")
+    cutoff: CutoffMode = Field(CutoffMode.RAMP_DOWN,
+                               description="at max_stim_ms: ramp down in time, or drop to zero")
+
+    @model_validator(mode="after")
+    def _ramps_fit(self) -> "Envelope":
+        if self.ramp_up_ms + self.ramp_down_ms > self.max_stim_ms:
+            raise ValueError(
+                f"ramp_up_ms + ramp_down_ms = {self.ramp_up_ms + self.ramp_down_ms} ms; "
+                f"allowed ≤ max_stim_ms ({self.max_stim_ms} ms)")
+        return self
+
+
+class HeelTrigger(_Model):
+    """Heel (force sensor) detector. Thresholds follow a slowly decaying peak of
+    the stance heel force, so they adapt to body weight and sensor placement.
+
+    heel-off: force < max(off_min_n, off_fraction × peak) for debounce_ms.
+    heel strike: force > max(on_min_n, on_fraction × peak) for debounce_ms.
+    """
+
+    off_fraction: Real = Field(0.02, ge=0.0, le=0.9)
+    on_fraction: Real = Field(0.25, ge=0.05, le=0.95)
+    off_min_n: Real = Field(3.0, ge=0.0, le=500.0)
+    on_min_n: Real = Field(20.0, ge=1.0, le=800.0)
+    debounce_ms: Int = Field(30, ge=0, le=100)
+    peak_decay_s: Real = Field(2.0, ge=1.0, le=60.0,
+                                description="time constant of the stance peak tracker, s")
+    filter_hz: Real = Field(20.0, ge=2.0, le=100.0, description="low-pass cut-off, Hz")
+    stuck_ms: Int = Field(5000, ge=1000, le=60000,
+                          description="a heel reading unchanged this long while loaded (or through "
+                                      "stuck_imu_strides IMU strides) is a stuck sensor, ms")
+    stuck_imu_strides: Int = Field(3, ge=1, le=20,
+                                   description="strides the IMU sees while the heel reading stays frozen "
+                                               "at its unloaded level that make it a stuck sensor")
+    floor_window_ms: Int = Field(3000, ge=1000, le=4000,
+                                 description="the unloaded (swing) level is the lowest heel force of this "
+                                             "window: at least one stride of slow walking, ms")
+    floor_max_fraction: Real = Field(0.10, ge=0.0, le=0.5,
+                                     description="that minimum counts as the unloaded level only below this "
+                                                 "fraction of the loaded peak (else the heel did not unload)")
+    floor_max_n: Real = Field(20.0, ge=0.0, le=200.0,
+                              description="nor above this force: a larger preload means a misfitted sensor, N")
+    on_max_fraction: Real = Field(0.5, ge=0.1, le=0.95,
+                                  description="the heel-strike threshold never exceeds this fraction (or on_fraction, "
+                                              "if larger) of the peak above the floor (weak heels load past it)")
+    swing_fraction: Real = Field(0.38, ge=0.15, le=0.5,
+                                 description="swing time as a fraction of the stride, used to place toe-off "
+                                             "inside the learned heel-unloaded time")
+    onset_lead_ms: Int = Field(150, ge=0, le=300,
+                               description="the onset is placed this long before the predicted toe-off, ms")
+    max_onset_delay_ms: Int = Field(200, ge=0, le=400,
+                                    description="the learned onset delay after heel-off never exceeds this "
+                                                "(0: no delay, onset at heel-off), ms")
+    learn_strides: Int = Field(3, ge=1, le=20,
+                               description="strides learned before the onset delay applies (cold start: none)")
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> "HeelTrigger":
+        if self.on_fraction <= self.off_fraction:
+            raise ValueError(f"on_fraction ({self.on_fraction:g}) must be above off_fraction "
+                             f"({self.off_fraction:g}) so the detector has hysteresis")
+        if self.on_min_n <= self.off_min_n:
+            raise ValueError(f"on_min_n ({self.on_min_n:g} N) must be above off_min_n "
+                             f"({self.off_min_n:g} N) so the detector has hysteresis")
+        return self
+
+
+class TiltTrigger(_Model):
+    """Tilt (inertial) detector on the sagittal toe-up rotation rate.
+
+    Onset: after at least min_stance_ms of quiet stance, the rotation rate falls
+    below -onset_rate_dps (the push-off between heel-off and toe-off) for
+    debounce_ms. Swing is confirmed when it rises above swing_rate_dps; heel strike
+    is the first fall below strike_rate_dps after that.
+    """
+
+    mounting: Literal["foot"] = Field("foot", description="where the IMU is worn; only the foot is supported")
+
+    @field_validator("mounting", mode="before")
+    @classmethod
+    def _foot_only(cls, value: Any) -> Any:
+        if value == "shank":
+            raise ValueError("not supported: the tilt detector's rules and thresholds are for an IMU on "
+                             "the foot (docs/detection.md); mount it on the foot and write mounting: foot")
+        return value
+    onset_rate_dps: Real = Field(60.0, ge=10.0, le=500.0)
+    swing_rate_dps: Real = Field(100.0, ge=20.0, le=1000.0)
+    strike_rate_dps: Real = Field(0.0, ge=-300.0, le=100.0)
+    stance_rate_dps: Real = Field(40.0, ge=5.0, le=300.0,
+                                   description="|rate| below this counts as quiet stance, deg/s")
+    disarm_rate_dps: Real = Field(40.0, ge=5.0, le=1000.0,
+                                   description="toe-up rate that, while armed, means a swing began without "
+                                               "a detected push-off: wait for the next stance, deg/s")
+    swing_wait_ms: Int = Field(400, ge=100, le=1000,
+                               description="after an onset, the swing must show within this time, "
+                                           "else the stride ends (ms)")
+    max_yaw_ratio: Real = Field(2.0, ge=0.1, le=100.0,
+                                 description="an onset needs |yaw rate| ≤ this × |toe-down rate|: a foot "
+                                             "pivoting in a turn is not a push-off")
+    min_stance_ms: Int = Field(100, ge=0, le=2000)
+    debounce_ms: Int = Field(10, ge=0, le=100)
+    filter_hz: Real = Field(15.0, ge=2.0, le=100.0, description="low-pass cut-off, Hz")
+
+    adapt_fraction: Real = Field(0.5, ge=0.0, le=1.0,
+                                 description="onset (swing) threshold = this fraction of the walker's recent "
+                                             "push-off (swing) peak when that is below the fixed one; 0: fixed")
+    onset_min_dps: Real = Field(30.0, ge=10.0, le=500.0,
+                                description="the adapted onset threshold never goes below this, deg/s")
+    swing_min_dps: Real = Field(50.0, ge=20.0, le=1000.0,
+                                description="the adapted swing threshold never goes below this, deg/s")
+    learn_strides: Int = Field(3, ge=1, le=20,
+                               description="strides learned before the thresholds adapt (cold start: fixed)")
+
+    @model_validator(mode="after")
+    def _order(self) -> "TiltTrigger":
+        if self.strike_rate_dps >= self.swing_rate_dps:
+            raise ValueError(f"strike_rate_dps ({self.strike_rate_dps:g}) must be below "
+                             f"swing_rate_dps ({self.swing_rate_dps:g}) so the detector has hysteresis")
+        if self.strike_rate_dps >= self.swing_min_dps:
+            raise ValueError(f"strike_rate_dps ({self.strike_rate_dps:g}) must be below "
+                             f"swing_min_dps ({self.swing_min_dps:g}) so the adapted detector keeps hysteresis")
+        return self
+
+
+class Trigger(_Model):
+    mode: TriggerMode = TriggerMode.HEEL
+    heel: HeelTrigger = HeelTrigger()
+    tilt: TiltTrigger = TiltTrigger()
+
+
+class PatientBounds(_Model):
+    """What the patient may change: amplitude within [amplitude_min_ma, amplitude_max_ma]."""
+
+    amplitude_min_ma: Real = Field(..., ge=0, le=limits.AMPLITUDE_MAX_MA)
+    amplitude_max_ma: Real = Field(..., gt=0, le=limits.AMPLITUDE_MAX_MA)
+    step_ma: Real = Field(1.0, ge=0.5, le=10.0)
+    min_step_interval_ms: Int = Field(300, ge=0, le=5000,
+                                      description="rate limit between two intensity steps, ms")
+
+    @model_validator(mode="after")
+    def _range(self) -> "PatientBounds":
+        if self.amplitude_min_ma > self.amplitude_max_ma:
+            raise ValueError(f"amplitude_min_ma ({self.amplitude_min_ma:g}) must not exceed "
+                             f"amplitude_max_ma ({self.amplitude_max_ma:g})")
+        return self
+
+
+class Training(_Model):
+    """Cyclic exercise stimulation while seated."""
+
+    on_s: Real = Field(5.0, ge=1.0, le=30.0)
+    off_s: Real = Field(10.0, ge=1.0, le=120.0)
+    ramp_up_ms: Int = Field(1000, ge=0, le=limits.RAMP_MS_MAX)
+    ramp_down_ms: Int = Field(1000, ge=0, le=limits.RAMP_MS_MAX)
+    session_min: Real = Field(15.0, gt=0, le=limits.TRAINING_SESSION_MIN_MAX)
+
+    @model_validator(mode="after")
+    def _ramps_fit(self) -> "Training":
+        if (self.ramp_up_ms + self.ramp_down_ms) / 1000.0 > self.on_s:
+            raise ValueError(f"ramp_up_ms + ramp_down_ms = {self.ramp_up_ms + self.ramp_down_ms} ms; "
+                             f"allowed ≤ on_s ({self.on_s:g} s)")
+        return self
+
+
+class Realtime(_Model):
+    """Real-time hardening of ``fes run`` on a dedicated device (docs/realtime.md).
+
+    Applied when ``enabled`` or with ``fes run --rt``; each setting is reported as granted
+    or not. ``required`` refuses to start when any is not granted (a dedicated device).
+    """
+
+    enabled: StrictBool = Field(False, description="apply on every `fes run` (else only with --rt)")
+    required: StrictBool = Field(False, description="refuse to run when a setting is not granted")
+    lock_memory: StrictBool = Field(True, description="mlockall(MCL_CURRENT|MCL_FUTURE): no page faults")
+    fifo_priority: Int = Field(50, ge=0, le=99, description="SCHED_FIFO priority of the loop, 1..99; 0 = off")
+    cpus: list[Annotated[int, Strict(), Field(ge=0, le=1023)]] = Field(
+        [], description="CPUs the loop runs on (sched_setaffinity); empty = any")
+    freeze_gc: StrictBool = Field(True, description="gc.freeze() + gc.disable() while the loop runs")
+
+    @model_validator(mode="after")
+    def _unique_cpus(self) -> "Realtime":
+        if len(set(self.cpus)) != len(self.cpus):
+            raise ValueError(f"cpus {list(self.cpus)} lists a CPU twice")
+        return self
+
+
+class AdaptiveTarget(_Model):
+    """The foot pitch a swing should reach (deg to the ground, toe-up positive, 0 at the
+    foot-flat before the swing), as the device measures it (docs/adaptive.md): at
+    mid-swing (``adaptive.mid_swing_fraction`` of the time from the onset to the heel
+    strike) and at the heel strike. Set per walker from a reference walk: the
+    normal mid-swing pitch differs by more than 10° between walkers."""
+
+    mid_swing_deg: Real = Field(..., ge=-60.0, le=60.0)
+    heel_strike_deg: Real = Field(..., ge=-60.0, le=80.0)
+
+
+class AdaptiveSwing(_Model):
+    """The swing lengths the learning trusts; a swing outside them freezes the learning
+    (a short one with the foot below target is an early toe contact: more current)."""
+
+    min_ms: Int = Field(..., ge=100, le=2000)
+    max_ms: Int = Field(..., ge=150, le=limits.MAX_STIM_MS_MAX)
+    max_change_fraction: Real = Field(0.35, ge=0.05, le=1.0,
+                                      description="and within this fraction of the median of the last "
+                                                  "accepted swings")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "AdaptiveSwing":
+        if self.min_ms >= self.max_ms:
+            raise ValueError(f"min_ms ({self.min_ms}) must be below max_ms ({self.max_ms})")
+        return self
+
+
+class Adaptive(_Model):
+    """Stride-to-stride learning of the plateau amplitude from the foot's own pitch in swing
+    (run-to-run learning, Seel et al. 2016; docs/adaptive.md). Off unless ``enabled``; when
+    enabled, the target, gain, step limit and swing range must all be written (no default
+    for what sets the current). The amplitude never leaves [patient.amplitude_min_ma,
+    patient.amplitude_max_ma]; each walk starts at amplitude_min_ma."""
+
+    enabled: StrictBool = Field(False, description="learn the amplitude each stride (needs a foot IMU)")
+    target: AdaptiveTarget | None = None
+    gain_ma_per_deg: Real | None = Field(None, gt=0.0, le=5.0,
+                                         description="amplitude change per degree of pitch error, mA/deg")
+    max_step_ma: Real | None = Field(None, gt=0.0, le=10.0,
+                                     description="largest amplitude change from one stride to the next, mA")
+    decrease_fraction: Real = Field(0.25, gt=0.0, le=1.0,
+                                    description="a foot above target lowers the current at this fraction "
+                                                "of the gain: a stride's own variation must not take away "
+                                                "the lift the next stride needs")
+    deadband_deg: Real = Field(0.5, ge=0.0, le=5.0, description="errors this small change nothing, deg")
+    swing: AdaptiveSwing | None = None
+    mid_swing_fraction: Real = Field(0.65, ge=0.3, le=0.9,
+                                     description="mid-swing as a fraction of the time from the onset "
+                                                 "(push-off) to the heel strike")
+    foot_flat_rate_dps: Real = Field(30.0, ge=5.0, le=200.0,
+                                     description="|toe-up rate| below this counts as a still foot, deg/s")
+    foot_flat_ms: Int = Field(80, ge=20, le=1000,
+                              description="still this long: a foot-flat, where the pitch is reset to 0, ms")
+
+    @model_validator(mode="after")
+    def _complete_when_enabled(self) -> "Adaptive":
+        if self.enabled:
+            missing = [name for name in ("target", "gain_ma_per_deg", "max_step_ma", "swing")
+                       if getattr(self, name) is None]
+            if missing:
+                raise ValueError("enabled: true needs " + ", ".join(missing)
+                                 + " (see configs/adaptive.yaml)")
+        return self
+
+
+class Device(_Model):
+    """Device links and the watchdogs on them. Limits here can only be narrowed."""
+
+    stimulator: str = Field("rehastim2", description="stimulator backend name")
+    sample_rate_hz: Real = Field(100.0, ge=50.0, le=1000.0, description="expected sensor rate")
+    stale_ms: Int = Field(100, ge=10, le=limits.STALE_MS_MAX,
+                          description="sensor data older than this is a fault, ms")
+    max_missing_frames: Int = Field(5, ge=0, le=limits.MAX_MISSING_FRAMES_MAX)
+    ack_timeout_ms: Int = Field(100, ge=20, le=500)
+    keepalive_ms: Int = Field(300, ge=50, le=500)
+    realtime: Realtime = Realtime()
+
+
+class Profile(_Model):
+    """A patient's complete stimulation profile."""
+
+    schema_version: Literal[1] = 1
+    name: str = Field("default", min_length=1, max_length=80)
+    patient_id: str | None = Field(None, max_length=80)
+    side: Literal["left", "right"] = "left"
+    stimulation: StimulationChannel
+    envelope: Envelope
+    trigger: Trigger = Trigger()
+    patient: PatientBounds
+    training: Training = Training()
+    device: Device = Device()
+    adaptive: Adaptive = Adaptive()
+
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _version_is_a_number(cls, value: Any) -> Any:
+        if type(value) is not int:        # True and 1.0 equal 1 and would pass the Literal
+            raise ValueError(f"schema version 1 (a whole number) is needed, not {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "Profile":
+        problems = []
+        if self.patient.amplitude_max_ma > self.stimulation.amplitude_ma:
+            problems.append(
+                f"patient.amplitude_max_ma ({self.patient.amplitude_max_ma:g} mA) must not exceed "
+                f"stimulation.amplitude_ma ({self.stimulation.amplitude_ma:g} mA)")
+        period_ms = 1000.0 / self.device.sample_rate_hz
+        if self.device.stale_ms < 2 * period_ms:
+            problems.append(f"device.stale_ms ({self.device.stale_ms} ms) must be at least two "
+                            f"sample periods ({2 * period_ms:g} ms at {self.device.sample_rate_hz:g} Hz)")
+        if self.adaptive.enabled and not self.trigger.mode.needs_imu:
+            problems.append(f"adaptive.enabled needs a foot IMU: trigger.mode {self.trigger.mode.value!r} "
+                            "reads none; use tilt or heel+tilt")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def start_amplitude_ma(self) -> float:
+        """Amplitude a fresh session starts at: the top of the patient's range, or with
+        adaptive stimulation its bottom (the conservative start the learning rises from)."""
+        return self.patient.amplitude_min_ma if self.adaptive.enabled else self.patient.amplitude_max_ma
+
+
+# --- loading and error messages ---------------------------------------------------------------
+
+def _field_info(model: type[BaseModel], loc: tuple) -> Any:
+    """The FieldInfo at ``loc`` inside ``model``, or None."""
+    info = None
+    current: Any = model
+    for part in loc:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        info = current.model_fields.get(part)
+        if info is None:
+            return None
+        current = info.annotation
+    return info
+
+
+def field_bounds(info: Any) -> tuple[Any, bool, Any, bool]:
+    """``(lo, lo_open, hi, hi_open)`` of a field from its constraints; None where unbounded
+    (also for ``info`` None). ``*_open`` is True for a strict bound (gt/lt)."""
+    lo = hi = None
+    lo_open = hi_open = False
+    for m in getattr(info, "metadata", ()):
+        if isinstance(m, annotated_types.Ge):
+            lo = m.ge
+        elif isinstance(m, annotated_types.Gt):
+            lo, lo_open = m.gt, True
+        elif isinstance(m, annotated_types.Le):
+            hi = m.le
+        elif isinstance(m, annotated_types.Lt):
+            hi, hi_open = m.lt, True
+    return lo, lo_open, hi, hi_open
+
+
+def _allowed(info: Any) -> str:
+    """Human text for a field's allowed range, from its constraints."""
+    if info is None:
+        return ""
+    lo, lo_open, hi, hi_open = field_bounds(info)
+    if lo is None and hi is None:
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, enum.Enum):
+            return "allowed: " + ", ".join(repr(e.value) for e in ann)
+        return ""
+    left = "" if lo is None else f"{lo:g} {'<' if lo_open else '≤'} "
+    right = "" if hi is None else f" {'<' if hi_open else '≤'} {hi:g}"
+    return f"allowed {left}x{right}"
+
+
+_MISSING_SECTION_HINT = {
+    "envelope": "add the burst shape, e.g. `envelope: {ramp_up_ms: 100, ramp_down_ms: 150, "
+                "extension_ms: 150, max_stim_ms: 1500}` (the values of configs/default.yaml)",
+}
+_MISSING_FIELD_HINT = {
+    ("envelope", "ramp_up_ms"): "e.g. ramp_up_ms: 100 as in configs/default.yaml",
+    ("envelope", "ramp_down_ms"): "e.g. ramp_down_ms: 150 as in configs/default.yaml",
+    ("envelope", "extension_ms"): "e.g. extension_ms: 150 as in configs/default.yaml",
+    ("envelope", "max_stim_ms"): "e.g. max_stim_ms: 1500 as in configs/default.yaml",
+}
+_NUMBER_LIKE = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
+_SHOWN_MAX = 60
+
+
+def _shown(value: Any) -> str:
+    """``repr`` of a value, cut short so an error line stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_MAX else text[:_SHOWN_MAX - 5] + " …" + text[-3:]
+
+
+def _type_problem(value: Any, whole: bool) -> str:
+    """Why ``value`` is not a number here, and how to write one."""
+    want = "a whole number" if whole else "a number"
+    if isinstance(value, bool):
+        return f"{want} is needed, not a true/false value"
+    if isinstance(value, str):
+        if _NUMBER_LIKE.match(value):
+            return f"{want} is needed, not the text {value!r}: write it without quotes"
+        if re.match(r"^[-+]?0[xXoObB]", value):
+            return f"{want} is needed: write it in decimal, not {value!r}"
+        if re.match(r"^[-+]?\d+(:\d+)+", value):
+            return f"{want} is needed, not {value!r} (no base-60 times: write the plain number)"
+        return f"{want} is needed, not the text {value!r}"
+    if whole and isinstance(value, float):
+        return f"{want} is needed, not {value!r}"
+    return f"{want} is needed, not {type(value).__name__}"
+
+
+def format_validation_error(err: ValidationError, model: type[BaseModel] = Profile) -> list[str]:
+    """One line per problem: field path, value, what is wrong, the allowed range."""
+    lines = []
+    for e in err.errors(include_url=False):
+        loc = tuple(p for p in e["loc"] if isinstance(p, str))
+        path = ".".join(loc) or "(profile)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "missing":
+            if len(loc) == 1 and loc[0] in _MISSING_SECTION_HINT:
+                lines.append(f"{path}: missing (required section): {_MISSING_SECTION_HINT[loc[0]]}")
+            elif loc in _MISSING_FIELD_HINT:
+                lines.append(f"{path}: missing (required field): {_MISSING_FIELD_HINT[loc]}")
+            else:
+                lines.append(f"{path}: missing (required field)")
+            continue
+        value = e.get("input")
+        shown = "" if isinstance(value, dict) else f" = {_shown(value)}"
+        if e["type"] in ("value_error", "assertion_error") and isinstance(value, dict):
+            lines.append(f"{path}: {msg}")
+            continue
+        if e["type"] in ("int_type", "float_type", "finite_number"):
+            msg = ("a finite number is needed" if e["type"] == "finite_number"
+                   else _type_problem(value, whole=e["type"] == "int_type"))
+        allowed = _allowed(_field_info(model, loc))
+        lines.append(f"{path}{shown}: {msg}" + (f" ({allowed})" if allowed and allowed not in msg else ""))
+    return lines
+
+
+def profile_from_dict(data: Any, source: str = "<profile>") -> Profile:
+    """Validate ``data`` (parsed YAML or JSON) into a :class:`Profile` or raise :class:`ProfileError`.
+
+    Numbers must be numbers: ``True``, ``"30"`` and ``30.5`` in an integer field are refused.
+    """
+    if not isinstance(data, dict):
+        raise ProfileError(source, [f"expected a mapping of profile sections, got {type(data).__name__}"])
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as err:
+        raise ProfileError(source, format_validation_error(err)) from None
+
+
+def parse_profile_yaml(text: str, source: str = "<profile>") -> Any:
+    """Parse profile YAML strictly (:mod:`fescontrol.core.profile_yaml`): the data, not yet validated.
+
+    Raises :class:`ProfileError` (one line with the line number) for duplicate keys, anchors,
+    aliases, tags, too deep or too large input and text that is not YAML.
+    """
+    try:
+        return parse_profile_text(text)
+    except YamlRefused as err:
+        raise ProfileError(source, [str(err)]) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(err, "problem", None) or str(err).splitlines()[0]
+        context = getattr(err, "context", None)
+        raise ProfileError(source, [f"not valid YAML{where}: {what}"
+                                    + (f" ({context})" if context else "")]) from None
+    except RecursionError:
+        raise ProfileError(source, ["nested too deeply: not a profile"]) from None
+
+
+def read_profile_data(path: str | Path) -> Any:
+    """Read a profile file (size-checked, UTF-8) and parse it strictly; not yet validated.
+
+    Raises :class:`ProfileError` naming the file on any problem.
+    """
+    path = Path(path)
+    try:
+        text = read_profile_file(path)
+    except YamlRefused as err:
+        raise ProfileError(str(path), [str(err)]) from None
+    except OSError as err:
+        raise ProfileError(str(path), [f"cannot read: {err.strerror or err}"]) from None
+    return parse_profile_yaml(text, str(path))
+
+
+def load_profile(path: str | Path) -> Profile:
+    """Read and validate a YAML profile; raise :class:`ProfileError` on any problem."""
+    return profile_from_dict(read_profile_data(path), str(Path(path)))
+
+
+def profile_to_yaml(profile: Profile) -> str:
+    """The profile as YAML text (enum values as plain strings)."""
+    return yaml.safe_dump(profile.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def bundled_profile_path(name: str = "default") -> Path:
+    """Path of a profile shipped in ``fescontrol.configs`` (``default``, ``pace_heel``, …).
+
+    Read through :func:`importlib.resources.files`, so it holds for an editable install (the
+    repo's ``configs/``) and a wheel alike; a package that is not on the file system (a zip)
+    is extracted once per process. Raises :class:`ProfileError` for an unknown name.
+    """
+    root = resources.files("fescontrol.configs")
+    entry = root / f"{name}.yaml"
+    if not entry.is_file():
+        known = sorted(e.name[:-5] for e in root.iterdir() if e.name.endswith(".yaml"))
+        raise ProfileError(name, [f"no bundled profile {name!r}; known: " + ", ".join(known)])
+    if isinstance(entry, Path):
+        return entry
+    return _BUNDLED_FILES.enter_context(resources.as_file(entry))
+
+
+_BUNDLED_FILES = contextlib.ExitStack()  # extracted bundled profiles live until the process ends
+atexit.register(_BUNDLED_FILES.close)
+
+
+def default_profile_for(has_heel: bool, has_imu: bool) -> Path:
+    """The bundled profile whose trigger mode matches the channels a sensor has."""
+    if has_heel and has_imu:
+        return bundled_profile_path("combined")
+    if has_imu:
+        return bundled_profile_path("walkaide_tilt")
+    return bundled_profile_path("default")

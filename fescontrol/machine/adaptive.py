@@ -1,0 +1,231 @@
+"""Adaptive stimulation: the next stride's plateau amplitude learned from this stride's foot pitch.
+
+Run-to-run (iterative) learning after Seel, Werner, Raisch & Schauer 2016 (Control Eng
+Practice 48:87–97): after each swing the error between the target foot pitch and the pitch
+the foot reached corrects the amplitude of the next stride,
+
+    e_k     = max(target_mid − mid_k, target_hs − hs_k)          (deg; > 0: foot too low)
+    Δ_k     = clip(g · e_k, −max_step, +max_step)      (0 when |e_k| ≤ deadband)
+              g = gain when e_k > 0, decrease_fraction · gain when e_k < 0
+    u_{k+1} = clip(u_k + Δ_k, amplitude_min_ma, amplitude_max_ma)
+
+The larger of the two errors decides, so the amplitude settles at the least current that
+brings both points up to their targets. Invariants (tests/test_adaptive.py, hypothesis):
+``u`` never leaves the patient bounds; consecutive strides' amplitudes never differ by more
+than ``max_step_ma``. Any doubt freezes the learning and holds the last good amplitude:
+no heel strike (burst cut off, or a new onset first), a fault in the stride, sensor frames
+lost in the swing, features the kernel could not measure, a swing longer or shorter than
+normal, a patient's own intensity change (which wins: it holds for the rest of the walk).
+A short swing with the foot below target is taken as an early toe contact caused by too
+little current, and learned from (one full step up) instead of frozen.
+
+This runs at the event level, once per stride, on the sensor clock; the per-sample pitch
+integration is in the kernel (:mod:`fescontrol.machine.stride_features`). New amplitudes go through
+:meth:`fescontrol.safety.supervisor.SafetySupervisor.request_amplitude`, and the kernel applies
+them only while the output is zero (from the next burst on).
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+from fescontrol.core.profile import Adaptive, PatientBounds, Profile
+from fescontrol.machine.stride_features import StrideFeatures, read_features
+
+#: accepted swings whose median is the "normal" swing length
+SWING_HISTORY = 5
+#: the patient's +/- holds the amplitude (no learning) for the rest of the walk
+PATIENT_CAUSES = frozenset({"up", "down", "set"})
+
+
+@dataclass(frozen=True)
+class AdaptiveStride:
+    """The learned state after one stride (one row of the session log's adaptive_strides)."""
+
+    stride: int              # 1, 2, … in the session
+    frame: int               # sensor frames processed when it was decided
+    t_us: int                # sensor clock
+    amplitude_ma: float      # plateau this stride was stimulated with
+    next_ma: float           # plateau of the next stride
+    error_deg: float         # target − measured at the limiting point (NaN: not measured)
+    mid_swing_deg: float
+    heel_strike_deg: float
+    swing_ms: float
+    status: str              # learn | hold | frozen
+    reason: str = ""
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class LearningLaw:
+    """The update rule alone (pure, no state): see the module docstring."""
+
+    def __init__(self, cfg: Adaptive, bounds: PatientBounds):
+        if not cfg.enabled:
+            raise ValueError("the learning law needs an enabled adaptive section")
+        self.cfg = cfg
+        self.lo = float(bounds.amplitude_min_ma)
+        self.hi = float(bounds.amplitude_max_ma)
+        self.gain = float(cfg.gain_ma_per_deg)
+        self.max_step = float(cfg.max_step_ma)
+        self.deadband = float(cfg.deadband_deg)
+        self.decrease_fraction = float(cfg.decrease_fraction)
+
+    def error_deg(self, f: StrideFeatures) -> float:
+        t = self.cfg.target
+        return max(t.mid_swing_deg - f.mid_swing_deg, t.heel_strike_deg - f.heel_strike_deg)
+
+    def next_amplitude(self, amplitude_ma: float, error_deg: float) -> float:
+        """u + clip(gain·e, ±max_step), kept in [lo, hi]. ValueError for a non-finite error."""
+        if not math.isfinite(error_deg):
+            raise ValueError(f"pitch error {error_deg!r} is not a finite number")
+        step = 0.0 if abs(error_deg) <= self.deadband else self.gain * error_deg
+        if step < 0.0:
+            step *= self.decrease_fraction
+        step = min(self.max_step, max(-self.max_step, step))
+        return self.bounded(amplitude_ma + step)
+
+    def bounded(self, amplitude_ma: float) -> float:
+        return min(self.hi, max(self.lo, amplitude_ma))
+
+    def swing_check(self, swing_ms: float, normal_ms: float | None) -> int:
+        """-1 short, +1 long, 0 normal: against the profile's range and, once known, within
+        ``max_change_fraction`` of the median of the last accepted swings."""
+        s = self.cfg.swing
+        lo, hi = float(s.min_ms), float(s.max_ms)
+        if normal_ms is not None:
+            lo = max(lo, normal_ms * (1.0 - s.max_change_fraction))
+            hi = min(hi, normal_ms * (1.0 + s.max_change_fraction))
+        return -1 if swing_ms < lo else (1 if swing_ms > hi else 0)
+
+
+class AdaptiveStimulation:
+    """The learning loop on one controller: fed every logged kernel event (after the gait
+    machine handled it), it decides the next stride's amplitude at each heel strike.
+
+    ``records`` keeps the newest ``history`` :class:`AdaptiveStride` (all when None);
+    ``listeners`` get every one (the session log, the patient modes)."""
+
+    def __init__(self, profile: Profile, kernel, supervisor, *, history: int | None = None):
+        self.profile = profile
+        self.kernel = kernel
+        self.supervisor = supervisor
+        self.law = LearningLaw(profile.adaptive, profile.patient)
+        self.records: list[AdaptiveStride] | deque[AdaptiveStride] = [] if history is None else deque(maxlen=history)
+        self.listeners: list[Callable[[AdaptiveStride], None]] = []
+        self.amplitude_ma = self.law.lo          # last good amplitude (what the next stride gets)
+        self.strides = 0
+        self.walks = 0
+        self.patient_hold = False
+        self.status = "waiting for the first stride"
+        self._swings: deque[float] = deque(maxlen=SWING_HISTORY)
+        self._open = False
+        self._onset_lost = 0
+        self._onset_t_us = 0
+        self._onset_flat_age_us = 0
+        self._onset_faults = 0
+        supervisor.fault_listeners.append(self.on_fault)
+
+    # ----- from the controller and the patient modes ------------------------------------------
+    def begin_walk(self) -> None:
+        """A walk starts: the session's first at the patient minimum (the conservative
+        start), later ones at the last good amplitude. A patient's hold from the last walk ends."""
+        if self.walks == 0:
+            self.amplitude_ma = self.law.lo
+        self.walks += 1
+        self.patient_hold = False
+        self._open = False
+        self._request(self.amplitude_ma)
+        self.status = f"learning from {self.amplitude_ma:g} mA"
+
+    def on_patient_intensity(self, level_ma: float, cause: str) -> None:
+        """The patient (or a replay of them) set the intensity: it wins. ``restored`` (a
+        remembered level) is not the patient's choice for this walk and is ignored."""
+        if cause not in PATIENT_CAUSES:
+            return
+        self.amplitude_ma = float(level_ma)
+        self.patient_hold = True
+        self.status = f"held at {level_ma:g} mA: your intensity change (until the next walk)"
+
+    def on_event(self, entry) -> None:
+        """A kernel event as the controller logged it (``entry.event``: the trigger name)."""
+        name = entry.event
+        if name == "heel_off":
+            if self._open:
+                self._frozen("no heel strike before the next onset")
+            k = self.kernel
+            self._open = True
+            self._onset_lost = int(k.frames_lost)
+            self._onset_t_us = int(k.t_us)
+            self._onset_flat_age_us = int(k.foot_flat_age_us)
+            self._onset_faults = len(self.supervisor.faults)
+        elif name == "heel_strike" and self._open:
+            self._open = False
+            self._stride_end()
+        elif name == "timeout" and self._open:
+            self._open = False
+            self._frozen("no heel strike: the burst was cut off at max_stim_ms")
+
+    def on_fault(self, _reason=None) -> None:
+        """A fault latched (the supervisor's listener): a stride in progress is not learned from."""
+        if self._open:
+            self._open = False
+            self._frozen("fault in the stride")
+
+    # ----- the decision --------------------------------------------------------------------------
+    def _stride_end(self) -> None:
+        k = self.kernel
+        f = read_features(k, self._onset_flat_age_us, self._onset_t_us, self.profile.adaptive.mid_swing_fraction)
+        used = float(k.amplitude_ma)
+        if self.patient_hold:
+            return self._frozen("patient intensity change (holds until the next walk)", f)
+        if len(self.supervisor.faults) != self._onset_faults or k.fault:
+            return self._frozen("fault in the stride", f)
+        if int(k.frames_lost) != self._onset_lost:
+            return self._frozen("sensor frames lost in the swing", f)
+        if f.problem:
+            return self._frozen(f.problem, f)
+        error = self.law.error_deg(f)
+        normal = sorted(self._swings)[len(self._swings) // 2] if len(self._swings) >= 3 else None
+        length = self.law.swing_check(f.swing_ms, normal)
+        if length > 0:
+            return self._frozen("swing longer than normal", f, error)
+        if length < 0:
+            if error <= self.law.deadband:
+                return self._frozen("swing shorter than normal", f, error)
+            # early toe contact with the foot low: too little current; one full step up
+            nxt = self.law.bounded(used + self.law.max_step)
+            return self._record(used, nxt, error, f, "learn", "early contact, foot low")
+        self._swings.append(f.swing_ms)
+        nxt = self.law.next_amplitude(used, error)
+        self._record(used, nxt, error, f, "hold" if nxt == used else "learn")
+
+    def _frozen(self, reason: str, f: StrideFeatures | None = None, error: float = math.nan) -> None:
+        self._record(float(self.kernel.amplitude_ma), self.amplitude_ma, error, f, "frozen", reason, learn=False)
+
+    def _record(self, used: float, nxt: float, error: float, f: StrideFeatures | None, status: str,
+                reason: str = "", *, learn: bool = True) -> None:
+        if learn:
+            self.amplitude_ma = nxt
+        self._request(self.amplitude_ma)
+        self.strides += 1
+        k = self.kernel
+        nan = math.nan
+        rec = AdaptiveStride(self.strides, int(k.frames), int(k.t_us), used, self.amplitude_ma,
+                             float(error), f.mid_swing_deg if f else nan, f.heel_strike_deg if f else nan,
+                             f.swing_ms if f else nan, status, reason)
+        self.records.append(rec)
+        if status == "frozen":
+            self.status = f"frozen at {self.amplitude_ma:g} mA: {reason}"
+        else:
+            self.status = f"{status} {self.amplitude_ma:.1f} mA (pitch error {error:+.1f}°)"
+        for listener in self.listeners:
+            listener(rec)
+
+    def _request(self, amplitude_ma: float) -> None:
+        if self.kernel.fault:
+            return           # output is zero; the amplitude is asked for again at the next walk
+        self.supervisor.request_amplitude(amplitude_ma, self.law.lo, self.law.hi)

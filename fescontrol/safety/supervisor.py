@@ -1,0 +1,264 @@
+"""The safety supervisor: the one gate between the control path and a stimulator.
+
+Only this object holds the stimulator. Every output goes through
+:meth:`SafetySupervisor.deliver`, which refuses (never clamps) anything outside
+the profile and the hard caps of :mod:`fescontrol.core.limits`; any doubt latches a
+fault: the kernel output is forced to zero on the same sample, the stimulator
+gets zero current and Stop, and the fault stays until a person calls
+:meth:`clear`. The per-sample half of the supervision (stale data, sequence
+gaps, clock jumps, channel flags, stuck heel, max stimulation time) runs inside
+the kernel, which latches its own fault code the same way.
+
+Invariants:
+  * no current leaves here while a fault is latched, ever: ``deliver`` refuses it, ``_send``
+    checks again just before the driver, and every latch also inhibits the driver
+    (``Stimulator.inhibit``), which refuses any command with current on its own until a
+    person clears the fault;
+  * no current above the profile amplitude or the hard cap, no pulse width or
+    charge outside their caps, ever reaches ``Stimulator.set_output``;
+  * every fault is recorded with its reason, time and detail.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+from fescontrol.core import limits
+from fescontrol.core.codes import FAULT_TEXT, Fault
+from fescontrol.core.profile import Profile
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FaultRecord:
+    """One latched fault. ``t_us`` is sensor time; ``wall_s`` is time.time() for logs."""
+
+    reason: Fault
+    detail: str
+    t_us: int
+    wall_s: float = field(default_factory=time.time)
+    monotonic_s: float = field(default_factory=time.monotonic)
+
+    @property
+    def text(self) -> str:
+        return f"{self.reason.name.lower()}: {FAULT_TEXT.get(self.reason, '')}" + (
+            f" ({self.detail})" if self.detail else "")
+
+
+class SafetySupervisor:
+    """Checks and forwards outputs; latches faults; clears them only on request.
+
+    ``kernel`` is the per-sample kernel (either twin), ``machine`` the gait
+    machine, ``stimulator`` a :class:`fescontrol.drivers.stimulator.Stimulator` or None
+    (outputs are then only checked and recorded, as in a batch simulation).
+    """
+
+    def __init__(self, profile: Profile, kernel, machine, stimulator=None):
+        self.profile = profile
+        self.kernel = kernel
+        self.machine = machine
+        self.stimulator = stimulator
+        self.faults: list[FaultRecord] = []
+        self.deliveries = 0
+        self.last_delivered_ma = 0.0
+        #: called as listener(t_us, current_ma) after every output that reached the stimulator
+        self.delivery_listeners: list = []
+        #: called as listener(reason) after every latched fault (output already zero)
+        self.fault_listeners: list = []
+        self._stimulator_needs_recover = False
+        self._stopped = False            # True: stopped and nothing sent since (no second Stop)
+        ch = profile.stimulation
+        self._channel = ch.channel
+        self._pulse_width_us = ch.pulse_width_us
+        self._max_ma = min(ch.amplitude_ma, limits.AMPLITUDE_MAX_MA)
+
+    @property
+    def fault(self) -> FaultRecord | None:
+        """The latched fault, or None."""
+        return self.faults[-1] if self.kernel.fault else None
+
+    # ----- output ---------------------------------------------------------------------
+    def check_output(self, current_ma: float, pulse_width_us: int) -> str | None:
+        """Why this output is not allowed, or None when it is."""
+        if not math.isfinite(current_ma) or current_ma < 0.0:
+            return f"current {current_ma!r} mA is not a finite, non-negative number"
+        if current_ma > self._max_ma:
+            return f"current {current_ma:g} mA above the allowed {self._max_ma:g} mA"
+        if not (limits.PULSE_WIDTH_MIN_US <= pulse_width_us <= limits.PULSE_WIDTH_MAX_US):
+            return (f"pulse width {pulse_width_us} µs outside {limits.PULSE_WIDTH_MIN_US}.."
+                    f"{limits.PULSE_WIDTH_MAX_US} µs")
+        if limits.charge_per_phase_uc(current_ma, pulse_width_us) > limits.CHARGE_PER_PHASE_MAX_UC:
+            return f"charge {limits.charge_per_phase_uc(current_ma, pulse_width_us):g} µC per phase above cap"
+        if current_ma > 0.0 and self.kernel.fault:
+            return "current asked for while a fault is latched"
+        return None
+
+    def deliver(self) -> None:
+        """Send the kernel's present output to the stimulator, if it passes every check."""
+        current_ma = self.kernel.current_ma
+        if self.kernel.fault and current_ma == 0.0:
+            # the fault path already sent zero current and Stop; nothing more goes out
+            self.kernel.mark_delivered()
+            return
+        problem = self.check_output(current_ma, self._pulse_width_us)
+        if problem:
+            self.latch(Fault.OUTPUT_LIMIT, problem)
+            return
+        self._send(current_ma)
+        self.kernel.mark_delivered()
+
+    def _send(self, current_ma: float) -> None:
+        if current_ma > 0.0 and self.kernel.fault:
+            # last gate before the driver (deliver() already refused it)
+            self.latch(Fault.OUTPUT_LIMIT, "current asked for while a fault is latched")
+            return
+        self.deliveries += 1
+        self.last_delivered_ma = current_ma
+        if self.stimulator is not None:
+            self._stopped = False
+            from fescontrol.drivers.stimulator import ChannelOutput, StimulatorError
+            try:
+                self.stimulator.set_output([ChannelOutput(self._channel, current_ma, self._pulse_width_us)])
+            except StimulatorError as err:
+                self._stimulator_needs_recover = True
+                self.latch(Fault.STIMULATOR, str(err))
+                return
+        for listener in self.delivery_listeners:
+            listener(self.kernel.t_us, current_ma)
+
+    def request_amplitude(self, amplitude_ma: float, low_ma: float, high_ma: float) -> bool:
+        """A plateau amplitude asked for by the event level (adaptive stimulation): passed to
+        the kernel (which applies it while the output is zero) only when it is finite and
+        within [low_ma, high_ma] and the caps; otherwise nothing is changed and OUTPUT_LIMIT
+        latches (checked, never clamped). Returns True when passed on."""
+        top = min(high_ma, self._max_ma)
+        if not (math.isfinite(amplitude_ma) and low_ma <= amplitude_ma <= top):
+            self.latch(Fault.OUTPUT_LIMIT, f"amplitude {amplitude_ma!r} mA asked for, allowed "
+                                           f"{low_ma:g}..{top:g} mA")
+            return False
+        problem = self.check_output(amplitude_ma, self._pulse_width_us)
+        if problem:
+            self.latch(Fault.OUTPUT_LIMIT, problem)
+            return False
+        self.kernel.request_amplitude(amplitude_ma)
+        return True
+
+    # ----- periodic service from the control loop -------------------------------------
+    def service(self) -> None:
+        """Read stimulator replies and send the (acknowledged) keep-alive. Call from the
+        control loop only: the device keeps stimulating while any packet arrives, so a
+        keep-alive must stop when this loop stops. A stimulator that stops answering is a
+        STIMULATOR fault within keepalive_ms + ack_timeout_ms (if the loop calls this by
+        ``service_due_in_us``)."""
+        if self.stimulator is None:
+            return
+        from fescontrol.drivers.stimulator import StimulationFault, StimulatorError
+        try:
+            self.stimulator.poll()
+            if not self.kernel.fault:
+                # no keep-alive while faulted: should Stop not have been taken, the device's
+                # own watchdog ends any stimulation
+                self.stimulator.keepalive()
+        except StimulationFault as err:
+            self._stimulator_needs_recover = True
+            self.latch(Fault.STIMULATOR, f"{getattr(err, 'reason', 'error')}: {err}")
+        except StimulatorError as err:
+            self._stimulator_needs_recover = True
+            self.latch(Fault.STIMULATOR, str(err))
+
+    def service_due_in_us(self, now_s: float | None = None) -> int | None:
+        """Microseconds until ``service()`` must run next (an acknowledgement deadline or
+        the keep-alive), None when there is no stimulator. The loop bounds its wait by it."""
+        if self.stimulator is None:
+            return None
+        due = self.stimulator.next_deadline_s(keepalive=not self.kernel.fault)
+        if due is None:
+            return None
+        now_s = time.monotonic() if now_s is None else now_s
+        return max(0, int((due - now_s) * 1e6) + 1)
+
+    # ----- faults ---------------------------------------------------------------------
+    def latch(self, reason: Fault, detail: str = "") -> None:
+        """Zero output now, stop the stimulator, enter FAULT. First reason wins in the kernel."""
+        already = bool(self.kernel.fault)
+        self.kernel.latch_fault(int(reason))
+        reason = Fault(self.kernel.fault)
+        if not already:
+            record = FaultRecord(reason, detail, self.kernel.t_us)
+            self.faults.append(record)
+            log.warning("fault latched: %s", record.text)
+        try:
+            self.machine.enter_fault(reason)
+        finally:
+            self._stop_stimulator()
+            self._tell_fault(reason)
+
+    def on_kernel_fault(self) -> None:
+        """The kernel latched a fault on a sample: record it, stop, enter FAULT."""
+        reason = Fault(self.kernel.fault)
+        if not self.faults or self.faults[-1].t_us != self.kernel.t_us or self.faults[-1].reason != reason:
+            self.faults.append(FaultRecord(reason, self._kernel_fault_detail(reason), self.kernel.t_us))
+            log.warning("fault latched: %s", self.faults[-1].text)
+        try:
+            self.machine.enter_fault(reason)
+        finally:
+            self._stop_stimulator()
+            self._tell_fault(reason)
+
+    def _tell_fault(self, reason: Fault) -> None:
+        for listener in self.fault_listeners:
+            try:
+                listener(reason)
+            except Exception:  # noqa: BLE001 - the output is zero and latched whatever a listener does
+                log.exception("fault listener failed")
+
+    def _kernel_fault_detail(self, reason: Fault) -> str:
+        """What the kernel measured, in words, for the faults that carry a number."""
+        k = self.kernel
+        if reason == Fault.CLOCK_JUMP:
+            step = int(getattr(k, "clock_step_us", 0))
+            if step < 0:
+                return f"sensor timestamp went backwards by {-step} µs"
+            if step == 0:
+                return "sensor timestamp stood still (same as the frame before)"
+            return f"sensor timestamp leapt forward by {step} µs (more than stale_ms {k.p.stale_us // 1000} ms)"
+        if reason == Fault.CLOCK_DRIFT:
+            late, rate = int(k.drift_late_us), int(k.drift_rate_us)
+            if late > k.p.stale_us:
+                return (f"frames arrive {late} µs later than their timestamps say "
+                        f"(allowed {k.p.stale_us} µs)")
+            from fescontrol._kernel_py import DRIFT_MAX_PERCENT, DRIFT_WINDOW_US
+            direction = "slow" if rate > 0 else "fast"
+            return (f"sensor clock runs {direction}: {abs(rate)} µs per {DRIFT_WINDOW_US // 1000} ms of wall "
+                    f"time (allowed {DRIFT_MAX_PERCENT} %)")
+        return ""
+
+    def _stop_stimulator(self) -> None:
+        self.last_delivered_ma = 0.0
+        self.kernel.mark_delivered()
+        if self.stimulator is not None:
+            if self.kernel.fault:
+                self.stimulator.inhibit(f"fault {Fault(self.kernel.fault).name} latched")
+            if self._stopped and not self.stimulator.is_running:
+                return  # stopped already and nothing sent since: a second Stop only costs time
+            self._stopped = True
+            self.stimulator.stop()  # zero current, then Stop; best effort, never raises
+
+    def clear(self, person: str, note: str = "") -> None:
+        """A person clears the latched fault. The machine returns to STANDBY (output zero)."""
+        if not self.kernel.fault:
+            return
+        if not person:
+            raise ValueError("clearing a fault needs the name of the person who clears it")
+        log.warning("fault %s cleared by %s %s", Fault(self.kernel.fault).name, person, note)
+        if self.stimulator is not None:
+            if self._stimulator_needs_recover or self.stimulator.fault is not None:
+                self.stimulator.recover()  # redo the handshake the device needs after its own fault
+                self._stimulator_needs_recover = False
+            else:
+                self.stimulator.clear_inhibit()
+        self.kernel.clear_fault()
+        self.machine.fault_cleared()

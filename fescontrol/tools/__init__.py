@@ -1,0 +1,2 @@
+"""Orthotist workflows: calibration, profile store, reports, live view. May use fescontrol.sim
+(recordings, scoring)."""

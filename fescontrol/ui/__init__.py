@@ -1,0 +1,1 @@
+"""What a patient sees: the patient screen and its session wiring."""
