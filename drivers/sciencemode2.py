@@ -1,5 +1,8 @@
 """ScienceMode2 (Hasomed RehaStim2) wire codec: frames, stuffing, CRC, command payloads. No I/O.
 
+Over 400 lines: one wire protocol's codec, every command's payload in one place, in the order of
+the protocol document.
+
 Frame on the wire (see docs/sciencemode2.md and /work/shared/protocols/sciencemode2.md)::
 
     F0 | 81 | CRC^55 | 81 | LEN^55 | PKT | CMD | DATA... | 0F

@@ -1,5 +1,8 @@
 """ScienceMode4 (Hasomed P24) wire codec: frames, stuffing, CRC, packet numbers, payloads. No I/O.
 
+Over 400 lines: one wire protocol's codec, every command's payload in one place, in the order of
+the protocol document.
+
 Frame on the wire (see docs/sciencemode4.md and /work/shared/protocols/sciencemode4.md)::
 
     F0 | 81 L1^55 81 L0^55 | 81 C1^55 81 C0^55 | prefix (2 B) | data... | 0F

@@ -1,5 +1,8 @@
 """The stimulator interface: one small ABC, a typed error hierarchy, a lazy backend registry.
 
+Over 400 lines: the ABC, its error tree and the backend registry, kept in one module while the
+backend work edits all three.
+
 Modelled on python-can's ``BusABC``: the base class owns the public API (open, set_output,
 poll, keepalive, stop, recover, close, context manager) and the safety bookkeeping
 (acknowledgement deadlines, the keep-alive clock, the latched fault); a backend implements a

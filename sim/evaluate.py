@@ -1,5 +1,7 @@
 """Cohort evaluation: score a profile on many recordings, on a Dask cluster (``fes evaluate``).
 
+Over 400 lines: one engine (Dask tasks, per-worker cache, aggregation) and its Python API.
+
 Python API::
 
     from fescontrol.sim.evaluate import expand_recordings, evaluate

@@ -1,5 +1,7 @@
 """A Hasomed P24 (ScienceMode4) emulator on a real pseudo-terminal.
 
+Over 400 lines: one device model, its state machine and its pty I/O.
+
 Any ScienceMode4 client opens ``emulator.port`` (the pty slave path) like the device's
 ``/dev/ttyACM*``; bytes pass unchanged (the slave is in raw mode; line settings are
 accepted and ignored, as a USB CDC-ACM device does). Behaviour emulated (docs/sciencemode4.md):

@@ -1,5 +1,7 @@
 """A RehaStim2 (ScienceMode2, channel list mode) emulator on a real pseudo-terminal.
 
+Over 400 lines: one device model, its state machine and its pty I/O.
+
 Any ScienceMode2 client opens ``emulator.port`` (the pty slave path) like the device's
 USB-serial port; bytes pass unchanged (the slave is in raw mode). Behaviour emulated:
 

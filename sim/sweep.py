@@ -1,5 +1,7 @@
 """Parameter sweeps over profile fields on a Dask cluster (``fes sweep``).
 
+Over 400 lines: one engine (grid, cross-validation by subject, Dask tasks) and its Python API.
+
 Python API (what the detection work tunes with)::
 
     from fescontrol.core.profile import load_profile

@@ -1,5 +1,7 @@
 """Seeded synthetic gait with a heel force sensor AND a foot IMU, and exact events.
 
+Over 400 lines: the scenario segments and the one generator that plays them, with exact events.
+
 A scenario is a list of segments played one after the other::
 
     rec = synthesize([Stand(3), Walk(20, cadence_spm=100, pattern="hemiparetic"),

@@ -1,5 +1,8 @@
 """``fes`` commands of the orthotist workflow: calibrate, profile history, live view, report.
 
+Over 400 lines: one click command per orthotist workflow (calibrate, profile, live, report) with
+the checks of their options.
+
 NOT A CLEARED MEDICAL DEVICE. See docs/orthotist.md.
 
 Registered into the ``fes`` group by :func:`register` (fescontrol/cli/__init__.py imports this

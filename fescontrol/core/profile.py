@@ -1,5 +1,8 @@
 """Stimulation profiles: what the orthotist configures, validated.
 
+Over 400 lines: one pydantic schema (every section with its bounds and messages) and its loader;
+the cross-field rules need all sections in view.
+
 A profile is a YAML file (see ``configs/``) loaded into the pydantic model
 :class:`Profile`. Every numeric field carries its unit in its name and is
 bounded by the hard caps of :mod:`fescontrol.core.limits`; cross-field rules

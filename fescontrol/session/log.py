@@ -1,5 +1,8 @@
 """The session log: one SQLite database holding every patient session.
 
+Over 400 lines: one SQLite database's schema, migrations, queries and its writer thread; the
+writer (LogWriter) is the part that can move to its own module.
+
 What a session records (see docs/patient.md for the schema in full):
   * the profile it ran with: name, SHA-256 hash of its canonical JSON, and the JSON itself;
   * every patient command, stamped with the sensor frame count and sensor time at which it

@@ -1,5 +1,9 @@
 """Patient modes on one controller: walk, training (seated exercise), test burst, intensity.
 
+Over 400 lines: the programs and envelopes, intensity and PatientModes, plus the replay of a
+logged session (replay_session, compare_outputs, replay_from_log), which goes with the one-
+replay-path work.
+
 Everything here runs at the event level (a few calls per second) on the sensor clock
 (``kernel.t_us``), in the thread of the control loop. It never touches the stimulator:
 stimulation still goes only through the kernel envelope and the safety supervisor.

@@ -1,5 +1,8 @@
 """Calibration from a short walk: propose trigger thresholds, hysteresis, debounce and timing.
 
+Over 400 lines: walk loading and recording, gait structure, figures and the Calibrator; these
+four are the split (a tools/calibration/ package) still to do.
+
 NOT A CLEARED MEDICAL DEVICE. A proposal is only a proposal: the orthotist sees the
 before/after figures on the same walk and accepts it or not (``fes calibrate``).
 

@@ -1,5 +1,8 @@
 """Walk reports for the orthotist: an HTML page with PNG figures (matplotlib).
 
+Over 400 lines: the analysis of one walk and its HTML/PNG rendering; every figure reads the same
+analysis.
+
 NOT A CLEARED MEDICAL DEVICE.
 
 ``fes report --recording PATH --out DIR`` replays a recording through the device's own

@@ -1,5 +1,9 @@
 """The patient's terminal interface and the live session behind it.
 
+Over 400 lines: the patient screen (render, curses and headless UIs) and the LiveSession wiring
+behind it; they split along that line (ui/ and session/) once the simulator-devices work has
+landed, so that its rebase stays a rename.
+
 :class:`LiveSession` runs one patient session on real ports or on the simulator: it opens
 the session log, the stimulator and the sensor (through :mod:`fescontrol.loop.runner`), and
 runs the controller's real-time loop in its own thread. The interface never touches the

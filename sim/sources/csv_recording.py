@@ -1,5 +1,8 @@
 """The generic CSV gait recording: any lab's walk in one documented format (docs/recordings.md).
 
+Over 400 lines: one file format, its parser with the one-line refusals, its cache and its
+writer.
+
 Layout of ``my_walk.csv`` (a contract: the names are fixed)::
 
     # rate_hz: 100                 optional comment lines "# key: value" before the header;

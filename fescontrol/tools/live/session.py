@@ -1,5 +1,8 @@
 """The control-loop side of the live view: the real loop in a thread, changes at safe points.
 
+Over 400 lines: one job, the live view's loop thread and the safe-point queue of changes it
+applies; the checks stay next to the loop that applies them.
+
 NOT A CLEARED MEDICAL DEVICE.
 
 :class:`LiveSession` runs :meth:`fescontrol.loop.controller.Controller.run` (the device's own
