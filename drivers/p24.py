@@ -19,7 +19,8 @@ for while one waits for its acknowledgement is sent when it arrives (newest wins
 next update is preceded by ml_init.
 
 Keep-alive: ``keepalive()`` (from the control loop, through the supervisor) sends
-ml_get_current_data while stimulation runs. The P24 stops by itself 2 s after the last
+ml_get_current_data every ``keepalive_interval_s`` while stimulation runs, whether or not
+updates went out meanwhile (``KEEPALIVE_WHEN_BUSY``). The P24 stops by itself 2 s after the last
 ml_update or ml_get_current_data, so a hung loop lets the device stop. Its acknowledgement
 reports per-channel errors: an electrode error, a pulse timeout or a low current latches a
 StimulationFault naming the channel; a channel that should stimulate but is reported off
@@ -75,6 +76,10 @@ class P24(Stimulator):
     SERIAL_SETTINGS = {"baudrate": 3_000_000, "bytesize": 8, "parity": "N", "stopbits": 2,
                        "xonxoff": False, "rtscts": True, "dsrdtr": False,
                        "timeout": 0, "write_timeout": 0.1}
+    # the poll is how channel errors are reported, and an ml_update may clear a reported error
+    # (the emulator does; the device's rule is not documented): poll on time even while
+    # updates flow (ramps on several channels can keep updates coming for a whole stride)
+    KEEPALIVE_WHEN_BUSY = True
 
     def __init__(self, port: str, *, init_timeout_s: float = 1.0, **kwargs: Any):
         super().__init__(port, **kwargs)

@@ -132,6 +132,10 @@ class Stimulator(abc.ABC):
     #: False for a backend that brings its own device (an emulator): it is selected by its
     #: registered name alone (``--stim emulator``) and takes an empty port
     NEEDS_PORT: ClassVar[bool] = True
+    #: True: the keep-alive goes out every ``keepalive_interval_s`` even while other commands
+    #: flow (a backend whose keep-alive is also how the device reports channel errors, P24);
+    #: False: only after ``keepalive_interval_s`` with nothing sent
+    KEEPALIVE_WHEN_BUSY: ClassVar[bool] = False
 
     def __init__(self, port: str, *, channels: Sequence[int] = (1,), frequency_hz: float = 40.0,
                  ack_timeout_s: float = 0.1, keepalive_interval_s: float = 0.3, **options: Any):
@@ -255,10 +259,17 @@ class Stimulator(abc.ABC):
         if self._port is None or not self._session_open or self._fault is not None:
             return False
         now = time.monotonic()
-        if self._last_sent_s is not None and now - self._last_sent_s < self.keepalive_interval_s:
-            return False
-        if self._last_keepalive_s is not None and now - self._last_keepalive_s < self.keepalive_interval_s:
-            return False    # the backend chose not to send last time (nothing to keep alive)
+        if self.KEEPALIVE_WHEN_BUSY:
+            if self._last_keepalive_s is None:          # the interval runs from the first call
+                self._last_keepalive_s = now
+                return False
+            if now - self._last_keepalive_s < self.keepalive_interval_s:
+                return False
+        else:
+            if self._last_sent_s is not None and now - self._last_sent_s < self.keepalive_interval_s:
+                return False
+            if self._last_keepalive_s is not None and now - self._last_keepalive_s < self.keepalive_interval_s:
+                return False    # the backend chose not to send last time (nothing to keep alive)
         self._last_keepalive_s = now
         self._send_keepalive()
         return True
@@ -349,7 +360,10 @@ class Stimulator(abc.ABC):
             return None
         due = [p.deadline_s for p in self._pending]
         if keepalive and self._last_sent_s is not None and self._fault is None:
-            last = max(self._last_sent_s, self._last_keepalive_s or 0.0)
+            if self.KEEPALIVE_WHEN_BUSY:
+                last = self._last_keepalive_s if self._last_keepalive_s is not None else self._last_sent_s
+            else:
+                last = max(self._last_sent_s, self._last_keepalive_s or 0.0)
             due.append(last + self.keepalive_interval_s)
         return min(due) if due else None
 

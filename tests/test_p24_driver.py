@@ -202,6 +202,33 @@ def test_channel_errors_latch_a_fault_naming_the_channel(emu, kind, reason):
         assert emu.delivered_current_ma(2) == 20
 
 
+def test_a_channel_error_is_seen_while_updates_keep_flowing(emu):
+    """Ramps on several channels keep ml_update going for a whole stride, and an update may
+    clear the error the device reported: the poll goes out every keep-alive interval anyway."""
+    with P24(emu.port, channels=(1, 2), keepalive_interval_s=0.3) as stim:
+        level = 10
+
+        def ramping_loop(seconds: float) -> None:
+            nonlocal level
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                stim.poll()
+                level = 10 + (level - 9) % 10              # a new output every 25 ms
+                stim.set_output([ChannelOutput(1, level, 300), ChannelOutput(2, level, 250)])
+                stim.keepalive()
+                time.sleep(0.025)
+
+        ramping_loop(0.7)
+        polls = [t for t, p in emu.received if p.cmd == 36]
+        assert len(polls) >= 2 and max(b - a for a, b in zip(polls, polls[1:])) < 0.45
+        emu.inject_channel_error(2)
+        t_error = time.monotonic()
+        with pytest.raises(StimulationFault) as info:
+            ramping_loop(1.0)
+        assert info.value.reason == "electrode_error" and info.value.channel == 2
+        assert time.monotonic() - t_error <= 0.3 + 0.15
+
+
 def test_missing_acknowledgement_is_a_timeout(emu):
     with P24(emu.port, ack_timeout_s=0.1) as stim:
         emu.ack_enabled = False
