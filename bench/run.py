@@ -72,6 +72,8 @@ def main(argv=None) -> int:
     scale = 10 if args.quick else 1
     tp = throughput.measure(rate_hz=1000.0, cython_samples=400_000 // scale, python_samples=40_000 // scale)
     tp100 = throughput.measure(rate_hz=None, cython_samples=200_000 // scale, python_samples=20_000 // scale)
+    print("throughput: one channel vs two channels (configs/two_channel.yaml), compiled kernel …", flush=True)
+    tp2 = throughput.measure_channels(samples=400_000 // scale)
     idle = _latency_pair(args.latency_s, args.relay_s, rt=False, loaded=False)
     loaded = _latency_pair(args.latency_s, args.relay_s, rt=False, loaded=True)
     rt_ok = args.rt == "yes" or (args.rt == "auto" and latency.rt_permitted())
@@ -95,6 +97,7 @@ def main(argv=None) -> int:
         "at_100_hz": {"cython_samples_per_s": round(tp100["cython_samples_per_s"]),
                       "python_samples_per_s": round(tp100["python_samples_per_s"]),
                       "speedup": round(tp100["speedup"], 1), "us_per_sample": round(tp100["us_per_sample"], 3)},
+        "two_channel": _round(tp2),
         "latency_ms": _round(lat["latency_ms"]),
         "missed_deadlines": lat["missed_deadlines"],
         "duration_s": round(lat["duration_s"], 2),
@@ -150,6 +153,9 @@ def main(argv=None) -> int:
             ("speedup, 1 kHz", f"{results['speedup']}×", "target ≥ 50×"),
             ("Cython / Python, 100 Hz", f"{h['cython_samples_per_s']:,} / {h['python_samples_per_s']:,} samples/s",
              f"{h['speedup']}×, {h['us_per_sample']} µs/sample (event level weighs more)"),
+            ("one / two channels, 1 kHz", f"{results['two_channel']['one_channel_us_per_sample']} / "
+             f"{results['two_channel']['two_channel_us_per_sample']} µs/sample",
+             f"× {results['two_channel']['ratio']} (configs/two_channel.yaml, same run)"),
             lat_row("latency idle p50/p99/max", idle),
             *([("  FAULT (run ended)", f"after {lat['duration_s']:.1f} s", lat["faults"][0])]
               if lat["faults"] else []),

@@ -33,10 +33,11 @@ def recorded_heel_stream(min_samples: int, rate_hz: float | None = None) -> tupl
     return frames.tobytes(), n, f"{rec.name} ({rec.rate_hz:g} Hz) ×{reps}"
 
 
-def time_replay(data: bytes, implementation: str, rate_hz: float, repeats: int = 3) -> float:
+def time_replay(data: bytes, implementation: str, rate_hz: float, repeats: int = 3,
+                profile_name: str = "default") -> float:
     """Best wall time (s) of replaying ``data`` through a fresh controller."""
     from fescontrol.core.profile import profile_from_dict
-    base = load_profile(bundled_profile_path("default")).model_dump(mode="json")
+    base = load_profile(bundled_profile_path(profile_name)).model_dump(mode="json")
     base["device"]["sample_rate_hz"] = rate_hz
     profile = profile_from_dict(base)
     best = float("inf")
@@ -64,3 +65,14 @@ def measure(rate_hz: float | None = None, cython_samples: int = 400_000, python_
             "cython_samples_per_s": cy_rate, "python_samples_per_s": py_rate,
             "speedup": cy_rate / py_rate, "us_per_sample": 1e6 / cy_rate,
             "python_us_per_sample": 1e6 / py_rate}
+
+
+def measure_channels(rate_hz: float = 1000.0, samples: int = 400_000) -> dict:
+    """Compiled kernel, one stream, measured back to back in the same run: the single-channel
+    default profile against configs/two_channel.yaml (channel 2 with its own timed burst).
+    ``ratio`` = two-channel time / one-channel time (1.0: the second channel costs nothing)."""
+    data, n, what = recorded_heel_stream(samples, rate_hz)
+    t_one = time_replay(data, "cython", rate_hz)
+    t_two = time_replay(data, "cython", rate_hz, profile_name="two_channel")
+    return {"stream": what, "rate_hz": rate_hz, "samples": n, "one_channel_us_per_sample": 1e6 * t_one / n,
+            "two_channel_us_per_sample": 1e6 * t_two / n, "ratio": t_two / t_one}

@@ -20,7 +20,8 @@ import numpy as np
 from fescontrol.drivers import sensor_protocol as _sp
 from fescontrol.core.codes import Event, Fault, Phase, Ret
 from fescontrol._kernel_py import KernelParams, TRACE_FIELDS, INPUT_BUFFER_BYTES, EVENT_QUEUE_LEN, \
-    LATENESS_BIN_US, LATENESS_BINS, STRIDE_MAX_US as _STRIDE_MAX_US, SWING_BUF_LEN as _SWING_BUF_LEN
+    LATENESS_BIN_US, LATENESS_BINS, STRIDE_MAX_US as _STRIDE_MAX_US, SWING_BUF_LEN as _SWING_BUF_LEN, \
+    CHANNELS_MAX as _CHANNELS_MAX
 
 cdef extern from "poll.h" nogil:
     struct pollfd:
@@ -82,6 +83,12 @@ cdef enum:
     BIN_US = 100
     DRIFT_WINDOW_US = 1000000
     DRIFT_MAX_PERCENT = 5
+    N_CH = 4
+    TIMED_IDLE = 0
+    TIMED_WAIT = 1
+    TIMED_RISE = 2
+    TIMED_HOLD = 3
+    TIMED_FALL = 4
 
 CODE_TABLE = {
     "Phase": {"FALL": PH_FALL, "RISE": PH_RISE, "HOLD": PH_HOLD, "OFF": PH_OFF},
@@ -99,7 +106,8 @@ CODE_TABLE = {
                   "FRAME_LEN": FRAME_LEN, "N_BINS": N_BINS, "BIN_US": BIN_US,
                   "FLAG_HEEL_PRESENT": FLAG_HEEL_PRESENT, "FLAG_IMU_PRESENT": FLAG_IMU_PRESENT,
                   "FLAG_IMU_SATURATED": FLAG_IMU_SATURATED, "FLAG_HEEL_FAULT": FLAG_HEEL_FAULT,
-                  "DRIFT_WINDOW_US": DRIFT_WINDOW_US, "DRIFT_MAX_PERCENT": DRIFT_MAX_PERCENT},
+                  "DRIFT_WINDOW_US": DRIFT_WINDOW_US, "DRIFT_MAX_PERCENT": DRIFT_MAX_PERCENT,
+                  "CHANNELS_MAX": N_CH, "TIMED": (TIMED_IDLE, TIMED_WAIT, TIMED_RISE, TIMED_HOLD, TIMED_FALL)},
 }
 
 
@@ -214,6 +222,24 @@ cdef class CyKernel:
     cdef int64_t drift_win_start_us, drift_win_min_us, drift_prev_min_us
     cdef int drift_have_prev
     cdef int64_t[:] hist
+    # channels 1.. of a multi-channel profile (index 0 unused: level, current_ma, ... are channel 0's)
+    cdef readonly int n_channels
+    cdef int ch_timed[N_CH]
+    cdef int ch_after_strike[N_CH]
+    cdef int64_t ch_onset_us[N_CH]
+    cdef int64_t ch_duration_us[N_CH]
+    cdef int64_t ch_ramp_up_us[N_CH]
+    cdef int64_t ch_ramp_down_us[N_CH]
+    cdef double ch_amp_max_ma[N_CH]
+    cdef double ch_amp_ma[N_CH]
+    cdef double ch_pending_ma[N_CH]
+    cdef double ch_level[N_CH]
+    cdef double ch_current_ma[N_CH]
+    cdef double ch_delivered_ma[N_CH]
+    cdef int timed_state[N_CH]
+    cdef int64_t timed_event_us[N_CH]
+    cdef int64_t timed_on_us[N_CH]
+    cdef int64_t ch_wall_start_us[N_CH]
     # trace
     cdef readonly int trace_capacity
     cdef public int trace_len
@@ -300,6 +326,19 @@ cdef class CyKernel:
         self.hist = np.zeros(N_BINS, dtype=np.int64)
         self.amplitude_ma = profile.start_amplitude_ma
         self.pending_amplitude_ma = self.amplitude_ma
+        if _CHANNELS_MAX != N_CH:
+            raise RuntimeError("CHANNELS_MAX differs between the kernels")
+        self.n_channels = p.n_channels
+        for k in range(N_CH):
+            self.ch_timed[k] = p.ch_timed[k]
+            self.ch_after_strike[k] = p.ch_after_strike[k]
+            self.ch_onset_us[k] = p.ch_onset_us[k]
+            self.ch_duration_us[k] = p.ch_duration_us[k]
+            self.ch_ramp_up_us[k] = p.ch_ramp_up_us[k]
+            self.ch_ramp_down_us[k] = p.ch_ramp_down_us[k]
+            self.ch_amp_max_ma[k] = p.ch_amp_max_ma[k]
+            self.ch_amp_ma[k] = p.ch_start_ma[k]
+            self.ch_pending_ma[k] = p.ch_start_ma[k]
         self.buf_start = 0
         self.buf_end = 0
         self.crc_errors = 0
@@ -376,6 +415,14 @@ cdef class CyKernel:
         self.delivered_ma = 0.0
         self.last_deliver_us = 0
         self.deliver_due = 0
+        for k in range(N_CH):
+            self.ch_level[k] = 0.0
+            self.ch_current_ma[k] = 0.0
+            self.ch_delivered_ma[k] = 0.0
+            self.timed_state[k] = TIMED_IDLE
+            self.timed_event_us[k] = 0
+            self.timed_on_us[k] = 0
+            self.ch_wall_start_us[k] = -1
         self.anchor_wall_us = 0
         self.anchor_dev_us = 0
         self.last_valid_wall_us = 0
@@ -435,11 +482,18 @@ cdef class CyKernel:
         self._reset_drift()
 
     def set_detection(self, enabled):
+        cdef int i
         self.detection_enabled = 1 if enabled else 0
         self.swing_recording = 0
         self.stride = STRIDE_LOCKOUT
         self.tilt_state = TILT_STANCE_WAIT
         self.tilt_timer_us = 0
+        if not enabled:
+            for i in range(1, self.n_channels):
+                if self.timed_state[i] == TIMED_WAIT:
+                    self.timed_state[i] = TIMED_IDLE
+                elif self.timed_state[i] == TIMED_RISE or self.timed_state[i] == TIMED_HOLD:
+                    self.timed_state[i] = TIMED_FALL
 
     def request_amplitude(self, double amplitude_ma):
         if not (0.0 <= amplitude_ma <= self.amplitude_max_ma):
@@ -448,15 +502,49 @@ cdef class CyKernel:
         if self.level == 0.0:
             self.amplitude_ma = self.pending_amplitude_ma
 
+    def request_channel_amplitude(self, int index, double amplitude_ma):
+        if index == 0:
+            self.request_amplitude(amplitude_ma)
+            return
+        if not 0 < index < self.n_channels:
+            raise ValueError(f"channel index {index!r}; this profile drives indexes 0..{self.n_channels - 1}")
+        if not (0.0 <= amplitude_ma <= self.ch_amp_max_ma[index]):
+            raise ValueError(f"amplitude_ma {amplitude_ma:g} outside 0..{self.ch_amp_max_ma[index]:g}")
+        self.ch_pending_ma[index] = amplitude_ma
+        if self.ch_level[index] == 0.0:
+            self.ch_amp_ma[index] = self.ch_pending_ma[index]
+
+    def _index(self, int index):
+        if not 0 <= index < self.n_channels:
+            raise ValueError(f"channel index {index!r}; this profile drives indexes 0..{self.n_channels - 1}")
+        return index
+
+    def channel_current_ma(self, int index):
+        return self.current_ma if self._index(index) == 0 else self.ch_current_ma[index]
+
+    def channel_level(self, int index):
+        return self.level if self._index(index) == 0 else self.ch_level[index]
+
+    def channel_amplitude_ma(self, int index):
+        return self.amplitude_ma if self._index(index) == 0 else self.ch_amp_ma[index]
+
+    def channel_pending_ma(self, int index):
+        return self.pending_amplitude_ma if self._index(index) == 0 else self.ch_pending_ma[index]
+
     def latch_fault(self, int code):
         self._latch(code)
 
     cdef void _latch(self, int code) noexcept nogil:
+        cdef int i
         if not self.fault:
             self.fault = code
         self.phase = PH_OFF
         self.level = 0.0
         self.current_ma = 0.0
+        for i in range(1, self.n_channels):
+            self.ch_level[i] = 0.0
+            self.ch_current_ma[i] = 0.0
+            self.timed_state[i] = TIMED_IDLE
         self.detection_enabled = 0
         self.deliver_due = 1
 
@@ -466,6 +554,7 @@ cdef class CyKernel:
         self._latch(code)
 
     def clear_fault(self):
+        cdef int i
         self.fault = 0
         self.have_frame = 0
         self.phase = PH_FALL
@@ -477,11 +566,16 @@ cdef class CyKernel:
         self.heel_frozen_strides = 0
         self.last_crc_total = self.crc_errors
         self.burst_wall_start_us = -1
+        for i in range(N_CH):
+            self.ch_wall_start_us[i] = -1
         self.anchor_wall_us = 0
         self._reset_drift()
 
     def mark_delivered(self):
+        cdef int i
         self.delivered_ma = self.current_ma
+        for i in range(1, self.n_channels):
+            self.ch_delivered_ma[i] = self.ch_current_ma[i]
         self.last_deliver_us = self.t_us
         self.deliver_due = 0
 
@@ -914,6 +1008,8 @@ cdef class CyKernel:
         if self.current_ma != self.delivered_ma:
             if self.current_ma == 0.0 or self.t_us - self.last_deliver_us >= self.deliver_interval_us:
                 self.deliver_due = 1
+        if self.n_channels > 1:
+            self._extra_channels(dt_us, stride_onset + 2 * stride_strike)
         # --- trace ---
         if self.trace_capacity:
             i = self.trace_len
@@ -929,6 +1025,55 @@ cdef class CyKernel:
             self.tr_events[i] = mask
             self.tr_fault[i] = self.fault
             self.trace_len = i + 1
+
+    cdef void _extra_channels(self, int64_t dt_us, int gait_event) noexcept nogil:
+        # see PyKernel._extra_channels
+        cdef int i, st
+        cdef double lv
+        for i in range(1, self.n_channels):
+            if self.ch_level[i] == 0.0:
+                self.ch_amp_ma[i] = self.ch_pending_ma[i]
+            if not self.ch_timed[i]:
+                lv = self.level
+            else:
+                st = self.timed_state[i]
+                lv = self.ch_level[i]
+                if st == TIMED_IDLE and gait_event == 1 + self.ch_after_strike[i]:
+                    st = TIMED_WAIT
+                    self.timed_event_us[i] = self.t_us
+                if st == TIMED_WAIT:
+                    if self.t_us - self.timed_event_us[i] >= self.ch_onset_us[i]:
+                        st = TIMED_RISE
+                        self.timed_on_us[i] = self.t_us
+                elif st == TIMED_RISE:
+                    if self.ch_ramp_up_us[i] == 0:
+                        lv = 1.0
+                    else:
+                        lv = _min(1.0, lv + (<double>dt_us) / (<double>self.ch_ramp_up_us[i]))
+                    if lv >= 1.0:
+                        st = TIMED_HOLD
+                elif st == TIMED_FALL:
+                    if self.ch_ramp_down_us[i] == 0:
+                        lv = 0.0
+                    else:
+                        lv = _max(0.0, lv - (<double>dt_us) / (<double>self.ch_ramp_down_us[i]))
+                    if lv == 0.0:
+                        st = TIMED_IDLE
+                if st == TIMED_RISE or st == TIMED_HOLD:
+                    if ((<double>(self.t_us - self.timed_on_us[i])) + lv * self.ch_ramp_down_us[i] + dt_us
+                            >= self.ch_duration_us[i]):
+                        st = TIMED_FALL
+                if lv > 0.0 and self.t_us - self.timed_on_us[i] >= self.max_stim_us:
+                    lv = 0.0
+                    st = TIMED_IDLE
+                self.timed_state[i] = st
+            if self.fault:
+                lv = 0.0
+            self.ch_level[i] = lv
+            self.ch_current_ma[i] = lv * self.ch_amp_ma[i]
+            if self.ch_current_ma[i] != self.ch_delivered_ma[i]:
+                if self.ch_current_ma[i] == 0.0 or self.t_us - self.last_deliver_us >= self.deliver_interval_us:
+                    self.deliver_due = 1
 
     cdef void _learn_push(self, double peak_dps) noexcept nogil:
         if self.tilt_push_learned == 0:
@@ -1007,6 +1152,9 @@ cdef class CyKernel:
                 else self.last_valid_wall_us + self.stale_us + 1
             if self.burst_wall_start_us >= 0 and self.burst_wall_start_us + self._wall_max_stim_us() < until:
                 until = self.burst_wall_start_us + self._wall_max_stim_us()
+            for n in range(1, self.n_channels):
+                if self.ch_wall_start_us[n] >= 0 and self.ch_wall_start_us[n] + self._wall_max_stim_us() < until:
+                    until = self.ch_wall_start_us[n] + self._wall_max_stim_us()
             wait_us = until - now
             if wait_us < 0:
                 wait_us = 0
@@ -1042,21 +1190,48 @@ cdef class CyKernel:
         return limit if limit > self.period_us else self.period_us
 
     cdef int _wall_guard(self, int64_t before_us, int64_t now_us) noexcept nogil:
+        cdef int i
+        cdef int ret = self._wall_guard_timed(before_us, now_us) if self.n_channels > 1 else 0
         if self.level <= 0.0:
             self.burst_wall_start_us = -1
-            return 0
+            return ret
         if self.burst_wall_start_us < 0:
             self.burst_wall_start_us = before_us
         if now_us - self.burst_wall_start_us < self._wall_max_stim_us():
-            return 0
+            return ret
         self.wall_cuts += 1
         self.level = 0.0
         self.current_ma = 0.0
+        for i in range(1, self.n_channels):
+            if not self.ch_timed[i]:
+                self.ch_level[i] = 0.0
+                self.ch_current_ma[i] = 0.0
         self.burst_start_us = -1
         self.burst_wall_start_us = -1
         self._cut()
         self.deliver_due = 1
         return R_EVENT | R_DELIVER
+
+    cdef int _wall_guard_timed(self, int64_t before_us, int64_t now_us) noexcept nogil:
+        cdef int i
+        cdef int ret = 0
+        for i in range(1, self.n_channels):
+            if not self.ch_timed[i]:
+                continue
+            if self.ch_level[i] <= 0.0:
+                self.ch_wall_start_us[i] = -1
+                continue
+            if self.ch_wall_start_us[i] < 0:
+                self.ch_wall_start_us[i] = before_us
+            if now_us - self.ch_wall_start_us[i] >= self._wall_max_stim_us():
+                self.wall_cuts += 1
+                self.ch_level[i] = 0.0
+                self.ch_current_ma[i] = 0.0
+                self.timed_state[i] = TIMED_IDLE
+                self.ch_wall_start_us[i] = -1
+                self.deliver_due = 1
+                ret = R_DELIVER
+        return ret
 
     cdef void _account_lateness(self, int64_t now_us) noexcept nogil:
         cdef int64_t expected, late, b

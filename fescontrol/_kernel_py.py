@@ -55,6 +55,9 @@ STRIDE_MAX_US = 2_500_000   # longer heel cycles are stops, not strides (not lea
 #: samples of foot pitch kept per swing (onset to heel strike) for the adaptive stimulation's
 #: stride features: 4.096 s at 1 kHz, longer than any burst (limits.MAX_STIM_MS_MAX)
 SWING_BUF_LEN = 4096
+CHANNELS_MAX = 4            # channels one profile drives: index 0 is ``stimulation``, 1.. the extras
+# timed-channel burst states (ChannelTiming)
+TIMED_IDLE, TIMED_WAIT, TIMED_RISE, TIMED_HOLD, TIMED_FALL = 0, 1, 2, 3, 4
 
 TRACE_FIELDS = ("t_us", "heel_n", "pitch_rate_dps", "level", "current_ma", "phase", "events", "fault")
 
@@ -123,6 +126,20 @@ class KernelParams:
         self.foot_on = 1 if ad.enabled else 0
         self.foot_flat_dps = ad.foot_flat_rate_dps
         self.foot_flat_us = ad.foot_flat_ms * 1000
+        # channels: index 0 is ``stimulation`` (the gait envelope), 1.. the profile's extra_channels;
+        # padded to CHANNELS_MAX so both kernels hold fixed-size arrays
+        extras = profile.extra_channels
+        self.n_channels = 1 + len(extras)
+        pad = CHANNELS_MAX - self.n_channels
+        self.ch_amp_max_ma = [profile.stimulation.amplitude_ma] + [c.amplitude_ma for c in extras] + [0.0] * pad
+        self.ch_start_ma = [profile.start_amplitude_ma] + [c.patient.amplitude_max_ma for c in extras] + [0.0] * pad
+        timings = [None] + [c.timing for c in extras] + [None] * pad
+        self.ch_timed = [0 if t is None else 1 for t in timings]
+        self.ch_after_strike = [1 if t is not None and t.after.value == "heel_strike" else 0 for t in timings]
+        self.ch_onset_us = [0 if t is None else t.onset_ms * 1000 for t in timings]
+        self.ch_duration_us = [0 if t is None else t.duration_ms * 1000 for t in timings]
+        self.ch_ramp_up_us = [0 if t is None else t.ramp_up_ms * 1000 for t in timings]
+        self.ch_ramp_down_us = [0 if t is None else t.ramp_down_ms * 1000 for t in timings]
 
 
 class PyKernel:
@@ -142,6 +159,9 @@ class PyKernel:
         self.trace_len = 0
         self.amplitude_ma = profile.start_amplitude_ma
         self.pending_amplitude_ma = self.amplitude_ma
+        self.n_channels = self.p.n_channels
+        self.ch_amp_ma = list(self.p.ch_start_ma)         # index 0 unused: amplitude_ma
+        self.ch_pending_ma = list(self.p.ch_start_ma)
         self.lateness_hist = np.zeros(LATENESS_BINS, dtype=np.int64)
         self.missed_deadlines = 0
         self.max_lateness_us = 0
@@ -211,6 +231,14 @@ class PyKernel:
         self.delivered_ma = 0.0
         self.last_deliver_us = 0
         self.deliver_due = 0
+        # extra channels (index 0 unused: level, current_ma, delivered_ma are channel 0's)
+        self.ch_level = [0.0] * CHANNELS_MAX
+        self.ch_current_ma = [0.0] * CHANNELS_MAX
+        self.ch_delivered_ma = [0.0] * CHANNELS_MAX
+        self.timed_state = [TIMED_IDLE] * CHANNELS_MAX
+        self.timed_event_us = [0] * CHANNELS_MAX
+        self.timed_on_us = [0] * CHANNELS_MAX
+        self.ch_wall_start_us = [-1] * CHANNELS_MAX
         self.overruns = 0
         self.anchor_wall_us = 0
         self.anchor_dev_us = 0
@@ -293,6 +321,12 @@ class PyKernel:
         self.stride = STRIDE_LOCKOUT
         self.tilt_state = TILT_STANCE_WAIT
         self.tilt_timer_us = 0
+        if not enabled:     # walking paused or stopped: timed bursts not begun are dropped, others ramp down
+            for i in range(1, self.n_channels):
+                if self.timed_state[i] == TIMED_WAIT:
+                    self.timed_state[i] = TIMED_IDLE
+                elif self.timed_state[i] in (TIMED_RISE, TIMED_HOLD):
+                    self.timed_state[i] = TIMED_FALL
 
     def request_amplitude(self, amplitude_ma: float) -> None:
         """Plateau amplitude for the next burst; applied only while the output is zero."""
@@ -302,6 +336,36 @@ class PyKernel:
         if self.level == 0.0:
             self.amplitude_ma = self.pending_amplitude_ma
 
+    def request_channel_amplitude(self, index: int, amplitude_ma: float) -> None:
+        """Plateau amplitude of channel ``index`` (0 = ``stimulation``, 1.. the extras) for its
+        next burst; applied only while that channel's output is zero. ValueError outside
+        0..its profile amplitude or for an index the profile does not drive."""
+        if index == 0:
+            self.request_amplitude(amplitude_ma)
+            return
+        if not 0 < index < self.n_channels:
+            raise ValueError(f"channel index {index!r}; this profile drives indexes 0..{self.n_channels - 1}")
+        if not (0.0 <= amplitude_ma <= self.p.ch_amp_max_ma[index]):
+            raise ValueError(f"amplitude_ma {amplitude_ma:g} outside 0..{self.p.ch_amp_max_ma[index]:g}")
+        self.ch_pending_ma[index] = float(amplitude_ma)
+        if self.ch_level[index] == 0.0:
+            self.ch_amp_ma[index] = self.ch_pending_ma[index]
+
+    def channel_current_ma(self, index: int) -> float:
+        """Present output (mA) of channel ``index`` (0 = ``stimulation``)."""
+        return self.current_ma if index == 0 else self.ch_current_ma[index]
+
+    def channel_level(self, index: int) -> float:
+        """Present envelope level (0..1) of channel ``index``."""
+        return self.level if index == 0 else self.ch_level[index]
+
+    def channel_amplitude_ma(self, index: int) -> float:
+        """Plateau amplitude (mA) channel ``index`` uses now (its next burst: ``channel_pending_ma``)."""
+        return self.amplitude_ma if index == 0 else self.ch_amp_ma[index]
+
+    def channel_pending_ma(self, index: int) -> float:
+        return self.pending_amplitude_ma if index == 0 else self.ch_pending_ma[index]
+
     def latch_fault(self, code: int) -> None:
         """Force zero output now and latch ``code`` (first reason wins). Called from the
         event level, so no FAULT event is queued; the kernel's own checks use _fault()."""
@@ -310,6 +374,10 @@ class PyKernel:
         self.phase = int(Phase.OFF)
         self.level = 0.0
         self.current_ma = 0.0
+        for i in range(1, self.n_channels):
+            self.ch_level[i] = 0.0
+            self.ch_current_ma[i] = 0.0
+            self.timed_state[i] = TIMED_IDLE
         self.detection_enabled = 0
         self.deliver_due = 1
 
@@ -331,12 +399,16 @@ class PyKernel:
         self.heel_frozen_strides = 0
         self.last_crc_total = self._parser.counters.crc_errors
         self.burst_wall_start_us = -1
+        for i in range(CHANNELS_MAX):
+            self.ch_wall_start_us[i] = -1
         self.anchor_wall_us = 0
         self._reset_drift()
 
     def mark_delivered(self) -> None:
         """The current output was sent to the stimulator."""
         self.delivered_ma = self.current_ma
+        for i in range(1, self.n_channels):
+            self.ch_delivered_ma[i] = self.ch_current_ma[i]
         self.last_deliver_us = self.t_us
         self.deliver_due = 0
 
@@ -727,6 +799,8 @@ class PyKernel:
         if self.current_ma != self.delivered_ma:
             if self.current_ma == 0.0 or self.t_us - self.last_deliver_us >= p.deliver_interval_us:
                 self.deliver_due = 1
+        if self.n_channels > 1:
+            self._extra_channels(dt_us, stride_onset + 2 * stride_strike)
         # --- trace ---------------------------------------------------------------------------
         if self.trace_capacity:
             i = self.trace_len
@@ -743,6 +817,59 @@ class PyKernel:
             tr["events"][i] = mask
             tr["fault"][i] = self.fault
             self.trace_len = i + 1
+
+    def _extra_channels(self, dt_us: int, gait_event: int) -> None:
+        """Channels 1.. of a multi-channel profile, after channel 0's envelope on each sample.
+
+        A channel without timing follows channel 0's level (its own amplitude). A timed
+        channel's burst is placed on the sample its gait event was queued (heel-off or heel
+        strike; ignored while one runs): it waits ``onset``, rises at most dt/ramp_up per
+        sample, holds, and falls early enough to reach zero ``duration`` after its onset; a
+        back-stop zeroes it at max_stim. Zero on a fault. Same delivery rule as channel 0."""
+        p = self.p
+        for i in range(1, self.n_channels):
+            if self.ch_level[i] == 0.0:
+                self.ch_amp_ma[i] = self.ch_pending_ma[i]
+            if not p.ch_timed[i]:
+                lv = self.level
+            else:
+                st = self.timed_state[i]
+                lv = self.ch_level[i]
+                if st == TIMED_IDLE and gait_event == 1 + p.ch_after_strike[i]:
+                    st = TIMED_WAIT
+                    self.timed_event_us[i] = self.t_us
+                if st == TIMED_WAIT:
+                    if self.t_us - self.timed_event_us[i] >= p.ch_onset_us[i]:
+                        st = TIMED_RISE
+                        self.timed_on_us[i] = self.t_us
+                elif st == TIMED_RISE:
+                    if p.ch_ramp_up_us[i] == 0:
+                        lv = 1.0
+                    else:
+                        lv = min(1.0, lv + dt_us / p.ch_ramp_up_us[i])
+                    if lv >= 1.0:
+                        st = TIMED_HOLD
+                elif st == TIMED_FALL:
+                    if p.ch_ramp_down_us[i] == 0:
+                        lv = 0.0
+                    else:
+                        lv = max(0.0, lv - dt_us / p.ch_ramp_down_us[i])
+                    if lv == 0.0:
+                        st = TIMED_IDLE
+                if st == TIMED_RISE or st == TIMED_HOLD:
+                    if (self.t_us - self.timed_on_us[i]) + lv * p.ch_ramp_down_us[i] + dt_us >= p.ch_duration_us[i]:
+                        st = TIMED_FALL
+                if lv > 0.0 and self.t_us - self.timed_on_us[i] >= p.max_stim_us:
+                    lv = 0.0
+                    st = TIMED_IDLE
+                self.timed_state[i] = st
+            if self.fault:
+                lv = 0.0
+            self.ch_level[i] = lv
+            self.ch_current_ma[i] = lv * self.ch_amp_ma[i]
+            if self.ch_current_ma[i] != self.ch_delivered_ma[i]:
+                if self.ch_current_ma[i] == 0.0 or self.t_us - self.last_deliver_us >= p.deliver_interval_us:
+                    self.deliver_due = 1
 
     def _learn_push(self, peak_dps: float) -> None:
         """A stride's push-off peak (toe-down rate, deg/s, >= 0), detected or missed."""
@@ -826,6 +953,9 @@ class PyKernel:
             until = min(deadline, self.last_valid_wall_us + self.p.stale_us + 1)
             if self.burst_wall_start_us >= 0:
                 until = min(until, self.burst_wall_start_us + self._wall_max_stim_us())
+            for i in range(1, self.n_channels):
+                if self.ch_wall_start_us[i] >= 0:
+                    until = min(until, self.ch_wall_start_us[i] + self._wall_max_stim_us())
             wait_us = until - now
             # poll() has ms resolution (the compiled twin): round up so we never spin
             readable, _, _ = select.select([fd], [], [], ((max(wait_us, 0) + 999) // 1000) / 1e3)
@@ -856,22 +986,50 @@ class PyKernel:
 
     def _wall_guard(self, before_us: int, now_us: int) -> int:
         """Wall-clock back-stop: a burst started (at the latest) at ``before_us`` ends at
-        ``_wall_max_stim_us`` of monotonic time. Returns Ret flags (EVENT | DELIVER when it cut)."""
+        ``_wall_max_stim_us`` of monotonic time. Returns Ret flags (EVENT | DELIVER when it cut).
+        Channels 1..: a timed channel has its own burst clock; one that follows channel 0 is
+        cut with it."""
+        ret = self._wall_guard_timed(before_us, now_us) if self.n_channels > 1 else 0
         if self.level <= 0.0:
             self.burst_wall_start_us = -1
-            return 0
+            return ret
         if self.burst_wall_start_us < 0:
             self.burst_wall_start_us = before_us
         if now_us - self.burst_wall_start_us < self._wall_max_stim_us():
-            return 0
+            return ret
         self.wall_cuts += 1
         self.level = 0.0
         self.current_ma = 0.0
+        for i in range(1, self.n_channels):
+            if not self.p.ch_timed[i]:
+                self.ch_level[i] = 0.0
+                self.ch_current_ma[i] = 0.0
         self.burst_start_us = -1
         self.burst_wall_start_us = -1
         self._cut()
         self.deliver_due = 1
         return int(Ret.EVENT | Ret.DELIVER)
+
+    def _wall_guard_timed(self, before_us: int, now_us: int) -> int:
+        """The wall-clock back-stop of each timed channel's own burst (Ret.DELIVER when it cut)."""
+        ret = 0
+        for i in range(1, self.n_channels):
+            if not self.p.ch_timed[i]:
+                continue
+            if self.ch_level[i] <= 0.0:
+                self.ch_wall_start_us[i] = -1
+                continue
+            if self.ch_wall_start_us[i] < 0:
+                self.ch_wall_start_us[i] = before_us
+            if now_us - self.ch_wall_start_us[i] >= self._wall_max_stim_us():
+                self.wall_cuts += 1
+                self.ch_level[i] = 0.0
+                self.ch_current_ma[i] = 0.0
+                self.timed_state[i] = TIMED_IDLE
+                self.ch_wall_start_us[i] = -1
+                self.deliver_due = 1
+                ret = int(Ret.DELIVER)
+        return ret
 
     def _account_lateness(self, now_us: int) -> None:
         self.last_valid_wall_us = now_us

@@ -73,7 +73,8 @@ def test_bundled_profiles_come_from_the_configs_package():
 
     from fescontrol.core.profile import ProfileError, bundled_profile_path, load_profile
     names = sorted(e.name for e in resources.files("fescontrol.configs").iterdir() if e.name.endswith(".yaml"))
-    assert names == ["adaptive.yaml", "combined.yaml", "default.yaml", "pace_heel.yaml", "walkaide_tilt.yaml"]
+    assert names == ["adaptive.yaml", "combined.yaml", "default.yaml", "pace_heel.yaml", "two_channel.yaml",
+                     "walkaide_tilt.yaml"]
     for name in names:
         assert load_profile(bundled_profile_path(name[:-5])).stimulation.amplitude_ma > 0
     with pytest.raises(ProfileError, match="no bundled profile 'nope'; known: adaptive, combined, default"):

@@ -25,10 +25,10 @@ def walk_sensor(walk_s: float = 30.0) -> PtySensor:
     return PtySensor([f.tobytes() for f in frames], [i / rec.rate_hz for i in range(len(frames))])
 
 
-def start_fes(sensor_port: str, stim: str) -> subprocess.Popen:
+def start_fes(sensor_port: str, stim: str, profile=PROFILE) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "fescontrol.cli", "run", "--sensor", sensor_port,
-                             "--stim", stim, "--profile", str(PROFILE)],
+                             "--stim", stim, "--profile", str(profile)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
 

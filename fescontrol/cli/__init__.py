@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from fescontrol import DISCLAIMER, __version__
+from fescontrol.core import limits
 from fescontrol.cli.errors import FesGroup
 from fescontrol.cli.types import DURATION, RATE_HZ, SENSOR_BAUD_OPTION, FiniteFloat, speed_type
 from fescontrol.kernel import COMPILED, DEFAULT_IMPLEMENTATION
@@ -62,6 +63,17 @@ def config_check(files: tuple[str, ...]) -> None:
                    f"extension {e.extension_ms} ms, max {e.max_stim_ms} ms ({e.cutoff.value}); "
                    f"trigger {t.mode.value}; patient {p.patient.amplitude_min_ma:g}–"
                    f"{p.patient.amplitude_max_ma:g} mA in {p.patient.step_ma:g} mA steps")
+        for c in p.extra_channels:
+            when = ("follows the gait envelope" if c.timing is None else
+                    f"{c.timing.onset_ms} ms after {c.timing.after.value} for {c.timing.duration_ms} ms "
+                    f"(ramps {c.timing.ramp_up_ms}/{c.timing.ramp_down_ms} ms)")
+            click.echo(f"  channel {c.channel}{' (' + c.muscle + ')' if c.muscle else ''}: {c.amplitude_ma:g} mA, "
+                       f"{c.pulse_width_us} µs, {when}; patient {c.patient.amplitude_min_ma:g}–"
+                       f"{c.patient.amplitude_max_ma:g} mA in {c.patient.step_ma:g} mA steps")
+        if p.extra_channels:
+            click.echo(f"  channels {', '.join(map(str, p.channel_numbers))} at {s.frequency_hz:g} Hz: "
+                       f"{p.total_charge_rate_uc_per_s:g} µC/s at their plateaus (cap "
+                       f"{limits.TOTAL_CHARGE_RATE_MAX_UC_PER_S:g}); patient +/- {p.patient.adjust.replace('_', ' ')}")
     sys.exit(1 if failed else 0)
 
 

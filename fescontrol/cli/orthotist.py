@@ -364,7 +364,7 @@ def live_command(sensor, recording, side, profile_path, port, host, allow_remote
                 emulator = RehaStim2Emulator()
                 emulator.start()
                 stack.callback(emulator.stop)
-                stim = emulator.port
+                stim = "rehastim2:" + emulator.port
             stimulator = open_stimulator(profile, stim)
             stimulator.open()
             stack.callback(stimulator.close)

@@ -42,7 +42,19 @@ MAX_MISSING_FRAMES_MAX = 20
 """Most consecutive sensor frames that may be lost before it is a fault."""
 
 CHANNEL_MAX = 8
-"""Channels are numbered 1..CHANNEL_MAX (RehaStim2 has 8)."""
+"""Channels are numbered 1..CHANNEL_MAX (RehaStim2 and P24 have 8)."""
+
+PROFILE_CHANNELS_MAX = 4
+"""Most channels one profile may drive (``stimulation`` plus up to three ``extra_channels``)."""
+
+TOTAL_CHARGE_RATE_MAX_UC_PER_S = 3000.0
+"""Charge per second summed over every channel (µC/s = Σ mA × µs × Hz / 1000, one phase of
+each pulse): the most one channel at its own caps (30 µC per phase × 100 Hz) may deliver, so
+several channels together never exceed what a single channel is allowed. A single-channel
+profile within the other caps always passes it."""
+
+TIMED_ONSET_MS_MAX = 1000
+"""Latest onset of a timed channel after its gait event (ms)."""
 
 TRAINING_SESSION_MIN_MAX = 60
 """Longest training (exercise) session, minutes."""
@@ -61,3 +73,8 @@ TRAINING_OFF_S_MIN = 1.0
 def charge_per_phase_uc(amplitude_ma: float, pulse_width_us: float) -> float:
     """Charge delivered in one phase of a pulse, in microcoulombs."""
     return amplitude_ma * pulse_width_us / 1000.0
+
+
+def charge_rate_uc_per_s(amplitude_ma: float, pulse_width_us: float, frequency_hz: float) -> float:
+    """Charge one channel delivers per second in one phase of its pulses, µC/s."""
+    return charge_per_phase_uc(amplitude_ma, pulse_width_us) * frequency_hz

@@ -17,6 +17,7 @@ import atexit
 import contextlib
 import enum
 import re
+import typing
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -258,12 +259,74 @@ class PatientBounds(_Model):
     step_ma: Real = Field(1.0, ge=0.5, le=10.0)
     min_step_interval_ms: Int = Field(300, ge=0, le=5000,
                                       description="rate limit between two intensity steps, ms")
+    adjust: Literal["together", "per_channel"] | None = Field(
+        None, description="with extra_channels: +/- steps every channel at once (together) or the one "
+                          "channel chosen (per_channel); required then, not used with one channel")
 
     @model_validator(mode="after")
     def _range(self) -> "PatientBounds":
         if self.amplitude_min_ma > self.amplitude_max_ma:
             raise ValueError(f"amplitude_min_ma ({self.amplitude_min_ma:g}) must not exceed "
                              f"amplitude_max_ma ({self.amplitude_max_ma:g})")
+        return self
+
+
+class GaitEvent(str, enum.Enum):
+    """The gait event a timed channel's burst is placed after."""
+
+    HEEL_OFF = "heel_off"
+    HEEL_STRIKE = "heel_strike"
+
+
+class ChannelTiming(_Model):
+    """When a timed channel stimulates: ``onset_ms`` after the gait event ``after``, for
+    ``duration_ms`` in all (its own ramps included), e.g. a second muscle of a two-channel
+    set-up (Odstock Pace XL, MyGait) with its own offset from heel-off or heel strike.
+
+    A burst is placed on the event's sample and ends by itself; a new event while it runs is
+    ignored (no burst is restarted). Pausing or stopping walking ramps it down at once."""
+
+    after: GaitEvent = Field(..., description="gait event the burst is placed after")
+    onset_ms: Int = Field(..., ge=0, le=limits.TIMED_ONSET_MS_MAX, description="delay after that event, ms")
+    duration_ms: Int = Field(..., ge=100, le=limits.MAX_STIM_MS_MAX,
+                             description="burst length from its onset, ramps included, ms")
+    ramp_up_ms: Int = Field(..., ge=0, le=limits.RAMP_MS_MAX)
+    ramp_down_ms: Int = Field(..., ge=0, le=limits.RAMP_MS_MAX)
+
+    @model_validator(mode="after")
+    def _ramps_fit(self) -> "ChannelTiming":
+        if self.ramp_up_ms + self.ramp_down_ms > self.duration_ms:
+            raise ValueError(f"ramp_up_ms + ramp_down_ms = {self.ramp_up_ms + self.ramp_down_ms} ms; "
+                             f"allowed ≤ duration_ms ({self.duration_ms} ms)")
+        return self
+
+
+class ExtraChannel(_Model):
+    """A further stimulation channel: its own amplitude, pulse width and patient bounds, at the
+    device's one frequency (``stimulation.frequency_hz``). Without ``timing`` it follows the
+    gait envelope of ``stimulation`` (heel-off ramp up … ramp down after the extension); with
+    ``timing`` it makes its own burst relative to a gait event."""
+
+    channel: Int = Field(..., ge=1, le=limits.CHANNEL_MAX, description="stimulator channel, 1-based")
+    muscle: str = Field("", max_length=80, description="what it stimulates, for people reading the profile")
+    amplitude_ma: Real = Field(..., gt=0, le=limits.AMPLITUDE_MAX_MA,
+                                description="current at the channel's plateau, mA")
+    pulse_width_us: Int = Field(..., ge=limits.PULSE_WIDTH_MIN_US, le=limits.PULSE_WIDTH_MAX_US,
+                                description="width of one phase, µs")
+    patient: PatientBounds = Field(..., description="what the patient may change on this channel")
+    timing: ChannelTiming | None = Field(None, description="own burst timing; absent: follows the gait envelope")
+
+    @model_validator(mode="after")
+    def _checks(self) -> "ExtraChannel":
+        charge = limits.charge_per_phase_uc(self.amplitude_ma, self.pulse_width_us)
+        if charge > limits.CHARGE_PER_PHASE_MAX_UC:
+            raise ValueError(f"amplitude_ma × pulse_width_us = {charge:g} µC per phase; "
+                             f"allowed ≤ {limits.CHARGE_PER_PHASE_MAX_UC:g} µC")
+        if self.patient.adjust is not None:
+            raise ValueError("patient.adjust belongs in the top-level patient section, not in a channel's")
+        if self.patient.amplitude_max_ma > self.amplitude_ma:
+            raise ValueError(f"patient.amplitude_max_ma ({self.patient.amplitude_max_ma:g} mA) must not exceed "
+                             f"amplitude_ma ({self.amplitude_ma:g} mA)")
         return self
 
 
@@ -396,6 +459,10 @@ class Profile(_Model):
     envelope: Envelope
     trigger: Trigger = Trigger()
     patient: PatientBounds
+    extra_channels: list[ExtraChannel] = Field(
+        [], max_length=limits.PROFILE_CHANNELS_MAX - 1,
+        description="further channels (up to 3), each with its own amplitude, pulse width, patient "
+                    "bounds and timing; one frequency for all (stimulation.frequency_hz)")
     training: Training = Training()
     device: Device = Device()
     adaptive: Adaptive = Adaptive()
@@ -414,6 +481,7 @@ class Profile(_Model):
             problems.append(
                 f"patient.amplitude_max_ma ({self.patient.amplitude_max_ma:g} mA) must not exceed "
                 f"stimulation.amplitude_ma ({self.stimulation.amplitude_ma:g} mA)")
+        problems += self._channel_checks()
         period_ms = 1000.0 / self.device.sample_rate_hz
         if self.device.stale_ms < 2 * period_ms:
             problems.append(f"device.stale_ms ({self.device.stale_ms} ms) must be at least two "
@@ -424,6 +492,38 @@ class Profile(_Model):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _channel_checks(self) -> list[str]:
+        problems = []
+        numbers = [self.stimulation.channel] + [c.channel for c in self.extra_channels]
+        for i, extra in enumerate(self.extra_channels):
+            if extra.channel in numbers[:i + 1]:
+                problems.append(f"extra_channels[{i}].channel = {extra.channel}: channel {extra.channel} is "
+                                f"already used; each channel once")
+            if extra.timing is not None and extra.timing.duration_ms > self.envelope.max_stim_ms:
+                problems.append(f"extra_channels[{i}].timing.duration_ms ({extra.timing.duration_ms} ms) must not "
+                                f"exceed envelope.max_stim_ms ({self.envelope.max_stim_ms} ms)")
+        rate = self.total_charge_rate_uc_per_s
+        if rate > limits.TOTAL_CHARGE_RATE_MAX_UC_PER_S:
+            problems.append(f"all channels at their plateau deliver {rate:g} µC/s (Σ amplitude_ma × "
+                            f"pulse_width_us × frequency_hz / 1000); allowed ≤ "
+                            f"{limits.TOTAL_CHARGE_RATE_MAX_UC_PER_S:g} µC/s")
+        if self.extra_channels and self.patient.adjust is None:
+            problems.append("patient.adjust: missing (required with extra_channels): together (+/- steps every "
+                            "channel) or per_channel (+/- steps the channel chosen)")
+        return problems
+
+    @property
+    def channel_numbers(self) -> tuple[int, ...]:
+        """Stimulator channels this profile drives: ``stimulation.channel`` first, then the extras."""
+        return (self.stimulation.channel, *(c.channel for c in self.extra_channels))
+
+    @property
+    def total_charge_rate_uc_per_s(self) -> float:
+        """Charge per second of every channel at its plateau, one phase per pulse (µC/s)."""
+        f = self.stimulation.frequency_hz
+        return limits.charge_rate_uc_per_s(self.stimulation.amplitude_ma, self.stimulation.pulse_width_us, f) + sum(
+            limits.charge_rate_uc_per_s(c.amplitude_ma, c.pulse_width_us, f) for c in self.extra_channels)
 
     @property
     def start_amplitude_ma(self) -> float:
@@ -445,6 +545,9 @@ def _field_info(model: type[BaseModel], loc: tuple) -> Any:
         if info is None:
             return None
         current = info.annotation
+        args = typing.get_args(current)      # list[ExtraChannel], ChannelTiming | None
+        if args:
+            current = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), current)
     return info
 
 
@@ -523,7 +626,12 @@ def format_validation_error(err: ValidationError, model: type[BaseModel] = Profi
     lines = []
     for e in err.errors(include_url=False):
         loc = tuple(p for p in e["loc"] if isinstance(p, str))
-        path = ".".join(loc) or "(profile)"
+        # an index into a list of sections names the section (extra_channels[1].timing); one at
+        # the end (a list of numbers) is left out, the value shown names the item
+        scalar_item = e["loc"] and isinstance(e["loc"][-1], int) and not isinstance(e.get("input"), dict)
+        parts = e["loc"][:-1] if scalar_item else e["loc"]
+        path = "".join(f"[{p}]" if isinstance(p, int) else ("." if i else "") + str(p)
+                       for i, p in enumerate(parts)) or "(profile)"
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "missing":
             if len(loc) == 1 and loc[0] in _MISSING_SECTION_HINT:

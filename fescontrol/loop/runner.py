@@ -89,7 +89,7 @@ def open_stimulator(profile: Profile, stim: str):
     if not cls.NEEDS_PORT and port:
         raise StimulatorInitError(f"--stim {stim!r}: the {backend} backend brings its own device and takes "
                                   f"no port; give --stim {backend}")
-    return cls(port, channels=(profile.stimulation.channel,), frequency_hz=profile.stimulation.frequency_hz,
+    return cls(port, channels=profile.channel_numbers, frequency_hz=profile.stimulation.frequency_hz,
                ack_timeout_s=profile.device.ack_timeout_ms / 1000,
                keepalive_interval_s=profile.device.keepalive_ms / 1000)
 

@@ -15,7 +15,9 @@ Invariants:
     (``Stimulator.inhibit``), which refuses any command with current on its own until a
     person clears the fault;
   * no current above the profile amplitude or the hard cap, no pulse width or
-    charge outside their caps, ever reaches ``Stimulator.set_output``;
+    charge outside their caps, ever reaches ``Stimulator.set_output``, on any channel; nor
+    more charge per second summed over the channels than
+    ``limits.TOTAL_CHARGE_RATE_MAX_UC_PER_S``. A refusal on any channel zeroes every channel;
   * every fault is recorded with its reason, time and detail.
 """
 from __future__ import annotations
@@ -74,6 +76,17 @@ class SafetySupervisor:
         self._channel = ch.channel
         self._pulse_width_us = ch.pulse_width_us
         self._max_ma = min(ch.amplitude_ma, limits.AMPLITUDE_MAX_MA)
+        self._frequency_hz = ch.frequency_hz
+        #: (stimulator channel, pulse width µs, highest current mA) per kernel channel index
+        self.channels: tuple[tuple[int, int, float], ...] = (
+            (ch.channel, ch.pulse_width_us, self._max_ma),
+            *((c.channel, c.pulse_width_us, min(c.amplitude_ma, limits.AMPLITUDE_MAX_MA))
+              for c in profile.extra_channels))
+        #: per-channel currents (mA, kernel channel order) of the last output that reached the stimulator
+        self.last_delivered_channels_ma: tuple[float, ...] = (0.0,) * len(self.channels)
+        #: called as listener(t_us, currents_ma) after every output that reached the stimulator,
+        #: with one current per channel in ``channels`` order
+        self.channel_delivery_listeners: list = []
 
     @property
     def fault(self) -> FaultRecord | None:
@@ -81,12 +94,14 @@ class SafetySupervisor:
         return self.faults[-1] if self.kernel.fault else None
 
     # ----- output ---------------------------------------------------------------------
-    def check_output(self, current_ma: float, pulse_width_us: int) -> str | None:
-        """Why this output is not allowed, or None when it is."""
+    def check_output(self, current_ma: float, pulse_width_us: int, max_ma: float | None = None) -> str | None:
+        """Why this output of one channel is not allowed, or None when it is. ``max_ma`` is the
+        channel's own highest current (default: ``stimulation.amplitude_ma`` within the cap)."""
+        max_ma = self._max_ma if max_ma is None else max_ma
         if not math.isfinite(current_ma) or current_ma < 0.0:
             return f"current {current_ma!r} mA is not a finite, non-negative number"
-        if current_ma > self._max_ma:
-            return f"current {current_ma:g} mA above the allowed {self._max_ma:g} mA"
+        if current_ma > max_ma or current_ma > limits.AMPLITUDE_MAX_MA:
+            return f"current {current_ma:g} mA above the allowed {min(max_ma, limits.AMPLITUDE_MAX_MA):g} mA"
         if not (limits.PULSE_WIDTH_MIN_US <= pulse_width_us <= limits.PULSE_WIDTH_MAX_US):
             return (f"pulse width {pulse_width_us} µs outside {limits.PULSE_WIDTH_MIN_US}.."
                     f"{limits.PULSE_WIDTH_MAX_US} µs")
@@ -96,38 +111,67 @@ class SafetySupervisor:
             return "current asked for while a fault is latched"
         return None
 
+    def check_outputs(self, currents_ma) -> str | None:
+        """Why this output of every channel (mA, kernel channel order) is not allowed, or None:
+        each channel's own checks (``check_output``, naming the channel when there are several)
+        and the charge per second summed over the channels."""
+        several = len(self.channels) > 1
+        total_uc_per_s = 0.0
+        for (channel, pulse_width_us, max_ma), current_ma in zip(self.channels, currents_ma):
+            problem = self.check_output(current_ma, pulse_width_us, max_ma)
+            if problem:
+                return f"channel {channel}: {problem}" if several else problem
+            total_uc_per_s += limits.charge_rate_uc_per_s(current_ma, pulse_width_us, self._frequency_hz)
+        if total_uc_per_s > limits.TOTAL_CHARGE_RATE_MAX_UC_PER_S:
+            return (f"{total_uc_per_s:g} µC/s summed over the channels above the cap "
+                    f"{limits.TOTAL_CHARGE_RATE_MAX_UC_PER_S:g} µC/s")
+        return None
+
+    def present_outputs_ma(self) -> tuple[float, ...]:
+        """The kernel's present current of every channel (mA, kernel channel order)."""
+        k = self.kernel
+        if len(self.channels) == 1:
+            return (k.current_ma,)
+        return (k.current_ma, *(k.channel_current_ma(i) for i in range(1, len(self.channels))))
+
     def deliver(self) -> None:
-        """Send the kernel's present output to the stimulator, if it passes every check."""
-        current_ma = self.kernel.current_ma
-        if self.kernel.fault and current_ma == 0.0:
+        """Send the kernel's present output to the stimulator, if it passes every check (every
+        channel, all together: a refusal on one latches OUTPUT_LIMIT, which zeroes them all)."""
+        currents = self.present_outputs_ma()
+        if self.kernel.fault and not any(currents):
             # the fault path already sent zero current and Stop; nothing more goes out
             self.kernel.mark_delivered()
             return
-        problem = self.check_output(current_ma, self._pulse_width_us)
+        problem = self.check_outputs(currents)
         if problem:
             self.latch(Fault.OUTPUT_LIMIT, problem)
             return
-        self._send(current_ma)
+        self._send(currents)
         self.kernel.mark_delivered()
 
-    def _send(self, current_ma: float) -> None:
-        if current_ma > 0.0 and self.kernel.fault:
+    def _send(self, currents_ma) -> None:
+        if any(c > 0.0 for c in currents_ma) and self.kernel.fault:
             # last gate before the driver (deliver() already refused it)
             self.latch(Fault.OUTPUT_LIMIT, "current asked for while a fault is latched")
             return
+        current_ma = currents_ma[0]
         self.deliveries += 1
         self.last_delivered_ma = current_ma
+        self.last_delivered_channels_ma = tuple(currents_ma)
         if self.stimulator is not None:
             self._stopped = False
             from fescontrol.drivers.stimulator import ChannelOutput, StimulatorError
             try:
-                self.stimulator.set_output([ChannelOutput(self._channel, current_ma, self._pulse_width_us)])
+                self.stimulator.set_output([ChannelOutput(channel, c, pulse_width_us) for (channel, pulse_width_us, _),
+                                            c in zip(self.channels, currents_ma)])
             except StimulatorError as err:
                 self._stimulator_needs_recover = True
                 self.latch(Fault.STIMULATOR, str(err))
                 return
         for listener in self.delivery_listeners:
             listener(self.kernel.t_us, current_ma)
+        for listener in self.channel_delivery_listeners:
+            listener(self.kernel.t_us, self.last_delivered_channels_ma)
 
     def request_amplitude(self, amplitude_ma: float, low_ma: float, high_ma: float) -> bool:
         """A plateau amplitude asked for by the event level (adaptive stimulation): passed to
@@ -238,6 +282,7 @@ class SafetySupervisor:
 
     def _stop_stimulator(self) -> None:
         self.last_delivered_ma = 0.0
+        self.last_delivered_channels_ma = (0.0,) * len(self.channels)
         self.kernel.mark_delivered()
         if self.stimulator is not None:
             if self.kernel.fault:

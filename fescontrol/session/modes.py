@@ -285,6 +285,11 @@ class PatientModes:
         self.last_training_done = False
         level = self.profile.start_amplitude_ma if start_intensity_ma is None else start_intensity_ma
         self.intensity = IntensityControl(self.profile.patient, level, clock)
+        #: the extra channels' own levels (kernel channel index 1..), each in its own bounds
+        self.channel_intensity = [IntensityControl(c.patient, c.patient.amplitude_max_ma, clock)
+                                  for c in self.profile.extra_channels]
+        #: per_channel +/-: the kernel channel index the patient chose (0 = ``stimulation``)
+        self.selected_channel = 0
         self._mode = mode_of(self.machine.state)
         self._faults_seen = len(self.supervisor.faults)
         self._burst: _OpenBurst | None = None
@@ -369,11 +374,63 @@ class PatientModes:
         self._trigger("start_test", program)
 
     def intensity_step(self, direction: int) -> float:
-        """The patient's +/-: returns the new level (applies from the next stimulation)."""
-        before = self.intensity.level_ma
-        level = self.intensity.step(direction)
-        self._apply_intensity(level, before, "up" if direction > 0 else "down")
+        """The patient's +/-: returns the new level of channel 1, or with ``patient.adjust:
+        per_channel`` of the selected channel (applies from the next stimulation). With
+        ``together`` every channel steps by its own ``step_ma`` within its own bounds; a channel
+        at a bound stays there, and the step is refused only when no channel can move."""
+        cause = "up" if direction > 0 else "down"
+        if self.profile.patient.adjust == "per_channel" and self.selected_channel:
+            return self._channel_step(self.selected_channel, direction, cause)
+        if self.profile.patient.adjust != "together":
+            before = self.intensity.level_ma
+            level = self.intensity.step(direction)
+            self._apply_intensity(level, before, cause)
+            return level
+        refusals: list[IntensityRefused] = []
+        moved = False
+        for index in range(len(self.channel_intensity) + 1):
+            try:
+                if index == 0:
+                    before = self.intensity.level_ma
+                    self._apply_intensity(self.intensity.step(direction), before, cause)
+                else:
+                    self._channel_step(index, direction, cause)
+                moved = True
+            except IntensityRefused as err:
+                refusals.append(err)
+        if not moved:
+            raise refusals[0]
+        return self.intensity.level_ma
+
+    def select_channel(self, index: int) -> int:
+        """per_channel +/-: choose which channel the next steps change (kernel index, 0 =
+        ``stimulation``); returns its stimulator channel number."""
+        if not 0 <= index <= len(self.channel_intensity):
+            raise ModeError(f"channel index {index}; this profile has channels 0..{len(self.channel_intensity)}")
+        self.selected_channel = index
+        return self.profile.channel_numbers[index]
+
+    def _channel_step(self, index: int, direction: int, cause: str) -> float:
+        ctl = self.channel_intensity[index - 1]
+        level = ctl.step(direction)
+        self._apply_channel_intensity(index, level, cause)
         return level
+
+    def set_channel_intensity(self, index: int, level_ma: float, cause: str = "set") -> None:
+        """Set an extra channel's level directly (replay); must lie in its patient range."""
+        if not 1 <= index <= len(self.channel_intensity):
+            raise ModeError(f"channel index {index}; this profile's extra channels are 1..{len(self.channel_intensity)}")
+        b = self.channel_intensity[index - 1].bounds
+        if not (b.amplitude_min_ma <= level_ma <= b.amplitude_max_ma):
+            raise ModeError(f"intensity {level_ma:g} mA outside {b.amplitude_min_ma:g}..{b.amplitude_max_ma:g} mA")
+        self.channel_intensity[index - 1].level_ma = float(level_ma)
+        self._apply_channel_intensity(index, float(level_ma), cause)
+
+    def _apply_channel_intensity(self, index: int, level: float, cause: str) -> None:
+        self.kernel.request_channel_amplitude(index, level)
+        frame, t_us, wall = self._where()
+        self._emit(CommandRecord("channel_intensity", frame, t_us, wall, level,
+                                 f"channel {self.profile.channel_numbers[index]}: {cause}"))
 
     def set_intensity(self, level_ma: float, cause: str = "set") -> None:
         """Set the level directly (restored level, replay); must lie in the patient range."""
@@ -573,6 +630,13 @@ class ReplayError(Exception):
     pass
 
 
+def _replay_channel_intensity(m: PatientModes, c: dict) -> None:
+    """A logged ``channel_intensity`` command: value = level mA, detail = "channel N: cause"."""
+    where, _, cause = (c.get("detail") or "").partition(":")
+    number = int(where.split()[-1])
+    m.set_channel_intensity(m.profile.channel_numbers.index(number), float(c["value"]), cause.strip() or "set")
+
+
 _REPLAY_COMMANDS: dict[str, Callable[[PatientModes, dict], None]] = {
     "walk": lambda m, c: m.walk(),
     "pause": lambda m, c: m.pause(),
@@ -581,6 +645,7 @@ _REPLAY_COMMANDS: dict[str, Callable[[PatientModes, dict], None]] = {
     "train": lambda m, c: m.train(),
     "test": lambda m, c: m.test_burst(int(c["value"])),
     "intensity": lambda m, c: m.set_intensity(float(c["value"]), c.get("detail") or "set"),
+    "channel_intensity": lambda m, c: _replay_channel_intensity(m, c),
     "clear_fault": lambda m, c: m.clear_fault(c.get("detail") or "replay"),
     "fault": lambda m, c: m.inject_fault(int(c["value"]), c.get("detail") or ""),
 }

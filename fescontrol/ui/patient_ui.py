@@ -94,6 +94,7 @@ class Status:
     min_ma: float = 0.0
     max_ma: float = 0.0
     step_ma: float = 1.0
+    channels: str = ""                 # several channels: each one's level (and which +/- changes)
     steps_session: int = 0
     steps_today: int = 0
     training_left_s: float | None = None
@@ -352,13 +353,14 @@ class LiveSession:
             stack.callback(self.sim.stop)
             self.sim.start_stimulator()
             if stim_port is None or stim_port == "emulator":
-                stim_port = self.sim.stim_port
+                # the simulator's emulator is a RehaStim2, whatever backend the profile names
+                stim_port = None if self.sim.stim_port is None else "rehastim2:" + self.sim.stim_port
         elif stim_port == "emulator":
             from fescontrol.sim.rehastim2 import RehaStim2Emulator
             emulator = RehaStim2Emulator()
             emulator.start()
             stack.callback(emulator.stop)
-            stim_port = emulator.port
+            stim_port = "rehastim2:" + emulator.port
         self.stimulator = None
         if stim_port is not None:
             self.stimulator = open_stimulator(self.profile, stim_port)
@@ -435,7 +437,7 @@ class LiveSession:
     # ----- from the interface (any thread) ------------------------------------------------
     def command(self, name: str, *args) -> None:
         """Queue a command for the loop: walk, pause, resume, toggle_pause, stop, train,
-        test [ms], up, down, clear PERSON, estop, quit."""
+        test [ms], up, down, channel INDEX, clear PERSON, estop, quit."""
         self._commands.put((name, args))
 
     def terminate(self, reason: str = "terminated") -> None:
@@ -582,7 +584,16 @@ class LiveSession:
             elif name in ("up", "down"):
                 level = m.intensity_step(1 if name == "up" else -1)
                 active = "" if m.kernel.level == 0.0 else " from the next stimulation"
-                self._say(f"intensity {level:g} mA{active}")
+                which = (f"channel {self.profile.channel_numbers[m.selected_channel]} "
+                         if self.profile.patient.adjust == "per_channel" else "")
+                self._say(f"{which}intensity {level:g} mA{active}")
+            elif name == "channel":
+                if self.profile.patient.adjust != "per_channel":
+                    self._say("+/- changes every channel together (this profile)" if self.profile.extra_channels
+                              else "this profile has one channel")
+                    return False
+                number = m.select_channel(int(args[0]))
+                self._say(f"+/- now changes channel {number}")
             elif name == "clear":
                 m.clear_fault(args[0] if args else "")
                 self._say(f"fault cleared by {args[0].strip()}")
@@ -602,6 +613,16 @@ class LiveSession:
             self._say(str(err))
             return False
         return True
+
+    def _channels_text(self) -> str:
+        """ch1 30 mA  ch2 25 mA, the one +/- changes marked with * (per_channel)."""
+        p, m = self.profile, self.modes
+        if not p.extra_channels:
+            return ""
+        levels = [m.intensity.level_ma] + [c.level_ma for c in m.channel_intensity]
+        marks = ["*" if p.patient.adjust == "per_channel" and i == m.selected_channel else ""
+                 for i in range(len(levels))]
+        return "  ".join(f"ch{n}{mark} {_fmt_ma(level)}" for n, level, mark in zip(p.channel_numbers, levels, marks))
 
     def _say(self, text: str) -> None:
         self._message = (text, self._message[1] + 1)
@@ -648,6 +669,7 @@ class LiveSession:
             adaptive=self.controller.adaptive.status if self.controller.adaptive is not None else "",
             intensity_ma=m.intensity.level_ma, active_ma=float(k.amplitude_ma), output_ma=float(k.current_ma),
             min_ma=p.patient.amplitude_min_ma, max_ma=p.patient.amplitude_max_ma, step_ma=p.patient.step_ma,
+            channels=self._channels_text(),
             steps_session=m.steps, steps_today=self._steps_before + m.steps, training_left_s=left,
             training_bursts=m.counts["training"], sensor=sensor, stimulator=stim_text, fault_active=active,
             fault_message=patient_fault_message(fault.code, fault.detail, p) if fault is not None else "",
@@ -664,7 +686,7 @@ class LiveSession:
 # ----- interfaces -----------------------------------------------------------------------------
 
 KEY_HELP = ("keys: w walk  p pause/resume  s stop  t training  b test burst",
-            "      +/- intensity  x stop NOW  c clear fault  q quit")
+            "      +/- intensity  1-4 channel for +/-  x stop NOW  c clear fault  q quit")
 
 
 def _fmt_ma(x: float) -> str:
@@ -684,6 +706,8 @@ def render(status: Status, width: int = 80) -> list[tuple[str, str]]:
     pending = "" if abs(s.intensity_ma - s.active_ma) < 1e-9 else "  (from the next stimulation)"
     lines.append((f"Intensity   {_fmt_ma(s.intensity_ma)}{pending}   range {_fmt_ma(s.min_ma)}"
                   f"..{_fmt_ma(s.max_ma)}, step {_fmt_ma(s.step_ma)}", "bold"))
+    if s.channels:
+        lines.append((f"Channels    {s.channels}", "bold"))
     if s.adaptive:
         lines.append((f"Adaptive    {s.adaptive}", ""))
     lines.append((f"Output      {s.output_ma:5.1f} mA", ""))
@@ -727,6 +751,8 @@ KEYMAP = {
     curses.KEY_UP: "up", curses.KEY_RIGHT: "up", curses.KEY_DOWN: "down", curses.KEY_LEFT: "down",
     ord("x"): "estop", ord("q"): "quit",
 }
+#: keys 1..4 choose the channel +/- changes (patient.adjust: per_channel): kernel index 0..3
+CHANNEL_KEYS = {ord(str(n)): n - 1 for n in range(1, 5)}
 
 
 class CursesUI:
@@ -784,6 +810,9 @@ class CursesUI:
             if status.finished:
                 if key in (ord("q"), ord("x")):
                     return 0
+                continue
+            if key in CHANNEL_KEYS:
+                self.session.command("channel", CHANNEL_KEYS[key])
                 continue
             name = KEYMAP.get(key)
             if name == "quit":
