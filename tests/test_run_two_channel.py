@@ -45,8 +45,11 @@ def test_two_channels_end_to_end(backend):
         sensor = walk_sensor()
         proc = start_fes(sensor.port, f"{backend}:{emu.port}", PROFILE)
         try:
-            assert wait_for(lambda: initialised(backend, emu), 15), f"fes run did not initialise the {backend}"
+            # the sensor starts with the handshake (the first frames wait in the pty), so the loop
+            # finds data at once even when this test process is slow to notice the handshake
+            assert wait_for(lambda: emu.received, 15), "fes run never talked to the stimulator"
             sensor.start()
+            assert wait_for(lambda: initialised(backend, emu), 15), f"fes run did not initialise the {backend}"
             enough = wait_for(lambda: len(bursts(emu, 2)) >= 6 or proc.poll() is not None, 25)
             proc.send_signal(signal.SIGTERM)
             out, _ = proc.communicate(timeout=10)
@@ -88,8 +91,9 @@ def test_an_electrode_error_on_channel_two_stops_both_and_names_it():
         sensor = walk_sensor()
         proc = start_fes(sensor.port, f"p24:{emu.port}", PROFILE)
         try:
-            assert wait_for(lambda: emu.status == 2, 15)
+            assert wait_for(lambda: emu.received, 15)
             sensor.start()
+            assert wait_for(lambda: emu.status == 2, 15)
             assert wait_for(lambda: any(t.channel == 2 and t.t_end_s is None for t in emu.segments), 25)
             emu.inject_channel_error(2)
             out, _ = proc.communicate(timeout=15)
