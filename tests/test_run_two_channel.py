@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from fescontrol.profile import bundled_profile_path, load_profile
+from fescontrol.core.profile import bundled_profile_path, load_profile
 from fescontrol.sim.p24 import P24Emulator
 from fescontrol.sim.rehastim2 import RehaStim2Emulator
 

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fescontrol import limits
-from fescontrol.codes import Fault
-from fescontrol.controller import Controller
+from fescontrol.core import limits
+from fescontrol.core.codes import Fault
+from fescontrol.loop.controller import Controller
 from fescontrol.kernel import COMPILED
-from fescontrol.profile import ProfileError, bundled_profile_path, load_profile, profile_from_dict
+from fescontrol.core.profile import ProfileError, bundled_profile_path, load_profile, profile_from_dict
 
 from .conftest import BUNDLED_PROFILES, heel_walk, stream
 from .helpers import run_stream
@@ -307,7 +307,7 @@ def test_supervisor_refuses_any_channel_out_of_bounds_and_the_sum():
 # ----- patient +/- ------------------------------------------------------------------------------
 
 def modes_for(profile):
-    from fescontrol.modes import PatientModes
+    from fescontrol.session.modes import PatientModes
     now = [0.0]
     c = Controller(profile)
     return PatientModes(c, clock=lambda: now[0], wall=lambda: 0.0), now
@@ -323,7 +323,7 @@ def test_patient_steps_every_channel_together_each_in_its_own_range():
         m.intensity_step(-1)
     assert (k.channel_pending_ma(0), k.channel_pending_ma(1)) == (15.0, 10.0)   # both at their lowest
     now[0] += 1.0
-    from fescontrol.modes import IntensityRefused
+    from fescontrol.session.modes import IntensityRefused
     with pytest.raises(IntensityRefused, match="lowest level \\(15 mA\\)"):
         m.intensity_step(-1)
 
@@ -342,7 +342,7 @@ def test_patient_steps_the_chosen_channel_when_the_profile_says_per_channel():
 
 
 def test_patient_screen_shows_every_channel_and_which_one_plus_minus_changes():
-    from fescontrol.patient_ui import KEY_HELP, Status, render
+    from fescontrol.ui.patient_ui import KEY_HELP, Status, render
     lines = [text for text, _ in render(Status(channels="ch1 30 mA  ch2* 24 mA"))]
     assert "Channels    ch1 30 mA  ch2* 24 mA" in lines
     assert not any(text.startswith("Channels") for text, _ in render(Status()))

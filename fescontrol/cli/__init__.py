@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 
 from fescontrol import DISCLAIMER, __version__
-from fescontrol.core import limits
 from fescontrol.cli.errors import FesGroup
 from fescontrol.cli.types import DURATION, RATE_HZ, SENSOR_BAUD_OPTION, FiniteFloat, speed_type
+from fescontrol.core import limits
 from fescontrol.kernel import COMPILED, DEFAULT_IMPLEMENTATION
 from fescontrol.core.profile import (Profile, ProfileError, bundled_profile_path, load_profile,
                       profile_to_yaml)
