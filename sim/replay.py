@@ -80,16 +80,18 @@ class ReplayResult:
 
 
 def replay(recording, profile: Profile, *, implementation: str = "auto", stream: bytes | None = None,
-           chunk_bytes: int = 4096) -> ReplayResult:
+           chunk_bytes: int = 4096, dispatch: str = "table") -> ReplayResult:
     """Run the whole recording (or a prepared byte ``stream``) through a controller.
 
-    Burst times are seconds from the recording's first sample.
+    Burst times are seconds from the recording's first sample. ``dispatch`` is the gait
+    machine's: "table" (the default here, cheap) or "transitions" (the device's); both give
+    identical results (tests/test_gait_dispatch.py).
     """
     check_channels(recording, profile)
     if stream is None:
         frames, _ = recording_stream(recording)
         stream = frames.tobytes()
-    controller = Controller(profile, implementation=implementation, trace_capacity=4096)
+    controller = Controller(profile, implementation=implementation, trace_capacity=4096, dispatch=dispatch)
     collector = TraceCollector()
     controller.trace_sink = collector
     controller.FEED_CHUNK_BYTES = chunk_bytes

@@ -42,12 +42,14 @@ class Controller:
     """One device session: kernel + machine + supervisor (+ optional stimulator)."""
 
     def __init__(self, profile: Profile, *, stimulator=None, implementation: str = "auto",
-                 trace_capacity: int = 0, event_history: int | None = None):
+                 trace_capacity: int = 0, event_history: int | None = None, dispatch: str = "transitions"):
         """``event_history`` bounds :attr:`events` to the newest N (a device running for hours
-        must not grow; listeners still see every event); None keeps all (replays, reports)."""
+        must not grow; listeners still see every event); None keeps all (replays, reports).
+        ``dispatch`` is the gait machine's (:class:`~fescontrol.gait_machine.GaitMachine`):
+        "transitions" for the device, "table" (same table, cheaper) for batch replays."""
         self.profile = profile
         self.kernel = make_kernel(profile, implementation, trace_capacity)
-        self.machine = GaitMachine(self.kernel, profile.envelope.extension_ms)
+        self.machine = GaitMachine(self.kernel, profile.envelope.extension_ms, dispatch)
         self.supervisor = SafetySupervisor(profile, self.kernel, self.machine, stimulator)
         self.events: list[LoggedEvent] | deque[LoggedEvent] = (
             [] if event_history is None else deque(maxlen=event_history))

@@ -74,6 +74,7 @@ PROGRAM_STIMULATING = (GaitState.TRAINING_RAMP_UP, GaitState.TRAINING_ON, GaitSt
                        *TESTING)
 
 GAIT_EVENTS = ("heel_off", "heel_strike", "ramp_up_done", "hold_done", "ramp_down_done", "timeout")
+DISPATCH_CHOICES = ("transitions", "table")
 USER_COMMANDS = ("start", "pause", "resume", "stop", "start_training", "start_test", "fault_cleared")
 
 EVENT_TRIGGERS = {
@@ -172,12 +173,24 @@ class GaitMachine:
     every state entry; callbacks are bound methods so a typo fails at import.
     """
 
-    def __init__(self, kernel: KernelCommands, extension_ms: int):
+    def __init__(self, kernel: KernelCommands, extension_ms: int, dispatch: str = "transitions"):
+        """``dispatch`` "transitions" (the default, the real-time path) fires triggers through
+        the ``transitions`` Machine built here; "table" fires them through
+        :func:`dispatch_table`, derived once per process from that same Machine (same edges,
+        guards, callbacks and their order; no per-instance Machine, a few µs per event, for
+        batch replays). ValueError for any other value."""
         self.kernel = kernel
         self.extension_us = int(extension_ms) * 1000
         self.ignored = 0
         self.transitions_done = 0
         self.program: BurstProgram | None = None
+        self._fault_code = int(Fault.EXCEPTION)
+        self.dispatch = dispatch
+        if dispatch == "table":
+            dispatch_table().bind(self)
+            return
+        if dispatch != "transitions":
+            raise ValueError(f"dispatch {dispatch!r}; allowed: {', '.join(DISPATCH_CHOICES)}")
         guards = {"time_left": self._time_left, "burst_fits": self._burst_fits}
         self.machine = Machine(
             model=self, states=GaitState, initial=GaitState.STANDBY,
@@ -208,7 +221,6 @@ class GaitMachine:
         for trigger in ("start_training", "start_test"):
             for t in self.machine.get_transitions(trigger):
                 t.add_callback("prepare", self._take_program)
-        self._fault_code = int(Fault.EXCEPTION)
 
     # ----- callbacks ---------------------------------------------------------------------
     def _count(self, *_args) -> None:
@@ -301,6 +313,142 @@ class GaitMachine:
     @property
     def stimulating(self) -> bool:
         return self.state in STIMULATING or self.state in PROGRAM_STIMULATING
+
+
+class DispatchTable:
+    """The ``transitions`` Machine of :class:`GaitMachine` read out into plain tables, so
+    that a batch replay can fire triggers without building a Machine per replay and without
+    its per-event overhead. Nothing is written by hand here: edges, guards and callbacks are
+    taken from a Machine built by ``GaitMachine.__init__`` (:func:`dispatch_table`), and
+    :meth:`fire` follows ``transitions.Event._trigger`` step by step (prepare_event; per
+    candidate edge: prepare, conditions, before_state_change + before, exit, state change,
+    enter, on_final, after + after_state_change; on_exception; finalize_event). Callbacks are
+    kept as method names of the model and called with the trigger's arguments (the Machine
+    uses send_event=False). tests/test_gait_dispatch.py proves both dispatches give the same
+    states, kernel commands and counters.
+
+    Raises TypeError when the Machine holds something a table cannot carry (a callback that
+    is not a method of the model, queued processing, send_event)."""
+
+    def __init__(self, machine: Machine, template: object):
+        if machine.has_queue or machine.send_event:
+            raise TypeError("table dispatch needs an unqueued Machine with send_event=False")
+        name = lambda cb: _callback_name(cb, template)  # noqa: E731
+        names = lambda cbs: tuple(name(cb) for cb in cbs)  # noqa: E731
+        self.initial = machine.get_state(machine.initial).value
+        self.prepare_event = names(machine.prepare_event)
+        self.finalize_event = names(machine.finalize_event)
+        self.on_exception = names(machine.on_exception)
+        self.on_final = names(machine.on_final)
+        self.ignore_invalid = {st.value: (machine.ignore_invalid_triggers if st.ignore_invalid_triggers is None
+                                          else st.ignore_invalid_triggers) for st in machine.states.values()}
+        states = {st.name: st for st in machine.states.values()}
+        #: trigger -> source state (GaitState) -> candidate edges in the Machine's order; an
+        #: edge is (prepare, conditions ((name, target), ...), before, dest or None, exit,
+        #: enter, final, after)
+        self.events: dict[str, dict] = {}
+        for trigger, event in machine.events.items():
+            by_source = {}
+            for source, edges in event.transitions.items():
+                rows = []
+                for t in edges:
+                    dest = states[t.dest] if t.dest is not None else None
+                    rows.append((names(t.prepare), tuple((name(c.func), c.target) for c in t.conditions),
+                                 names([*machine.before_state_change, *t.before]),
+                                 dest.value if dest is not None else None,
+                                 names(states[source].on_exit) if dest is not None else (),
+                                 names(dest.on_enter) if dest is not None else (),
+                                 bool(dest is not None and dest.final),
+                                 names([*t.after, *machine.after_state_change])))
+                by_source[states[source].value] = tuple(rows)
+            self.events[trigger] = by_source
+        self.machine_name = machine.name
+
+    def bind(self, model) -> None:
+        """Give ``model`` what the Machine would: ``state`` (initial), ``trigger(name, ...)``
+        and one method per trigger."""
+        from functools import partial
+        model.state = self.initial
+        if getattr(model, "trigger", None) is None:
+            model.trigger = partial(self.fire, model)
+        for trigger in self.events:
+            if getattr(model, trigger, None) is None:      # as transitions: never override
+                setattr(model, trigger, partial(self.fire, model, trigger))
+
+    def fire(self, model, trigger: str, *args, **kwargs) -> bool:
+        """Fire ``trigger`` on ``model`` as ``transitions`` does; True when an edge was taken.
+        Raises MachineError (no edge from this state) and AttributeError (no such trigger)
+        with the Machine's own messages, and whatever a callback raised (after on_exception)."""
+        by_source = self.events.get(trigger)
+        if by_source is None:
+            if self.ignore_invalid[model.state]:
+                return False
+            raise AttributeError("Do not know event named '%s'." % trigger)
+        result = False
+
+        def call(cbs):
+            for cb in cbs:
+                getattr(model, cb)(*args, **kwargs)
+        try:
+            edges = by_source.get(model.state)
+            if edges is None:
+                if not self.ignore_invalid[model.state]:
+                    raise MachineError("%sCan't trigger event %s from state %s!"
+                                       % (self.machine_name, trigger, model.state.name))
+            else:
+                call(self.prepare_event)
+                for prepare, conditions, before, dest, exit_, enter, final, after in edges:
+                    call(prepare)
+                    if not all(getattr(model, c)(*args, **kwargs) == target for c, target in conditions):
+                        continue
+                    call(before)
+                    if dest is not None:
+                        call(exit_)
+                        model.state = dest
+                        call(enter)
+                        if final:
+                            call(self.on_final)
+                    call(after)
+                    result = True
+                    break
+        except BaseException:
+            if not self.on_exception:
+                raise
+            call(self.on_exception)
+        finally:
+            try:
+                call(self.finalize_event)
+            except BaseException as err:   # as transitions: logged, not raised
+                log.error("While executing finalize callbacks a %s occurred: %s.", type(err).__name__, err)
+        return result
+
+
+def _callback_name(cb, template) -> str:
+    if isinstance(cb, str) and "." not in cb:
+        return cb
+    if getattr(cb, "__self__", None) is template:
+        return cb.__name__
+    raise TypeError(f"table dispatch cannot carry the callback {cb!r} (only methods of the model)")
+
+
+class _NoKernel:
+    """A template GaitMachine is built, never fired: its kernel is never commanded."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the dispatch-table template machine used its kernel ({name})")
+
+
+_TABLE: DispatchTable | None = None
+
+
+def dispatch_table() -> DispatchTable:
+    """The table of the gait machine, derived once per process from a ``transitions``
+    Machine built exactly as for ``GaitMachine(kernel, extension_ms)``."""
+    global _TABLE
+    if _TABLE is None:
+        template = GaitMachine(_NoKernel(), 0)
+        _TABLE = DispatchTable(template.machine, template)
+    return _TABLE
 
 
 def write_diagram(path: str | None = None) -> str:
