@@ -10,11 +10,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fescontrol._kernel_py import PyKernel
-from fescontrol.codes import Fault
-from fescontrol.controller import Controller, TraceCollector
-from fescontrol.gait_machine import (GAIT_EVENTS, TRANSITIONS, USER_COMMANDS, GaitMachine, GaitState,
-                                     dispatch_table)
-from fescontrol.profile import bundled_profile_path, default_profile_for, load_profile
+from fescontrol.core.codes import Fault
+from fescontrol.loop.controller import Controller, TraceCollector
+from fescontrol.machine.gait import (GAIT_EVENTS, TRANSITIONS, USER_COMMANDS, GaitMachine, GaitState,
+                                   dispatch_table)
+from fescontrol.core.profile import bundled_profile_path, default_profile_for, load_profile
 from fescontrol.sim.faults import apply_sensor_faults, parse_fault
 from fescontrol.sim.replay import recording_stream
 from fescontrol.sim.run import load_any

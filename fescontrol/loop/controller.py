@@ -45,7 +45,7 @@ class Controller:
                  trace_capacity: int = 0, event_history: int | None = None, dispatch: str = "transitions"):
         """``event_history`` bounds :attr:`events` to the newest N (a device running for hours
         must not grow; listeners still see every event); None keeps all (replays, reports).
-        ``dispatch`` is the gait machine's (:class:`~fescontrol.gait_machine.GaitMachine`):
+        ``dispatch`` is the gait machine's (:class:`~fescontrol.machine.gait.GaitMachine`):
         "transitions" for the device, "table" (same table, cheaper) for batch replays."""
         self.profile = profile
         self.kernel = make_kernel(profile, implementation, trace_capacity)
