@@ -36,6 +36,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -533,9 +534,9 @@ def _g(x, digits: int) -> str:
     return f"{x:.{digits}f}"
 
 
-def plot_pareto(result: SweepResult, path) -> str:
+def pareto_figure(result: SweepResult):
     """Recall vs false onsets per minute, every valid point; the Pareto front joined, the
-    best point ringed. Writes a PNG and returns the path."""
+    best point ringed. Returns a matplotlib Figure (Agg backend); the caller closes it."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -555,6 +556,102 @@ def plot_pareto(result: SweepResult, path) -> str:
     ax.set_title(f"fes sweep: {len(result.valid)} points × {result.feet} feet", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_pareto(result: SweepResult, path) -> str:
+    """:func:`pareto_figure` written as a PNG; returns the path."""
+    import matplotlib.pyplot as plt
+    fig = pareto_figure(result)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return str(path)
+
+
+def write_sweep_html(result: SweepResult, path, title: str = "fes sweep", base_profile: str = "") -> Path:
+    """A self-contained HTML page (no outside links; the plot is an inline PNG): the Pareto
+    plot, the best point, the held-out score with the choice per fold (with ``cv_by``), the
+    table of every valid point sorted by objective (best first, Pareto points marked),
+    invalid points with the profile model's reasons, recordings that could not be loaded.
+    Returns the path written (parent folders are created)."""
+    from html import escape
+
+    import matplotlib.pyplot as plt
+
+    from .evaluate import _png_base64
+    fig = pareto_figure(result)
+    image = _png_base64(fig)
+    plt.close(fig)
+    doc = result.to_json()
+    eng = doc["engine"]
+    front = set(result.pareto())
+    params = list(result.points[0].values) if result.points else []
+
+    def cells(values) -> str:
+        return "".join(f"<td>{escape(str(v))}</td>" for v in values)
+
+    def figure_cells(f: dict) -> str:
+        err = f.get("onset_error_ms") or {}
+        return cells((_g(f.get("swing_recall"), 4), _g(f.get("swing_precision"), 4), f.get("false_onsets", "-"),
+                      _g(f.get("false_onsets_per_min"), 3), _g(f.get("timely_recall"), 3),
+                      _g(err.get("median"), 0), f.get("swings_reference", "-")))
+
+    fig_head = ("<th>recall</th><th>prec</th><th>false</th><th>f/min</th><th>timely</th><th>err med ms</th>"
+                "<th>ref</th>")
+    order = sorted(result.valid, key=lambda p: (-p.objective, p.index))
+    mark = {True: '<tr class="point pareto">', False: '<tr class="point">'}
+    rows = "".join(f"{mark[p.index in front]}<td>{p.index}</td>"
+                   f"{cells(p.values[k] for k in params)}<td>{_g(p.objective, 4)}</td>{figure_cells(p.figures)}"
+                   f"<td>{'*' if p.index in front else ''}</td></tr>" for p in order)
+    param_head = "".join(f"<th>{escape(k)}</th>" for k in params)
+    best = result.best
+    best_html = "<p>No valid point was scored.</p>" if best is None else (
+        f"<p>Best on all data ({escape(result.objective)}): point {best.index}, "
+        + ", ".join(f"{escape(k)} = {escape(str(v))}" for k, v in best.values.items())
+        + f"; objective {_g(best.objective, 4)}.</p>")
+    cv_html = ""
+    if result.cv:
+        h = result.cv["held_out"]
+        folds = "".join(
+            f"<tr><td>{r['fold']}</td><td>{r['chosen_index']}</td>"
+            f"<td>{escape(', '.join(f'{k}={v}' for k, v in r['chosen_values'].items()))}</td>"
+            f"<td>{_g(r['train_objective'], 4)}</td><td>{_g(r['test_objective'], 4)}</td>"
+            f"<td>{_g(r['test']['swing_recall'], 4)}</td><td>{r['test']['false_onsets']}</td></tr>"
+            for r in result.cv["per_fold"])
+        cv_html = (f"<h2>Held-out score ({result.cv['folds']}-fold by subject, {len(result.subjects)} subjects)</h2>"
+                   f"<p>The reported score: {escape(result.objective)} {_g(result.cv['held_out_objective'], 4)}; "
+                   f"recall {_g(h['swing_recall'], 4)}, precision {_g(h['swing_precision'], 4)}, "
+                   f"{h['false_onsets']} false onsets ({_g(h['false_onsets_per_min'], 3)}/min).</p>"
+                   "<table><tr><th>fold</th><th>chosen</th><th>values</th><th>train</th><th>held-out</th>"
+                   f"<th>recall</th><th>false</th></tr>{folds}</table>")
+    invalid = [p for p in result.points if p.invalid is not None]
+    invalid_html = "" if not invalid else "<h2>Invalid points (not run)</h2><ul>" + "".join(
+        f"<li>{p.index} {escape(str(p.values))}: {escape('; '.join(p.invalid))}</li>" for p in invalid) + "</ul>"
+    errors_html = "" if not result.load_errors else "<h2>Recordings not loaded</h2><ul>" + "".join(
+        f"<li>{escape(e['recording'])} ({escape(e['side'])}): {escape(e['error'])}</li>"
+        for e in result.load_errors) + "</ul>"
+    html = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:80em}}table{{border-collapse:collapse}}
+td,th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}}tr.pareto td{{background:#fdecea}}
+.note{{color:#555}}</style></head><body>
+<h1>{escape(title)}</h1>
+<p class="note">fescontrol — NOT a cleared medical device. Base profile: {escape(base_profile or '-')};
+objective {escape(result.objective)}{'' if result.max_false_per_min is None else
+                                     f' with at most {result.max_false_per_min:g} false onsets/min'};
+{len(result.points)} points ({len(result.valid)} valid) × {result.feet} feet of {len(result.subjects)} subjects;
+{eng.get('replays')} replays in {eng.get('elapsed_s')} s on {eng.get('workers')} workers
+({escape(str(eng.get('scheduler')))}); kernel {escape(', '.join(eng.get('kernels', [])))}.
+Figures are pooled over all feet (docs/scoring.md).</p>
+{best_html}
+<img alt="recall vs false onsets per minute, Pareto front" src="data:image/png;base64,{image}">
+{cv_html}
+<h2>Points (best first; * = on the Pareto front of recall vs false onsets/min)</h2>
+<table><tr><th>#</th>{param_head}<th>objective</th>{fig_head}<th>P</th></tr>{rows}</table>
+{invalid_html}{errors_html}
+</body></html>
+"""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html, encoding="utf-8")
+    return path

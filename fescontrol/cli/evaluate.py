@@ -154,10 +154,13 @@ def evaluate_command(recordings, profile_path, side, json_out, html_out, schedul
 @click.option("--block", type=click.IntRange(min=1), help="parameter points per task (default: automatic)")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="every point's figures as JSON")
 @click.option("--plot", "plot_out", type=click.Path(dir_okay=False), help="recall vs false onsets Pareto plot (PNG)")
+@click.option("--html", "html_out", type=click.Path(dir_okay=False),
+              help="a self-contained HTML report: Pareto plot, held-out score, table of every point")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), help="write the best profile here (YAML)")
 @_engine_options
 def sweep_command(recordings, profile_path, params, samples, sampler, seed, objective, max_false_per_min,
-                  cv_by, folds, side, block, json_out, plot_out, out_path, scheduler, workers, kernel, progress):
+                  cv_by, folds, side, block, json_out, plot_out, html_out, out_path, scheduler, workers, kernel,
+                  progress):
     """Tune profile fields on many recordings: a grid (or --samples) of points, each validated by
     the profile model, replayed on a Dask cluster; table, Pareto plot, optional best profile."""
     import json
@@ -165,7 +168,7 @@ def sweep_command(recordings, profile_path, params, samples, sampler, seed, obje
 
     from fescontrol.sim.engine import EngineError
     from fescontrol.sim.evaluate import RecordingSetError, expand_recordings
-    from fescontrol.sim.sweep import ParamSpec, SweepError, format_sweep, plot_pareto, sweep
+    from fescontrol.sim.sweep import ParamSpec, SweepError, format_sweep, plot_pareto, sweep, write_sweep_html
 
     from fescontrol.core.profile import profile_to_yaml
     warnings.showwarning = _show_warning
@@ -203,6 +206,8 @@ def sweep_command(recordings, profile_path, params, samples, sampler, seed, obje
     if plot_out:
         Path(plot_out).parent.mkdir(parents=True, exist_ok=True)
         click.echo(f"plot: {plot_pareto(result, plot_out)}")
+    if html_out:
+        click.echo(f"report: {write_sweep_html(result, html_out, base_profile=base.name)}")
     if out_path:
         best = result.best
         if best is None:
