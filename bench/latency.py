@@ -4,8 +4,10 @@ Three processes, as on the device: a sensor unit writing frames at 1 kHz to a pt
 (child process), a far end on a second pty (child process), and the process under test
 (this one) between them.
 
-* **loop** — the device loop: the compiled kernel, the gait machine, the supervisor and the
-  real ScienceMode2 driver; the far end is the RehaStim2 emulator. Latency = time a sensor
+* **loop** — the device loop: the compiled kernel, the gait machine, the supervisor and a
+  real stimulator driver; the far end is that stimulator's emulator (``backend="rehastim2"``:
+  the ScienceMode2 driver and the RehaStim2 emulator; ``backend="p24"``: the ScienceMode4
+  driver and the P24 emulator). Latency = time a sensor
   frame was written → time the stimulator command it caused was read and parsed by the
   emulator, both on the system-wide monotonic clock. Missed deadlines come from the
   kernel's own lateness accounting (a frame processed more than one period after the
@@ -87,13 +89,23 @@ def _sensor_process(frames_bytes: bytes, n: int, conn, start_evt, rt: bool) -> N
     conn.send(sensor.write_times[: sensor.sent].copy())
 
 
-def _emulator_process(conn, rt: bool) -> None:
-    from fescontrol.sim.rehastim2 import RehaStim2Emulator
+#: the emulator and the command that carries a new output, per stimulator backend
+BACKENDS = ("rehastim2", "p24")
+
+
+def _emulator_process(conn, backend: str, rt: bool) -> None:
     _child_rt(rt)
-    with RehaStim2Emulator(tick_s=0.002) as emu:
+    if backend == "p24":
+        from fescontrol.drivers.sciencemode4 import Command as P24Command
+        from fescontrol.sim.p24 import P24Emulator
+        emulator, update_cmd = P24Emulator(tick_s=0.002), P24Command.ML_UPDATE
+    else:
+        from fescontrol.sim.rehastim2 import RehaStim2Emulator
+        emulator, update_cmd = RehaStim2Emulator(tick_s=0.002), sm.Command.START_CHANNEL_LIST_MODE
+    with emulator as emu:
         conn.send(emu.port)
         conn.recv()  # stop
-        updates = [t for t, p in emu.received if p.cmd == sm.Command.START_CHANNEL_LIST_MODE]
+        updates = [t for t, p in emu.received if p.cmd == update_cmd]
         conn.send(updates)
 
 
@@ -173,15 +185,19 @@ def _start_children(frames, far_end, far_args, rt: bool):
     return sensor, far, s_parent, f_parent, start_evt
 
 
-def measure(duration_s: float = 60.0, *, rt: bool = False) -> dict:
-    """The device loop for ``duration_s`` at 1 kHz. Returns latency stats (ms), missed
+def measure(duration_s: float = 60.0, *, rt: bool = False, backend: str = "rehastim2") -> dict:
+    """The device loop for ``duration_s`` at 1 kHz on the stimulator ``backend`` (one of
+    :data:`BACKENDS`, driven through its emulator; ValueError otherwise). Returns latency stats (ms), missed
     deadlines, frames, lateness p99 (µs) and the allocated-block growth of the steady state
     (from 5 s in to the end)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend {backend!r}: allowed {', '.join(BACKENDS)}")
     profile = bench_profile()
     frames = walking_frames(duration_s)
-    sensor_proc, emu_proc, s_parent, e_parent, start_evt = _start_children(frames, _emulator_process, (), rt)
+    sensor_proc, emu_proc, s_parent, e_parent, start_evt = _start_children(frames, _emulator_process,
+                                                                            (backend,), rt)
     sensor_port, emu_port = s_parent.recv(), e_parent.recv()
-    stimulator = open_stimulator(profile, emu_port)
+    stimulator = open_stimulator(profile, f"{backend}:{emu_port}")
     stimulator.open()
     link = open_sensor(sensor_port)
     # a short event history, full before the steady-state window opens at 5 s, so the block
@@ -229,7 +245,8 @@ def measure(duration_s: float = 60.0, *, rt: bool = False) -> dict:
             "lateness_p99_us": _hist_percentile(kernel.lateness_hist, 99),
             "max_lateness_us": int(kernel.max_lateness_us), "kernel": controller.implementation,
             "steady_state_blocks": blocks.growth, "steady_state_s": blocks.seconds,
-            "rt_settings": settings, "faults": faults}
+            "rt_settings": settings, "faults": faults, "backend": backend,
+            "updates_paired": int(ok.sum())}
 
 
 def measure_relay(duration_s: float = 30.0, *, rt: bool = False) -> dict:

@@ -75,6 +75,10 @@ def main(argv=None) -> int:
     print("throughput: one channel vs two channels (configs/two_channel.yaml), compiled kernel …", flush=True)
     tp2 = throughput.measure_channels(samples=400_000 // scale)
     idle = _latency_pair(args.latency_s, args.relay_s, rt=False, loaded=False)
+    print(f"latency (idle, P24): the loop {args.latency_s:g} s at 1 kHz on the ScienceMode4 driver "
+          f"and the P24 emulator …", flush=True)
+    p24_loop = latency.measure(args.latency_s, backend="p24")
+    p24 = {"loop": p24_loop, "relay": idle["relay"], "vs_relay": latency.compare(p24_loop, idle["relay"])}
     loaded = _latency_pair(args.latency_s, args.relay_s, rt=False, loaded=True)
     rt_ok = args.rt == "yes" or (args.rt == "auto" and latency.rt_permitted())
     rt_loaded = _latency_pair(args.latency_s, args.relay_s, rt=True, loaded=True) if rt_ok else None
@@ -110,6 +114,11 @@ def main(argv=None) -> int:
         "latency_baseline_loaded_ms": _round(loaded["relay"]["latency_ms"]),
         "latency_loaded_vs_baseline": _round(loaded["vs_relay"]),
         "missed_deadlines_loaded": loaded["loop"]["missed_deadlines"],
+        "p24_idle": {"latency_ms": _round(p24_loop["latency_ms"]), "vs_baseline": _round(p24["vs_relay"]),
+                     "missed_deadlines": p24_loop["missed_deadlines"], "frames": p24_loop["frames"],
+                     "faults": p24_loop["faults"],
+                     "note": "same loop on the ScienceMode4 driver and the P24 emulator, against the "
+                             "idle relay of the same run"},
         "faults": {"idle": idle["loop"]["faults"], "loaded": loaded["loop"]["faults"],
                    "rt_loaded": None if rt_loaded is None else rt_loaded["loop"]["faults"]},
         "cpu_load": loaded["conditions"]["cpu_load"],
@@ -128,7 +137,7 @@ def main(argv=None) -> int:
                        "cpus": os.cpu_count(), "quick": args.quick,
                        "note": "machine shared with other users: absolute figures are noisy; the ratio "
                                "against the relay measured in the same run is the comparison"},
-        "targets": {"idle": _targets(idle, True), "loaded": _targets(loaded, False),
+        "targets": {"idle": _targets(idle, True), "p24_idle": _targets(p24, True), "loaded": _targets(loaded, False),
                     "rt_loaded": None if rt_loaded is None else {
                         **_targets(rt_loaded, False),
                         "zero_missed_deadlines": rt_loaded["loop"]["missed_deadlines"] == 0},
@@ -161,6 +170,9 @@ def main(argv=None) -> int:
               if lat["faults"] else []),
             ("missed deadlines idle", str(lat["missed_deadlines"]),
              f"of {lat['frames']:,} frames in {lat['duration_s']:g} s at 1 kHz (target 0)"),
+            lat_row("latency idle, P24", p24),
+            ("missed deadlines idle, P24", str(p24_loop["missed_deadlines"]),
+             f"of {p24_loop['frames']:,} frames" + (f"; FAULT {p24_loop['faults'][0]}" if p24_loop["faults"] else "")),
             lat_row("latency loaded", loaded),
             *([("  FAULT (run ended)", f"after {loaded['loop']['duration_s']:.1f} s", loaded["loop"]["faults"][0])]
               if loaded["loop"]["faults"] else []),
