@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import adaptive as adaptive_bench
 import evaluate_bench
 import latency
 import throughput
@@ -91,6 +92,8 @@ def main(argv=None) -> int:
     print("evaluate/sweep: fes evaluate on CSV walks with 1 and 2 workers, fes sweep on gaitpdb …", flush=True)
     cohort = evaluate_bench.measure(walks=10 if args.quick else 40, sweep_points=0 if args.quick else args.sweep_points,
                                     echo=lambda m: print("  " + m, flush=True))
+    adaptive = adaptive_bench.measure(minutes=2.0 if args.quick else 20.0, patients=5 if args.quick else 20,
+                                      echo=lambda m: print(m, flush=True))
     results = {
         "cython_samples_per_s": round(tp["cython_samples_per_s"]),
         "python_samples_per_s": round(tp["python_samples_per_s"]),
@@ -144,6 +147,7 @@ def main(argv=None) -> int:
                     "rss_le_1MB_per_h": mem["rss_growth_kb_per_h"] <= 1024},
         "stream": tp["stream"],
         **cohort,
+        "adaptive": adaptive,
         "machine": f"{platform.machine()} {platform.processor() or ''} python {platform.python_version()}".strip(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
@@ -190,6 +194,7 @@ def main(argv=None) -> int:
                  f"{mem['walk_s']:g} s walked at {mem['speed_x']:g}× real time; "
                  f"{mem['blocks_growth_per_h']:+} blocks/h (target ≤ 1024 kB/h)"))
     rows += evaluate_bench.rows(cohort)
+    rows += adaptive_bench.rows(adaptive)
     width = max(len(r[0]) for r in rows)
     print()
     for name, value, note in rows:

@@ -244,6 +244,7 @@ def test_learned_state_is_logged_per_stride_and_replays_bit_identically(tmp_path
         rows = again.adaptive_strides(sid)
     assert [r["stride"] for r in rows] == [r.stride for r in live]
     assert [r["next_ma"] for r in rows] == [r.next_ma for r in live]
+    assert [r["late_swing_deg"] for r in rows][-1] == live[-1].late_swing_deg
     commands = [{"name": r.name, "frame": r.frame, "value": r.value, "detail": r.detail}
                 for r in records if isinstance(r, CommandRecord)]
     out = replay_session(profile, data, commands)

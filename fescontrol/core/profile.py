@@ -378,6 +378,9 @@ class AdaptiveTarget(_Model):
 
     mid_swing_deg: Real = Field(..., ge=-60.0, le=60.0)
     heel_strike_deg: Real = Field(..., ge=-60.0, le=80.0)
+    late_swing_deg: Real | None = Field(None, ge=-60.0, le=80.0,
+                                        description="optional third point, at adaptive.late_swing_fraction: "
+                                                    "a foot that rises late drags its toes there")
 
 
 class AdaptiveSwing(_Model):
@@ -419,6 +422,8 @@ class Adaptive(_Model):
     mid_swing_fraction: Real = Field(0.65, ge=0.3, le=0.9,
                                      description="mid-swing as a fraction of the time from the onset "
                                                  "(push-off) to the heel strike")
+    late_swing_fraction: Real = Field(0.85, ge=0.5, le=0.98,
+                                      description="where target.late_swing_deg is read, same time base")
     foot_flat_rate_dps: Real = Field(30.0, ge=5.0, le=200.0,
                                      description="|toe-up rate| below this counts as a still foot, deg/s")
     foot_flat_ms: Int = Field(80, ge=20, le=1000,

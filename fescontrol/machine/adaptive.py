@@ -4,7 +4,7 @@ Run-to-run (iterative) learning after Seel, Werner, Raisch & Schauer 2016 (Contr
 Practice 48:87–97): after each swing the error between the target foot pitch and the pitch
 the foot reached corrects the amplitude of the next stride,
 
-    e_k     = max(target_mid − mid_k, target_hs − hs_k)          (deg; > 0: foot too low)
+    e_k     = max(target_mid − mid_k, target_hs − hs_k[, target_late − late_k])   (deg; > 0: too low)
     Δ_k     = clip(g · e_k, −max_step, +max_step)      (0 when |e_k| ≤ deadband)
               g = gain when e_k > 0, decrease_fraction · gain when e_k < 0
     u_{k+1} = clip(u_k + Δ_k, amplitude_min_ma, amplitude_max_ma)
@@ -55,6 +55,7 @@ class AdaptiveStride:
     swing_ms: float
     status: str              # learn | hold | frozen
     reason: str = ""
+    late_swing_deg: float = math.nan
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -76,7 +77,10 @@ class LearningLaw:
 
     def error_deg(self, f: StrideFeatures) -> float:
         t = self.cfg.target
-        return max(t.mid_swing_deg - f.mid_swing_deg, t.heel_strike_deg - f.heel_strike_deg)
+        e = max(t.mid_swing_deg - f.mid_swing_deg, t.heel_strike_deg - f.heel_strike_deg)
+        if t.late_swing_deg is not None:
+            e = max(e, t.late_swing_deg - f.late_swing_deg)
+        return e
 
     def next_amplitude(self, amplitude_ma: float, error_deg: float) -> float:
         """u + clip(gain·e, ±max_step), kept in [lo, hi]. ValueError for a non-finite error."""
@@ -178,7 +182,9 @@ class AdaptiveStimulation:
     # ----- the decision --------------------------------------------------------------------------
     def _stride_end(self) -> None:
         k = self.kernel
-        f = read_features(k, self._onset_flat_age_us, self._onset_t_us, self.profile.adaptive.mid_swing_fraction)
+        cfg = self.profile.adaptive
+        f = read_features(k, self._onset_flat_age_us, self._onset_t_us, cfg.mid_swing_fraction,
+                          cfg.late_swing_fraction)
         used = float(k.amplitude_ma)
         if self.patient_hold:
             return self._frozen("patient intensity change (holds until the next walk)", f)
@@ -216,7 +222,7 @@ class AdaptiveStimulation:
         nan = math.nan
         rec = AdaptiveStride(self.strides, int(k.frames), int(k.t_us), used, self.amplitude_ma,
                              float(error), f.mid_swing_deg if f else nan, f.heel_strike_deg if f else nan,
-                             f.swing_ms if f else nan, status, reason)
+                             f.swing_ms if f else nan, status, reason, f.late_swing_deg if f else nan)
         self.records.append(rec)
         if status == "frozen":
             self.status = f"frozen at {self.amplitude_ma:g} mA: {reason}"

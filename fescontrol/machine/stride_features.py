@@ -34,12 +34,14 @@ class StrideFeatures:
     heel_strike_deg: float
     min_late_swing_deg: float        # lowest from mid-swing to heel strike
     problem: str = ""
+    late_swing_deg: float = math.nan     # at late_swing_fraction
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
 
-def read_features(kernel, flat_age_at_onset_us: int, onset_t_us: int, mid_swing_fraction: float) -> StrideFeatures:
+def read_features(kernel, flat_age_at_onset_us: int, onset_t_us: int, mid_swing_fraction: float,
+                  late_swing_fraction: float = 0.85) -> StrideFeatures:
     """Features of the swing that ended at the heel strike the kernel just reported.
 
     ``flat_age_at_onset_us`` is ``kernel.foot_flat_age_us`` read at the stride's onset
@@ -58,4 +60,6 @@ def read_features(kernel, flat_age_at_onset_us: int, onset_t_us: int, mid_swing_
     buf = kernel.swing_pitch
     last = n - 1
     mid = int(round(mid_swing_fraction * last))
-    return StrideFeatures(swing_ms, float(buf[mid]), float(buf[last]), float(buf[mid:n].min()))
+    late = int(round(late_swing_fraction * last))
+    return StrideFeatures(swing_ms, float(buf[mid]), float(buf[last]), float(buf[mid:n].min()), "",
+                          float(buf[late]))

@@ -128,7 +128,7 @@ def with_fixed_amplitude(profile: Profile, amplitude_ma: float) -> Profile:
     return profile_from_dict(data, f"{profile.name}@{amplitude_ma:g}mA")
 
 
-def reference_target(rec: Recording, profile: Profile, *, margin_deg: float = 0.0) -> dict:
+def reference_target(rec: Recording, profile: Profile, *, margin_deg: float = 0.0, late: bool = True) -> dict:
     """``{"mid_swing_deg", "heel_strike_deg"}``: the median the device measures on the
     unimpaired recording ``rec`` (its usable strides), plus ``margin_deg``. ``profile``
     must have adaptive enabled (any target: only the measurement is used)."""
@@ -143,8 +143,11 @@ def reference_target(rec: Recording, profile: Profile, *, margin_deg: float = 0.
     good = [r for r in good if np.isfinite(r.mid_swing_deg)]
     if len(good) < 3:
         raise ValueError(f"recording {rec.name!r}: fewer than 3 strides the device could measure")
-    return {"mid_swing_deg": round(float(np.median([r.mid_swing_deg for r in good])) + margin_deg, 2),
-            "heel_strike_deg": round(float(np.median([r.heel_strike_deg for r in good])) + margin_deg, 2)}
+    out = {"mid_swing_deg": round(float(np.median([r.mid_swing_deg for r in good])) + margin_deg, 2),
+           "heel_strike_deg": round(float(np.median([r.heel_strike_deg for r in good])) + margin_deg, 2)}
+    if late:
+        out["late_swing_deg"] = round(float(np.median([r.late_swing_deg for r in good])) + margin_deg, 2)
+    return out
 
 
 # ----- fixed against adaptive on one patient (bench/adaptive.py, docs/adaptive.md) ---------------

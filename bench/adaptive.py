@@ -1,0 +1,146 @@
+"""Adaptive stimulation on simulated drop-foot patients (issue 15, docs/adaptive.md).
+
+Every patient of a seeded population walks a 20-minute walk made of a real walker's
+strides (``fescontrol.sim.patient.adaptive.long_walk``) three times, with the device's own
+controller in the loop: with the adaptive profile from a conservative start (the patient's
+motor threshold), with a fixed amplitude tuned at minute 0 to the lift the adaptive one
+reached, and with a fixed amplitude high enough for the whole walk. Same patients, same
+walks for all three. Written into bench/results.json under ``adaptive``; not a test.
+
+    .venv/bin/python bench/adaptive.py [--minutes 20] [--patients 20] [--workers 2]
+
+Targets: convergence ≤ 5 strides to within 2° of target; toe-drag strides ≤ 1 per 100 with
+the adaptive profile; charge ≥ 20 % below the fixed profile that avoids toe drag.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+RECORDINGS = ("ipol:1-1", "ipol:2-1", "ipol:3-1")     # three walkers, real timings
+POPULATION = "drop-foot"
+BASE_PROFILE = "adaptive"
+MARGIN_DEG = 4.0            # target = the walker's reference walk + this
+MAX_MA = 40.0               # patient maximum of every simulated patient
+
+
+def measure(minutes: float = 20.0, patients: int = 20, recordings=RECORDINGS, workers: int | None = 2,
+            echo=print) -> dict:
+    from fescontrol.profile import bundled_profile_path, load_profile
+    from fescontrol.sim.engine import dask_client, run_tasks
+    from fescontrol.sim.patient.adaptive import compare_on_patient
+    from fescontrol.sim.patient.params import BUNDLED_POPULATIONS, load_population_spec
+
+    spec = load_population_spec(BUNDLED_POPULATIONS[POPULATION])
+    section = load_profile(bundled_profile_path(BASE_PROFILE)).adaptive.model_dump(mode="json")
+    tasks = [(rec, "left", POPULATION, spec.seed, k, minutes, BASE_PROFILE, section, MARGIN_DEG, MAX_MA)
+             for rec in recordings for k in range(patients)]
+    echo(f"adaptive: {patients} patients x {len(recordings)} walks x {minutes:g} min, adaptive / fixed tuned "
+         f"at minute 0 / fixed high, " + (f"on {workers} dask workers ..." if workers else "in this process ..."))
+    t0 = time.perf_counter()
+    if workers == 0:
+        pairs = [compare_on_patient(*t) for t in tasks]
+    else:
+        with dask_client(workers=workers) as client:
+            pairs = run_tasks(client, compare_on_patient, tasks, desc="patients")
+    wall_s = time.perf_counter() - t0
+    return summarize(pairs, minutes, patients, recordings, wall_s, section)
+
+
+def _per_100(pairs, key):
+    strides = sum(p[key]["strides"] for p in pairs)
+    return 100.0 * sum(p[key]["toe_drag_strides"] for p in pairs) / max(1, strides)
+
+
+def summarize(pairs, minutes, patients, recordings, wall_s, section) -> dict:
+    conv = [p["convergence_strides"] for p in pairs]
+    known = [c for c in conv if c is not None]
+    charge_ratio = [p["adaptive"]["charge_mc"] / p["fixed_high"]["charge_mc"] for p in pairs
+                    if p["fixed_high"]["charge_mc"] > 0]
+    liftable = [p for p in pairs if p["fixed_high"]["toe_drag_per_100"] <= 1.0]
+    total_ad = sum(p["adaptive"]["charge_mc"] for p in pairs)
+    total_hi = sum(p["fixed_high"]["charge_mc"] for p in pairs)
+    out = {
+        "walks": list(recordings), "patients": patients, "minutes": minutes, "pairs": len(pairs),
+        "profile": BASE_PROFILE, "adaptive_section": section, "target_margin_deg": MARGIN_DEG,
+        "patient_max_ma": MAX_MA,
+        "convergence_strides": {"median": float(np.median(known)) if known else None,
+                                "p90": float(np.percentile(known, 90)) if known else None,
+                                "max": max(known) if known else None,
+                                "never": sum(c is None for c in conv),
+                                "within_5": sum(c is not None and c <= 5 for c in conv)},
+        "toe_drag_per_100": {"adaptive": _per_100(pairs, "adaptive"),
+                             "fixed_tuned_minute0": _per_100(pairs, "fixed_tuned"),
+                             "fixed_high": _per_100(pairs, "fixed_high"),
+                             "adaptive_liftable": _per_100(liftable, "adaptive") if liftable else None,
+                             "fixed_tuned_liftable": _per_100(liftable, "fixed_tuned") if liftable else None,
+                             "liftable_pairs": len(liftable)},
+        "charge": {"adaptive_mc": total_ad, "fixed_high_mc": total_hi,
+                   "saving_total_percent": 100.0 * (1.0 - total_ad / total_hi) if total_hi else None,
+                   "saving_median_percent": 100.0 * (1.0 - float(np.median(charge_ratio))) if charge_ratio else None},
+        "frozen_strides": sum(p["frozen_strides"] for p in pairs),
+        "faults": sum(len(p["adaptive"]["faults"]) + len(p["fixed_tuned"]["faults"]) + len(p["fixed_high"]["faults"])
+                      for p in pairs),
+        "outputs_above_patient_max": sum(p["adaptive"]["peak_ma"] > MAX_MA for p in pairs),
+        "min_fitness_median": float(np.median([p["min_fitness"] for p in pairs])),
+        "wall_s": wall_s,
+        "per_pair": pairs,
+    }
+    t = out
+    out["targets"] = {
+        "convergence_le_5_strides": t["convergence_strides"]["within_5"] == len(pairs),
+        "toe_drag_adaptive_le_1_per_100": t["toe_drag_per_100"]["adaptive"] <= 1.0,
+        "charge_saving_ge_20_percent": (t["charge"]["saving_total_percent"] or 0.0) >= 20.0,
+        "zero_outputs_above_patient_max": t["outputs_above_patient_max"] == 0,
+    }
+    return out
+
+
+def _num(x) -> float:
+    return float("nan") if x is None else float(x)
+
+
+def rows(r: dict) -> list[tuple[str, str, str]]:
+    c, d, q = r["convergence_strides"], r["toe_drag_per_100"], r["charge"]
+    return [
+        ("adaptive: convergence", f"median {c['median']:g}, max {c['max']} strides",
+         f"{c['within_5']}/{r['pairs']} within 5 strides to 2° of target, {c['never']} never (target ≤ 5)"),
+        ("adaptive: toe drag /100", f"{d['adaptive']:.2f} adaptive",
+         f"fixed tuned at minute 0 {d['fixed_tuned_minute0']:.2f}, fixed high {d['fixed_high']:.2f} "
+         f"(target ≤ 1; {r['minutes']:g}-min walks, {r['pairs']} patient x walk pairs)"),
+        ("  liftable pairs only", f"{_num(d['adaptive_liftable']):.2f} adaptive",
+         f"fixed tuned {_num(d['fixed_tuned_liftable']):.2f}; {d['liftable_pairs']} pairs a fixed amplitude "
+         f"≤ {r['patient_max_ma']:g} mA keeps ≤ 1/100"),
+        ("adaptive: charge", f"{q['saving_total_percent']:.1f} % less",
+         f"than the fixed profile set for the whole walk (median per patient {q['saving_median_percent']:.1f} %; "
+         "target ≥ 20 %)"),
+        ("adaptive: safety", f"{r['outputs_above_patient_max']} outputs above max",
+         f"{r['faults']} faults, {r['frozen_strides']} frozen strides; {r['wall_s']:.0f} s"),
+    ]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=20.0)
+    ap.add_argument("--patients", type=int, default=20)
+    ap.add_argument("--workers", type=int, default=2, help="dask worker processes (0: in this process)")
+    ap.add_argument("--out", default=str(Path(__file__).with_name("results.json")))
+    args = ap.parse_args(argv)
+    r = measure(args.minutes, args.patients, workers=args.workers)
+    for name, value, note in rows(r):
+        print(f"  {name:<26}  {value:<30} {note}")
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if out.exists() else {}
+    results["adaptive"] = r
+    out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    print(f"\nwritten: {out} (key 'adaptive')")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
