@@ -31,7 +31,7 @@ MAX_MA = 40.0               # patient maximum of every simulated patient
 
 def measure(minutes: float = 20.0, patients: int = 20, recordings=RECORDINGS, workers: int | None = 2,
             echo=print) -> dict:
-    from fescontrol.profile import bundled_profile_path, load_profile
+    from fescontrol.core.profile import bundled_profile_path, load_profile
     from fescontrol.sim.engine import dask_client, run_tasks
     from fescontrol.sim.patient.adaptive import compare_on_patient
     from fescontrol.sim.patient.params import BUNDLED_POPULATIONS, load_population_spec

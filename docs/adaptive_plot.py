@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from fescontrol.profile import bundled_profile_path, load_profile
+from fescontrol.core.profile import bundled_profile_path, load_profile
 from fescontrol.sim.patient.adaptive import long_walk, reference_target, with_adaptive
 from fescontrol.sim.patient.closed_loop import closed_loop_replay
 from fescontrol.sim.patient.params import BUNDLED_POPULATIONS, draw_population, load_population_spec
