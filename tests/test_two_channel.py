@@ -189,7 +189,6 @@ def test_heel_strike_channel_and_a_following_channel(kernel_impl):
 def test_a_fault_zeroes_every_channel_on_the_same_sample(kernel_impl):
     p = load_profile(TWO)
     c = Controller(p, implementation=kernel_impl)
-    rec = Recorder(c)
     c.start()
     data = walk_bytes(6)
     for i in range(0, len(data), 33):                 # frame by frame until channel 2 stimulates
@@ -270,7 +269,7 @@ def test_random_walks_per_channel_invariants_and_identical_kernels(segments, tim
         sup = c.supervisor
         assert [f.reason for f in sup.faults if f.reason == Fault.OUTPUT_LIMIT] == []
         assert all(rec.channel(i)[1].max() > 0 for i in range(len(sup.channels)))     # all stimulated
-        for index, (channel, pulse_width_us, max_ma) in enumerate(sup.channels):
+        for index, (_channel, pulse_width_us, max_ma) in enumerate(sup.channels):
             t, ma = rec.channel(index)
             assert np.all(ma >= 0) and np.all(ma <= max_ma)
             assert np.all(ma * pulse_width_us / 1000 <= limits.CHARGE_PER_PHASE_MAX_UC)

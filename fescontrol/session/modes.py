@@ -419,7 +419,8 @@ class PatientModes:
     def set_channel_intensity(self, index: int, level_ma: float, cause: str = "set") -> None:
         """Set an extra channel's level directly (replay); must lie in its patient range."""
         if not 1 <= index <= len(self.channel_intensity):
-            raise ModeError(f"channel index {index}; this profile's extra channels are 1..{len(self.channel_intensity)}")
+            raise ModeError(f"channel index {index}; this profile's extra channels are "
+                            f"1..{len(self.channel_intensity)}")
         b = self.channel_intensity[index - 1].bounds
         if not (b.amplitude_min_ma <= level_ma <= b.amplitude_max_ma):
             raise ModeError(f"intensity {level_ma:g} mA outside {b.amplitude_min_ma:g}..{b.amplitude_max_ma:g} mA")
