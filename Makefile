@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-KERNEL := fescontrol/_kernel$(shell $(PYTHON) -c "import sysconfig;print(sysconfig.get_config_var('EXT_SUFFIX'))")
+KERNEL := fescontrol/kernel/core$(shell $(PYTHON) -c "import sysconfig;print(sysconfig.get_config_var('EXT_SUFFIX'))")
 PYTEST_ARGS ?=
 
 .PHONY: install browser avr firmware build test test-fast demo bench lint diagram clean help
@@ -25,7 +25,7 @@ $(STAMP): setup.py pyproject.toml
 	$(BIN)/python -m pip install -q --no-build-isolation -e ".[test,build]"
 	touch $(STAMP)
 
-$(KERNEL): fescontrol/_kernel.pyx $(STAMP)
+$(KERNEL): fescontrol/kernel/core.py fescontrol/kernel/core.pxd fescontrol/kernel/_fdio.pxd $(STAMP)
 	$(BIN)/python setup.py -q build_ext --inplace
 
 install: $(STAMP) $(KERNEL)
@@ -70,4 +70,4 @@ diagram: install
 	$(BIN)/fes diagram docs/gait-machine.png
 
 clean:
-	rm -rf build *.egg-info fescontrol/_kernel.c fescontrol/*.so .pytest_cache .hypothesis
+	rm -rf build *.egg-info fescontrol/kernel/core.c fescontrol/kernel/*.so .pytest_cache .hypothesis

@@ -1,8 +1,9 @@
 """Build and install fescontrol.
 
-The per-sample kernel is a Cython extension (fescontrol/_kernel.pyx). When
-Cython or a C compiler is missing, or FES_PURE_PYTHON=1 is set, the package is
-installed without it and runs on the identical pure-Python kernel;
+The per-sample kernel is one source, fescontrol/kernel/core.py (Cython pure-Python mode,
+typed by core.pxd), compiled to the extension fescontrol.kernel.core. When Cython or a C
+compiler is missing, or FES_PURE_PYTHON=1 is set, the package is installed without the
+extension and the same core.py runs as Python;
 ``fes --version`` says which one is active. FES_REQUIRE_COMPILED=1 turns a
 failed build into an error (CI sets it).
 """
@@ -50,7 +51,7 @@ def extensions():
         return []
     from setuptools import Extension
     ext = Extension(
-        "fescontrol._kernel", ["fescontrol/_kernel.pyx"],
+        "fescontrol.kernel.core", ["fescontrol/kernel/core.py"],
         # no fused multiply-add: the compiled kernel must round exactly like Python
         extra_compile_args=["-O2", "-ffp-contract=off"],
     )
@@ -87,7 +88,8 @@ setup(
     packages=PACKAGES,
     package_dir=PACKAGE_DIR,
     package_data={
-        "fescontrol": ["*.pyx", "tools/live/static/*"],
+        "fescontrol": ["tools/live/static/*"],
+        "fescontrol.kernel": ["*.pxd"],
         "fescontrol.configs": ["*.yaml"],
         "fescontrol.sim": ["data/*", "data/**/*", "patients/*.yaml"],
     },

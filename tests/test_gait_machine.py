@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from transitions import MachineError
 
-from fescontrol._kernel_py import PyKernel
+from fescontrol.kernel import PyKernel
 from fescontrol.core.codes import Event, Fault, Phase
 from fescontrol.core.profile import bundled_profile_path, load_profile
 from fescontrol.machine.gait import (GAIT_EVENTS, TRANSITIONS, GaitMachine, GaitState, diagram_dot,

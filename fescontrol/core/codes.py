@@ -2,8 +2,8 @@
 
 The kernels speak in these small integers so that the hot path creates no
 Python objects; the event-level code turns them into names.
-Keep the values in step with the ``DEF``/``cdef enum`` block of ``_kernel.pyx``
-(a test checks it).
+This is their only definition: ``kernel/core.py`` takes its constants from here at import
+(C globals in the compiled build; tests/test_kernel_twins.py checks them).
 """
 from __future__ import annotations
 

@@ -1,260 +1,189 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Compiled per-sample kernel: the real-time twin of ``_kernel_py.PyKernel``.
+"""The per-sample kernel, written once (Cython pure-Python mode).
 
-Same algorithm, same arithmetic order, same integer codes (``codes.py``); the
-hot path (``process``/``run_fd``: read, parse, guard, filter, detect, envelope,
-trace) runs in C without the GIL and creates no Python object per sample. It
-returns to Python only when the event level is needed: a gait event, an output
-to deliver, a fault, a full trace or the wake-up interval.
-Read ``_kernel_py.py`` for the commented reference of every step.
+This file runs as plain Python (the interpreted build) and, typed by the augmenting
+``core.pxd``, compiles to the extension ``fescontrol.kernel.core`` (the compiled build: no
+GIL on the hot path, no Python object per sample). ``fescontrol.kernel`` picks one. The
+three system calls are the only code written twice: ``_fdio.pxd`` (C) and ``_fdio_py.py``.
+
+Per sensor frame it runs, in this order: parse → sample guard (the supervisor's per-sample
+checks) → filters and gait detectors → envelope → max-stimulation cut-off → output. Both
+builds execute the same arithmetic in the same order on IEEE doubles and 64-bit integers
+(the extension is compiled with -ffp-contract=off), so their outputs agree bit for bit;
+tests/test_kernel_twins.py replays the same bytes through both, batch and over a pipe.
+
+Rules for editing (so that both builds stay one program):
+  * every method named ``_x`` is a ``cdef ... nogil`` function of the compiled build: it may
+    use only attributes and locals typed in ``core.pxd`` (add new ones there), module
+    constants declared there, and the helpers ``_min``/``_max``/``_alpha``/``_trunc``;
+  * integer ``//`` and ``%`` only on non-negative operands (C and Python round negatives
+    differently); ``/`` of two C integers divides as integers when compiled, so write
+    ``float(a) / b``; ``int(x)`` of a double truncates toward zero in both (``_trunc``);
+  * no Python containers on the hot path: the buffer is a ``bytearray``, the queue and the
+    floor ring are ``array.array``, the trace and the lateness histogram numpy arrays (typed
+    memoryviews when compiled).
+
+Invariants kept on every sample:
+  * output current = level × amplitude_ma with 0 ≤ level ≤ 1;
+  * level rises by at most dt/ramp_up and falls by at most dt/ramp_down,
+    except a drop to zero on a fault or at the max-stimulation back-stop;
+  * a burst's nonzero samples all lie within max_stim_ms of its first one;
+  * after a fault the output is zero on that very sample and stays zero
+    until ``clear_fault()``.
+
+Two clocks. ``feed``/``process`` (batch replays) run on the sensor's own clock
+(µs, unwrapped to int64), so a replay gives the same outputs whatever the
+machine does. ``run_fd`` (the real-time loop) adds wall-clock checks on the
+monotonic clock: staleness when no frame arrives, the wall-clock back-stop
+(no burst longer than max_stim of wall time, whatever the timestamps say) and
+the drift fault (the sensor clock and the wall clock disagree beyond
+``DRIFT_MAX_PERCENT`` over ``DRIFT_WINDOW_US``, or the sensor clock falls
+behind by more than stale_ms). See docs/design.md, "Two clocks".
 """
-from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, int16_t, int8_t, int32_t
-from libc.string cimport memmove, memcpy
-from libc.math cimport M_PI, fabs
-from posix.unistd cimport read
-from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
-from libc.errno cimport errno, EAGAIN, EINTR
+from __future__ import annotations
+
+import math
+from array import array
 
 import numpy as np
 
 from fescontrol.drivers import sensor_protocol as _sp
-from fescontrol.core.codes import Event, Fault, Phase, Ret
-from fescontrol._kernel_py import KernelParams, TRACE_FIELDS, INPUT_BUFFER_BYTES, EVENT_QUEUE_LEN, \
-    LATENESS_BIN_US, LATENESS_BINS, STRIDE_MAX_US as _STRIDE_MAX_US, SWING_BUF_LEN as _SWING_BUF_LEN, \
-    CHANNELS_MAX as _CHANNELS_MAX
+from fescontrol.codes import Event, Fault, Phase, Ret
+from fescontrol.kernel import params as _params
+from fescontrol.kernel.params import KernelParams, TRACE_FIELDS
 
-cdef extern from "poll.h" nogil:
-    struct pollfd:
-        int fd
-        short events
-        short revents
-    int poll(pollfd *fds, unsigned long nfds, int timeout)
-    short POLLIN
-    short POLLHUP
-    short POLLERR
+try:
+    import cython
+except ImportError:  # installed without Cython: this file then only ever runs as Python
+    from fescontrol.kernel import _cython_shim as cython
 
-# --- codes (must equal codes.py; tests/test_kernel_twins.py checks) ---
-cdef enum:
-    PH_FALL = 0
-    PH_RISE = 1
-    PH_HOLD = 2
-    PH_OFF = 3
-    EV_HEEL_OFF = 1
-    EV_HEEL_STRIKE = 2
-    EV_RAMP_UP_DONE = 3
-    EV_HOLD_DONE = 4
-    EV_RAMP_DOWN_DONE = 5
-    EV_MAX_STIM = 6
-    EV_FAULT = 7
-    F_SENSOR_STALE = 1
-    F_SEQUENCE_GAP = 2
-    F_CLOCK_JUMP = 3
-    F_PARSE_ERROR = 4
-    F_CHANNEL_MISSING = 5
-    F_HEEL_SENSOR_FAULT = 6
-    F_IMU_SATURATED = 7
-    F_HEEL_STUCK = 8
-    F_BUFFER_OVERRUN = 10
-    F_LINK_ERRORS = 14
-    F_CLOCK_DRIFT = 15
-    R_EVENT = 1
-    R_DELIVER = 2
-    R_TIMEOUT = 4
-    R_TRACE_FULL = 8
-    R_CLOSED = 16
-    STRIDE_IDLE = 0
-    STRIDE_ACTIVE = 1
-    STRIDE_LOCKOUT = 2
-    TILT_STANCE_WAIT = 0
-    TILT_ARMED = 1
-    TILT_ONSET = 2
-    TILT_SWING = 3
-    BUF_BYTES = 65536
-    FLOOR_BINS = 40
-    QUEUE_LEN = 16
-    PAYLOAD_LEN = 28
-    FRAME_LEN = 33
-    VERSION = 1
-    FLAG_HEEL_PRESENT = 0x01
-    FLAG_IMU_PRESENT = 0x02
-    FLAG_IMU_SATURATED = 0x08
-    FLAG_HEEL_FAULT = 0x10
-    N_BINS = 101
-    BIN_US = 100
-    DRIFT_WINDOW_US = 1000000
-    DRIFT_MAX_PERCENT = 5
-    N_CH = 4
-    TIMED_IDLE = 0
-    TIMED_WAIT = 1
-    TIMED_RISE = 2
-    TIMED_HOLD = 3
-    TIMED_FALL = 4
+if not cython.compiled:  # the compiled build cimports the C versions (core.pxd)
+    from fescontrol.kernel._fdio_py import now_us, read_into, wait_readable
 
-CODE_TABLE = {
-    "Phase": {"FALL": PH_FALL, "RISE": PH_RISE, "HOLD": PH_HOLD, "OFF": PH_OFF},
-    "Event": {"HEEL_OFF": EV_HEEL_OFF, "HEEL_STRIKE": EV_HEEL_STRIKE, "RAMP_UP_DONE": EV_RAMP_UP_DONE,
-              "HOLD_DONE": EV_HOLD_DONE, "RAMP_DOWN_DONE": EV_RAMP_DOWN_DONE, "MAX_STIM": EV_MAX_STIM,
-              "FAULT": EV_FAULT},
-    "Fault": {"SENSOR_STALE": F_SENSOR_STALE, "SEQUENCE_GAP": F_SEQUENCE_GAP, "CLOCK_JUMP": F_CLOCK_JUMP,
-              "PARSE_ERROR": F_PARSE_ERROR, "CHANNEL_MISSING": F_CHANNEL_MISSING,
-              "HEEL_SENSOR_FAULT": F_HEEL_SENSOR_FAULT, "IMU_SATURATED": F_IMU_SATURATED,
-              "HEEL_STUCK": F_HEEL_STUCK, "BUFFER_OVERRUN": F_BUFFER_OVERRUN, "LINK_ERRORS": F_LINK_ERRORS,
-              "CLOCK_DRIFT": F_CLOCK_DRIFT},
-    "Ret": {"EVENT": R_EVENT, "DELIVER": R_DELIVER, "TIMEOUT": R_TIMEOUT, "TRACE_FULL": R_TRACE_FULL,
-            "CLOSED": R_CLOSED},
-    "constants": {"BUF_BYTES": BUF_BYTES, "QUEUE_LEN": QUEUE_LEN, "PAYLOAD_LEN": PAYLOAD_LEN,
-                  "FRAME_LEN": FRAME_LEN, "N_BINS": N_BINS, "BIN_US": BIN_US,
-                  "FLAG_HEEL_PRESENT": FLAG_HEEL_PRESENT, "FLAG_IMU_PRESENT": FLAG_IMU_PRESENT,
-                  "FLAG_IMU_SATURATED": FLAG_IMU_SATURATED, "FLAG_HEEL_FAULT": FLAG_HEEL_FAULT,
-                  "DRIFT_WINDOW_US": DRIFT_WINDOW_US, "DRIFT_MAX_PERCENT": DRIFT_MAX_PERCENT,
-                  "CHANNELS_MAX": N_CH, "TIMED": (TIMED_IDLE, TIMED_WAIT, TIMED_RISE, TIMED_HOLD, TIMED_FALL)},
-}
+COMPILED = cython.compiled
+
+# --- integer codes: the values of codes.py (C globals in the compiled build) ----------------
+PH_FALL = int(Phase.FALL)
+PH_RISE = int(Phase.RISE)
+PH_HOLD = int(Phase.HOLD)
+PH_OFF = int(Phase.OFF)
+EV_HEEL_OFF = int(Event.HEEL_OFF)
+EV_HEEL_STRIKE = int(Event.HEEL_STRIKE)
+EV_RAMP_UP_DONE = int(Event.RAMP_UP_DONE)
+EV_HOLD_DONE = int(Event.HOLD_DONE)
+EV_RAMP_DOWN_DONE = int(Event.RAMP_DOWN_DONE)
+EV_MAX_STIM = int(Event.MAX_STIM)
+EV_FAULT = int(Event.FAULT)
+F_SENSOR_STALE = int(Fault.SENSOR_STALE)
+F_SEQUENCE_GAP = int(Fault.SEQUENCE_GAP)
+F_CLOCK_JUMP = int(Fault.CLOCK_JUMP)
+F_PARSE_ERROR = int(Fault.PARSE_ERROR)
+F_CHANNEL_MISSING = int(Fault.CHANNEL_MISSING)
+F_HEEL_SENSOR_FAULT = int(Fault.HEEL_SENSOR_FAULT)
+F_IMU_SATURATED = int(Fault.IMU_SATURATED)
+F_HEEL_STUCK = int(Fault.HEEL_STUCK)
+F_BUFFER_OVERRUN = int(Fault.BUFFER_OVERRUN)
+F_LINK_ERRORS = int(Fault.LINK_ERRORS)
+F_CLOCK_DRIFT = int(Fault.CLOCK_DRIFT)
+R_EVENT = int(Ret.EVENT)
+R_DELIVER = int(Ret.DELIVER)
+R_TIMEOUT = int(Ret.TIMEOUT)
+R_TRACE_FULL = int(Ret.TRACE_FULL)
+R_CLOSED = int(Ret.CLOSED)
+# --- the sensor frame (drivers/sensor_protocol.py) --------------------------------------------
+PAYLOAD_LEN = _sp.PAYLOAD_LEN
+FRAME_LEN = _sp.FRAME_LEN
+VERSION = _sp.VERSION
+FLAG_HEEL_PRESENT = _sp.FLAG_HEEL_PRESENT
+FLAG_IMU_PRESENT = _sp.FLAG_IMU_PRESENT
+FLAG_IMU_SATURATED = _sp.FLAG_IMU_SATURATED
+FLAG_HEEL_FAULT = _sp.FLAG_HEEL_FAULT
+HEEL_N_PER_COUNT = _sp.HEEL_N_PER_COUNT
+GYRO_DPS_PER_COUNT = _sp.GYRO_DPS_PER_COUNT
+# --- sizes and limits (params.py) ----------------------------------------------------------
+BUF_BYTES = _params.INPUT_BUFFER_BYTES
+QUEUE_LEN = _params.EVENT_QUEUE_LEN
+READ_CHUNK = _params.READ_CHUNK_BYTES
+N_BINS = _params.LATENESS_BINS
+BIN_US = _params.LATENESS_BIN_US
+DRIFT_WINDOW_US = _params.DRIFT_WINDOW_US
+DRIFT_MAX_PERCENT = _params.DRIFT_MAX_PERCENT
+FLOOR_BINS = _params.FLOOR_BINS
+STRIDE_MAX_US = _params.STRIDE_MAX_US
+SWING_BUF_LEN = _params.SWING_BUF_LEN
+PI = math.pi
+U32_MASK = 0xFFFFFFFF   # the sensor's timestamp wraps at 2^32 µs
+U32_WRAP = 0x100000000
+U32_HALF = 0x80000000
+# --- kernel-internal states -------------------------------------------------------------------
+STRIDE_IDLE = 0       # waiting for a swing onset
+STRIDE_ACTIVE = 1     # in a swing: waiting for its end
+STRIDE_LOCKOUT = 2    # after a stride or cut: waiting until the foot is ready again
+TILT_STANCE_WAIT = 0  # tilt detector: waiting for a quiet stance
+TILT_ARMED = 1        # stance seen: waiting for a push-off
+TILT_ONSET = 2        # push-off seen: waiting for the toe-up swing
+TILT_SWING = 3        # in the swing: waiting for the heel-strike rate
 
 
-cdef inline int64_t _now_us() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <int64_t>ts.tv_sec * 1000000 + ts.tv_nsec // 1000
+def constants() -> dict:
+    """The code and size values this build runs with (C globals when compiled), by name:
+    tests compare them with codes.py, fescontrol.drivers.sensor_protocol and params.py."""
+    return {"PH_FALL": PH_FALL, "PH_RISE": PH_RISE, "PH_HOLD": PH_HOLD, "PH_OFF": PH_OFF,
+            "EV_HEEL_OFF": EV_HEEL_OFF, "EV_HEEL_STRIKE": EV_HEEL_STRIKE,
+            "EV_RAMP_UP_DONE": EV_RAMP_UP_DONE, "EV_HOLD_DONE": EV_HOLD_DONE,
+            "EV_RAMP_DOWN_DONE": EV_RAMP_DOWN_DONE, "EV_MAX_STIM": EV_MAX_STIM, "EV_FAULT": EV_FAULT,
+            "F_SENSOR_STALE": F_SENSOR_STALE, "F_SEQUENCE_GAP": F_SEQUENCE_GAP,
+            "F_CLOCK_JUMP": F_CLOCK_JUMP, "F_PARSE_ERROR": F_PARSE_ERROR,
+            "F_CHANNEL_MISSING": F_CHANNEL_MISSING, "F_HEEL_SENSOR_FAULT": F_HEEL_SENSOR_FAULT,
+            "F_IMU_SATURATED": F_IMU_SATURATED, "F_HEEL_STUCK": F_HEEL_STUCK,
+            "F_BUFFER_OVERRUN": F_BUFFER_OVERRUN, "F_LINK_ERRORS": F_LINK_ERRORS,
+            "F_CLOCK_DRIFT": F_CLOCK_DRIFT, "R_EVENT": R_EVENT, "R_DELIVER": R_DELIVER,
+            "R_TIMEOUT": R_TIMEOUT, "R_TRACE_FULL": R_TRACE_FULL, "R_CLOSED": R_CLOSED,
+            "PAYLOAD_LEN": PAYLOAD_LEN, "FRAME_LEN": FRAME_LEN, "VERSION": VERSION,
+            "FLAG_HEEL_PRESENT": FLAG_HEEL_PRESENT, "FLAG_IMU_PRESENT": FLAG_IMU_PRESENT,
+            "FLAG_IMU_SATURATED": FLAG_IMU_SATURATED, "FLAG_HEEL_FAULT": FLAG_HEEL_FAULT,
+            "HEEL_N_PER_COUNT": HEEL_N_PER_COUNT, "GYRO_DPS_PER_COUNT": GYRO_DPS_PER_COUNT,
+            "BUF_BYTES": BUF_BYTES, "QUEUE_LEN": QUEUE_LEN, "READ_CHUNK": READ_CHUNK,
+            "N_BINS": N_BINS, "BIN_US": BIN_US, "DRIFT_WINDOW_US": DRIFT_WINDOW_US,
+            "DRIFT_MAX_PERCENT": DRIFT_MAX_PERCENT, "FLOOR_BINS": FLOOR_BINS,
+            "STRIDE_MAX_US": STRIDE_MAX_US, "SWING_BUF_LEN": SWING_BUF_LEN, "PI": PI,
+            "U32_MASK": U32_MASK, "U32_WRAP": U32_WRAP, "U32_HALF": U32_HALF}
 
 
-cdef inline uint16_t _crc16(const uint8_t *data, int n) noexcept nogil:
-    cdef uint32_t crc = 0xFFFF
-    cdef int i, b
-    for i in range(n):
-        crc ^= (<uint32_t>data[i]) << 8
-        for b in range(8):
-            if crc & 0x8000:
-                crc = ((crc << 1) ^ 0x1021) & 0xFFFF
-            else:
-                crc = (crc << 1) & 0xFFFF
-    return <uint16_t>crc
-
-
-cdef inline double _alpha(int64_t dt_us, double cutoff_hz) noexcept nogil:
-    cdef double dt_s = dt_us / 1e6
-    cdef double tau_s = 1.0 / (2.0 * M_PI * cutoff_hz)
-    return dt_s / (tau_s + dt_s)
-
-
-cdef inline double _max(double a, double b) noexcept nogil:
-    return a if a > b else b
-
-
-cdef inline double _min(double a, double b) noexcept nogil:
+def _min(a, b):
     return a if a < b else b
 
 
-cdef inline uint16_t _u16(const uint8_t *b) noexcept nogil:
-    return <uint16_t>(b[0] | (b[1] << 8))
+def _max(a, b):
+    return a if a > b else b
 
 
-cdef inline int16_t _i16(const uint8_t *b) noexcept nogil:
-    return <int16_t>(b[0] | (b[1] << 8))
+def _trunc(x):
+    """A double truncated toward zero to an integer (C cast and Python int() agree)."""
+    return int(x)
 
 
-cdef class CyKernel:
-    """Per-sample detection, envelope and sample guard, compiled. See ``PyKernel``."""
+def _alpha(dt_us, cutoff_hz):
+    """Coefficient of a one-pole low-pass for one step of dt_us at cutoff_hz."""
+    dt_s = dt_us / 1e6
+    tau_s = 1.0 / (2.0 * PI * cutoff_hz)
+    return dt_s / (tau_s + dt_s)
 
-    # parameters
-    cdef int need_heel, need_imu, mode_heel, mode_tilt, cutoff_zero
-    cdef int64_t ramp_up_us, ramp_down_us, max_stim_us, heel_debounce_us, heel_stuck_us, heel_absent_us
-    cdef int heel_stuck_imu_strides, heel_learn_strides
-    cdef int64_t heel_floor_bin_us, heel_onset_lead_us, heel_max_delay_us, stride_max_us
-    cdef double heel_floor_max_fraction, heel_floor_max_n, heel_on_max_fraction, heel_swing_fraction
-    cdef int64_t tilt_min_stance_us, tilt_debounce_us, tilt_swing_wait_us, stale_us, deliver_interval_us, period_us
-    cdef int max_missing
-    cdef double heel_off_fraction, heel_on_fraction, heel_off_min_n, heel_on_min_n
-    cdef double heel_peak_decay_s, heel_filter_hz
-    cdef double tilt_onset_dps, tilt_swing_dps, tilt_strike_dps, tilt_stance_dps, tilt_filter_hz
-    cdef double tilt_disarm_dps, tilt_max_yaw_ratio, tilt_adapt_fraction, tilt_onset_min_dps, tilt_swing_min_dps
-    cdef int tilt_learn_strides
-    cdef int foot_on
-    cdef double foot_flat_dps
-    cdef int64_t foot_flat_us
-    # foot pitch through swing (adaptive stimulation; see _kernel_py.py)
-    cdef readonly double foot_pitch_deg
-    cdef double foot_rate_prev
-    cdef readonly int64_t foot_flat_timer_us, foot_flat_age_us
-    cdef readonly int swing_n, swing_overflow, swing_recording
-    cdef int swing_cap
-    cdef readonly object swing_pitch
-    cdef double[:] sw_buf
-    cdef readonly double amplitude_max_ma
-    cdef readonly object p
-    # input buffer and parser counters
-    cdef uint8_t buf[BUF_BYTES]
-    cdef int buf_start, buf_end
-    cdef readonly int64_t crc_errors, length_errors, garbage_bytes
-    # event queue
-    cdef int queue[QUEUE_LEN]
-    cdef int queue_head, queue_count
-    # state (same names as PyKernel)
-    cdef public int fault, phase, detection_enabled
-    cdef readonly double level, current_ma, amplitude_ma, pending_amplitude_ma
-    cdef readonly int64_t hold_limit_us, hold_us
-    cdef int rise_done_sent, fall_done_pending, max_stim_sent
-    cdef readonly int64_t burst_start_us
-    cdef int have_frame
-    cdef readonly int64_t last_seq, last_ts, t_us, frames, seq_gaps, frames_lost
-    cdef int64_t crc_recent, good_since_crc, last_crc_total
-    cdef readonly double heel_n, heel_lp, heel_peak, pitch_lp, yaw_lp
-    cdef readonly int heel_loaded, tilt_state, stride, heel_absent, heel_frozen_strides
-    cdef int64_t heel_timer_us, heel_last_raw, heel_same_us, tilt_timer_us
-    cdef readonly int64_t heel_unloaded_us
-    # adaptive heel detector (see PyKernel): swing floor ring buffer, learned stride timing
-    cdef readonly double heel_floor, heel_stride_us, heel_unload_us
-    cdef double floor_bins[FLOOR_BINS]
-    cdef int floor_idx, floor_filled
-    cdef double floor_bin_min, floor_win_min
-    cdef int64_t floor_bin_us, heel_since_on_us, heel_since_off_us, heel_pending_us
-    cdef readonly int64_t heel_delay_us
-    cdef readonly int heel_strides_learned, heel_pending
-    cdef readonly double tilt_push_min, tilt_swing_max, tilt_push_peak, tilt_swing_peak
-    cdef readonly int tilt_push_learned, tilt_swing_learned
-    cdef readonly double delivered_ma
-    cdef readonly int64_t last_deliver_us
-    cdef public int deliver_due
-    cdef readonly int64_t overruns, missed_deadlines, max_lateness_us
-    cdef int64_t anchor_wall_us, anchor_dev_us, last_valid_wall_us
-    # wall clock: back-stop and drift (run_fd only)
-    cdef readonly double clock_rate
-    cdef readonly int64_t burst_wall_start_us, wall_cuts, clock_step_us, drift_late_us, drift_rate_us
-    cdef int64_t drift_win_start_us, drift_win_min_us, drift_prev_min_us
-    cdef int drift_have_prev
-    cdef int64_t[:] hist
-    # channels 1.. of a multi-channel profile (index 0 unused: level, current_ma, ... are channel 0's)
-    cdef readonly int n_channels
-    cdef int ch_timed[N_CH]
-    cdef int ch_after_strike[N_CH]
-    cdef int64_t ch_onset_us[N_CH]
-    cdef int64_t ch_duration_us[N_CH]
-    cdef int64_t ch_ramp_up_us[N_CH]
-    cdef int64_t ch_ramp_down_us[N_CH]
-    cdef double ch_amp_max_ma[N_CH]
-    cdef double ch_amp_ma[N_CH]
-    cdef double ch_pending_ma[N_CH]
-    cdef double ch_level[N_CH]
-    cdef double ch_current_ma[N_CH]
-    cdef double ch_delivered_ma[N_CH]
-    cdef int timed_state[N_CH]
-    cdef int64_t timed_event_us[N_CH]
-    cdef int64_t timed_on_us[N_CH]
-    cdef int64_t ch_wall_start_us[N_CH]
-    # trace
-    cdef readonly int trace_capacity
-    cdef public int trace_len
-    cdef readonly dict trace
-    cdef int64_t[:] tr_t
-    cdef double[:] tr_heel, tr_pitch, tr_level, tr_current
-    cdef int8_t[:] tr_phase, tr_fault
-    cdef int32_t[:] tr_events
-    # fields of the frame just parsed (valid after _next_frame returned 1)
-    cdef int f_version, f_flags
-    cdef int64_t f_seq, f_ts, f_heel, f_gyro_y, f_gyro_z
 
-    implementation = "cython"
+class Kernel:
+    """Per-sample detection, envelope and sample guard.
 
-    def __init__(self, profile, int trace_capacity=0):
+    Units: times in µs (sensor clock for ``t_us`` and every timer, monotonic wall clock in
+    ``run_fd``'s checks), forces in N, rates in deg/s, currents in mA. Commands come from
+    the event level between calls (the gait machine and the supervisor); the kernel
+    returns :class:`~fescontrol.codes.Ret` flags when the event level is needed.
+    """
+
+    implementation = "cython" if cython.compiled else "python"
+
+    def __init__(self, profile, trace_capacity: cython.int = 0):
+        """``profile``: a validated :class:`~fescontrol.profile.Profile`; ``trace_capacity``:
+        samples kept in :attr:`trace` before ``process`` returns TRACE_FULL (0: no trace)."""
         p = KernelParams(profile)
         self.p = p
         self.need_heel = p.need_heel
@@ -283,7 +212,6 @@ cdef class CyKernel:
         self.heel_onset_lead_us = p.heel_onset_lead_us
         self.heel_max_delay_us = p.heel_max_delay_us
         self.heel_learn_strides = p.heel_learn_strides
-        self.stride_max_us = _STRIDE_MAX_US
         self.tilt_onset_dps = p.tilt_onset_dps
         self.tilt_swing_dps = p.tilt_swing_dps
         self.tilt_strike_dps = p.tilt_strike_dps
@@ -306,9 +234,19 @@ cdef class CyKernel:
         self.foot_on = p.foot_on
         self.foot_flat_dps = p.foot_flat_dps
         self.foot_flat_us = p.foot_flat_us
-        self.swing_pitch = np.zeros(_SWING_BUF_LEN, dtype=np.float64)
+        self.swing_pitch = np.zeros(SWING_BUF_LEN, dtype=np.float64)
         self.sw_buf = self.swing_pitch
-        self.swing_cap = _SWING_BUF_LEN
+        self.swing_cap = SWING_BUF_LEN
+        self.buf = bytearray(BUF_BYTES)
+        self.buf_start = 0
+        self.buf_end = 0
+        self.queue = array("i", [0] * QUEUE_LEN)
+        self.queue_head = 0
+        self.queue_count = 0
+        self.floor_bins = array("d", [0.0] * FLOOR_BINS)
+        self.crc_errors = 0
+        self.length_errors = 0
+        self.garbage_bytes = 0
         self.trace_capacity = trace_capacity
         self.trace = {name: np.zeros(trace_capacity, dtype=np.int64 if name == "t_us" else
                                      np.int8 if name in ("phase", "fault") else
@@ -326,34 +264,14 @@ cdef class CyKernel:
         self.hist = np.zeros(N_BINS, dtype=np.int64)
         self.amplitude_ma = profile.start_amplitude_ma
         self.pending_amplitude_ma = self.amplitude_ma
-        if _CHANNELS_MAX != N_CH:
-            raise RuntimeError("CHANNELS_MAX differs between the kernels")
-        self.n_channels = p.n_channels
-        for k in range(N_CH):
-            self.ch_timed[k] = p.ch_timed[k]
-            self.ch_after_strike[k] = p.ch_after_strike[k]
-            self.ch_onset_us[k] = p.ch_onset_us[k]
-            self.ch_duration_us[k] = p.ch_duration_us[k]
-            self.ch_ramp_up_us[k] = p.ch_ramp_up_us[k]
-            self.ch_ramp_down_us[k] = p.ch_ramp_down_us[k]
-            self.ch_amp_max_ma[k] = p.ch_amp_max_ma[k]
-            self.ch_amp_ma[k] = p.ch_start_ma[k]
-            self.ch_pending_ma[k] = p.ch_start_ma[k]
-        self.buf_start = 0
-        self.buf_end = 0
-        self.crc_errors = 0
-        self.length_errors = 0
-        self.garbage_bytes = 0
-        self.queue_head = 0
-        self.queue_count = 0
         self.overruns = 0
         self.missed_deadlines = 0
         self.max_lateness_us = 0
         self.clock_rate = 1.0
         self._reset_state()
 
-    cdef void _reset_state(self) noexcept:
-        cdef int k
+    # ----- state ---------------------------------------------------------------------------
+    def _reset_state(self):
         self.fault = 0
         self.phase = PH_FALL
         self.level = 0.0
@@ -415,14 +333,6 @@ cdef class CyKernel:
         self.delivered_ma = 0.0
         self.last_deliver_us = 0
         self.deliver_due = 0
-        for k in range(N_CH):
-            self.ch_level[k] = 0.0
-            self.ch_current_ma[k] = 0.0
-            self.ch_delivered_ma[k] = 0.0
-            self.timed_state[k] = TIMED_IDLE
-            self.timed_event_us[k] = 0
-            self.timed_on_us[k] = 0
-            self.ch_wall_start_us[k] = -1
         self.anchor_wall_us = 0
         self.anchor_dev_us = 0
         self.last_valid_wall_us = 0
@@ -440,121 +350,99 @@ cdef class CyKernel:
         self.swing_recording = 0
         self._reset_drift()
 
-    cdef void _reset_drift(self) noexcept nogil:
+    def _reset_drift(self):
         self.drift_win_start_us = 0
         self.drift_win_min_us = 0
         self.drift_prev_min_us = 0
         self.drift_have_prev = 0
 
-    # ----- Python-visible extras ----------------------------------------------------------
     @property
     def lateness_hist(self):
+        """Frames read by ``run_fd`` per lateness bin: LATENESS_BIN_US µs wide, the last bin
+        counts everything ≥ (LATENESS_BINS - 1) × LATENESS_BIN_US (int64 numpy array)."""
         return np.asarray(self.hist)
 
-    # ----- commands from the event level ---------------------------------------------------
-    def set_phase(self, int phase, int64_t hold_limit_us=0):
+    # ----- commands from the event level (the gait machine and the supervisor) -----------
+    def set_phase(self, phase: cython.int, hold_limit_us: cython.longlong = 0):
+        """Set what the envelope does from the next sample on (a ``Phase``); HOLD ends with
+        HOLD_DONE after ``hold_limit_us`` (0: no limit). Ignored while faulted."""
         if self.fault:
             return
-        self.phase = phase
+        self.phase = int(phase)
         if phase == PH_RISE:
             self.rise_done_sent = 0
         elif phase == PH_HOLD:
             self.hold_us = 0
-            self.hold_limit_us = hold_limit_us
+            self.hold_limit_us = int(hold_limit_us)
         elif phase == PH_FALL:
+            # RAMP_DOWN_DONE is owed only for a ramp that still has somewhere to go
+            # (or one the cut-off already started)
             if self.level > 0.0:
                 self.fall_done_pending = 1
         elif phase == PH_OFF:
             self.level = 0.0
             self.current_ma = 0.0
 
-    def set_envelope(self, int64_t ramp_up_us, int64_t ramp_down_us, int64_t max_stim_us):
+    def set_envelope(self, ramp_up_us: cython.longlong, ramp_down_us: cython.longlong,
+                     max_stim_us: cython.longlong):
+        """Ramp times and burst limit (µs) from now on (walking: the profile envelope; training
+        and test bursts: theirs). The caller validates them against the hard caps of its mode.
+        ValueError for a negative ramp or a burst limit ≤ 0."""
         if min(ramp_up_us, ramp_down_us) < 0 or max_stim_us <= 0:
             raise ValueError("ramp times must be >= 0 and max_stim_us > 0")
-        self.ramp_up_us = ramp_up_us
-        self.ramp_down_us = ramp_down_us
-        self.max_stim_us = max_stim_us
+        self.ramp_up_us = int(ramp_up_us)
+        self.ramp_down_us = int(ramp_down_us)
+        self.max_stim_us = int(max_stim_us)
 
-    def set_clock_rate(self, double rate):
-        if not (rate == rate and rate >= 0.0 and rate != float("inf")):
+    def set_clock_rate(self, rate: cython.double):
+        """Sensor µs expected per wall µs in ``run_fd``: 1 on a device; a replay at N × real
+        time sets N (the wall back-stop is then max_stim / N); 0 (as fast as the reader
+        takes frames) turns the drift check off and keeps the back-stop at max_stim.
+        ValueError for NaN, inf or < 0."""
+        if not (math.isfinite(rate) and rate >= 0.0):
             raise ValueError(f"clock rate {rate!r}; allowed a finite number >= 0 (1 = real time)")
-        self.clock_rate = rate
+        self.clock_rate = float(rate)
         self._reset_drift()
 
     def set_detection(self, enabled):
-        cdef int i
+        """Enable or disable gait events. On enabling, wait for a stance before any onset."""
         self.detection_enabled = 1 if enabled else 0
         self.swing_recording = 0
         self.stride = STRIDE_LOCKOUT
         self.tilt_state = TILT_STANCE_WAIT
         self.tilt_timer_us = 0
-        if not enabled:
-            for i in range(1, self.n_channels):
-                if self.timed_state[i] == TIMED_WAIT:
-                    self.timed_state[i] = TIMED_IDLE
-                elif self.timed_state[i] == TIMED_RISE or self.timed_state[i] == TIMED_HOLD:
-                    self.timed_state[i] = TIMED_FALL
 
-    def request_amplitude(self, double amplitude_ma):
+    def request_amplitude(self, amplitude_ma: cython.double):
+        """Plateau amplitude (mA) for the next burst; applied only while the output is zero.
+        ValueError outside 0..the profile's amplitude_ma."""
         if not (0.0 <= amplitude_ma <= self.amplitude_max_ma):
             raise ValueError(f"amplitude_ma {amplitude_ma:g} outside 0..{self.amplitude_max_ma:g}")
-        self.pending_amplitude_ma = amplitude_ma
+        self.pending_amplitude_ma = float(amplitude_ma)
         if self.level == 0.0:
             self.amplitude_ma = self.pending_amplitude_ma
 
-    def request_channel_amplitude(self, int index, double amplitude_ma):
-        if index == 0:
-            self.request_amplitude(amplitude_ma)
-            return
-        if not 0 < index < self.n_channels:
-            raise ValueError(f"channel index {index!r}; this profile drives indexes 0..{self.n_channels - 1}")
-        if not (0.0 <= amplitude_ma <= self.ch_amp_max_ma[index]):
-            raise ValueError(f"amplitude_ma {amplitude_ma:g} outside 0..{self.ch_amp_max_ma[index]:g}")
-        self.ch_pending_ma[index] = amplitude_ma
-        if self.ch_level[index] == 0.0:
-            self.ch_amp_ma[index] = self.ch_pending_ma[index]
+    def latch_fault(self, code: cython.int):
+        """Force zero output now and latch ``code`` (a ``Fault``; the first reason wins).
+        Called from the event level, so no FAULT event is queued; the kernel's own checks
+        queue one (``_fault``)."""
+        self._latch(int(code))
 
-    def _index(self, int index):
-        if not 0 <= index < self.n_channels:
-            raise ValueError(f"channel index {index!r}; this profile drives indexes 0..{self.n_channels - 1}")
-        return index
-
-    def channel_current_ma(self, int index):
-        return self.current_ma if self._index(index) == 0 else self.ch_current_ma[index]
-
-    def channel_level(self, int index):
-        return self.level if self._index(index) == 0 else self.ch_level[index]
-
-    def channel_amplitude_ma(self, int index):
-        return self.amplitude_ma if self._index(index) == 0 else self.ch_amp_ma[index]
-
-    def channel_pending_ma(self, int index):
-        return self.pending_amplitude_ma if self._index(index) == 0 else self.ch_pending_ma[index]
-
-    def latch_fault(self, int code):
-        self._latch(code)
-
-    cdef void _latch(self, int code) noexcept nogil:
-        cdef int i
+    def _latch(self, code):
         if not self.fault:
             self.fault = code
         self.phase = PH_OFF
         self.level = 0.0
         self.current_ma = 0.0
-        for i in range(1, self.n_channels):
-            self.ch_level[i] = 0.0
-            self.ch_current_ma[i] = 0.0
-            self.timed_state[i] = TIMED_IDLE
         self.detection_enabled = 0
         self.deliver_due = 1
 
-    cdef void _fault(self, int code) noexcept nogil:
+    def _fault(self, code):
         if not self.fault:
             self._queue(EV_FAULT)
         self._latch(code)
 
     def clear_fault(self):
-        cdef int i
+        """Leave the fault (a person asked for it). Output stays zero; continuity checks restart."""
         self.fault = 0
         self.have_frame = 0
         self.phase = PH_FALL
@@ -566,21 +454,17 @@ cdef class CyKernel:
         self.heel_frozen_strides = 0
         self.last_crc_total = self.crc_errors
         self.burst_wall_start_us = -1
-        for i in range(N_CH):
-            self.ch_wall_start_us[i] = -1
         self.anchor_wall_us = 0
         self._reset_drift()
 
     def mark_delivered(self):
-        cdef int i
+        """The current output was sent to the stimulator."""
         self.delivered_ma = self.current_ma
-        for i in range(1, self.n_channels):
-            self.ch_delivered_ma[i] = self.ch_current_ma[i]
         self.last_deliver_us = self.t_us
         self.deliver_due = 0
 
     def pop_event(self):
-        cdef int e
+        """The oldest queued ``Event`` code, or 0 (NONE) when the queue is empty."""
         if self.queue_count == 0:
             return 0
         e = self.queue[self.queue_head]
@@ -589,16 +473,20 @@ cdef class CyKernel:
         return e
 
     def trace_clear(self):
+        """Forget the traced samples (the caller has copied them)."""
         self.trace_len = 0
 
-    cdef inline void _queue(self, int event) noexcept nogil:
+    def _queue(self, event):
         if self.queue_count < QUEUE_LEN:
             self.queue[(self.queue_head + self.queue_count) % QUEUE_LEN] = event
             self.queue_count += 1
 
     # ----- input ---------------------------------------------------------------------------
-    def feed(self, const uint8_t[:] data):
-        cdef int n = data.shape[0]
+    def feed(self, data: cython.const[cython.uchar][:]):
+        """Buffer sensor bytes (anything with the buffer protocol). Returns Ret flags: EVENT
+        when more than INPUT_BUFFER_BYTES would be buffered (BUFFER_OVERRUN latched, the
+        buffer emptied)."""
+        n: cython.Py_ssize_t = len(data)
         if (self.buf_end - self.buf_start) + n > BUF_BYTES:
             self.overruns += 1
             self.buf_start = 0
@@ -606,25 +494,26 @@ cdef class CyKernel:
             self._fault(F_BUFFER_OVERRUN)
             return R_EVENT
         self._compact(n)
-        if n:
-            memcpy(&self.buf[self.buf_end], &data[0], n)
+        self.buf[self.buf_end:self.buf_end + n] = data
         self.buf_end += n
         return 0
 
-    cdef void _compact(self, int need) noexcept nogil:
+    def _compact(self, need):
+        """Room for ``need`` more bytes at the end: move the unread bytes to the front."""
         if self.buf_end + need > BUF_BYTES:
-            memmove(&self.buf[0], &self.buf[self.buf_start], self.buf_end - self.buf_start)
+            self.buf[0:self.buf_end - self.buf_start] = self.buf[self.buf_start:self.buf_end]
             self.buf_end -= self.buf_start
             self.buf_start = 0
 
     def process(self):
-        cdef int ret
-        with nogil:
+        """Run buffered frames until something needs the event level. Returns Ret flags
+        (0: all buffered bytes used). Runs without the GIL in the compiled build."""
+        ret: cython.int
+        with cython.nogil:
             ret = self._process()
         return ret
 
-    cdef int _process(self) noexcept nogil:
-        cdef int got, ret
+    def _process(self):
         while True:
             if self.trace_capacity and self.trace_len >= self.trace_capacity:
                 return R_TRACE_FULL
@@ -640,10 +529,23 @@ cdef class CyKernel:
             if ret or not got:
                 return ret
 
-    cdef int _next_frame(self) noexcept nogil:
-        cdef int i = self.buf_start
-        cdef int end
-        cdef const uint8_t *b
+    def _crc16(self, start, n):
+        """CRC-16/CCITT-FALSE of buf[start:start + n] (as sensor_protocol.crc16_ccitt)."""
+        crc = 0xFFFF
+        for i in range(start, start + n):
+            crc ^= self.buf[i] << 8
+            for _bit in range(8):
+                if crc & 0x8000:
+                    crc = ((crc << 1) ^ 0x1021) & 0xFFFF
+                else:
+                    crc = (crc << 1) & 0xFFFF
+        return crc
+
+    def _next_frame(self):
+        """Parse one frame into the f_* fields (returns 1), or return 0 when more bytes are
+        needed. Resynchronises like sensor_protocol.FrameParser: every skipped byte counts
+        in garbage_bytes; a bad length or CRC skips one byte."""
+        i = self.buf_start
         while self.buf_end - i >= 3:
             if self.buf[i] != 0xA5 or self.buf[i + 1] != 0x5A:
                 self.garbage_bytes += 1
@@ -658,26 +560,32 @@ cdef class CyKernel:
                 self.buf_start = i
                 return 0
             end = i + 3 + PAYLOAD_LEN
-            if _crc16(&self.buf[i + 2], PAYLOAD_LEN + 1) != (self.buf[end] | (self.buf[end + 1] << 8)):
+            if self._crc16(i + 2, PAYLOAD_LEN + 1) != (self.buf[end] | (self.buf[end + 1] << 8)):
                 self.crc_errors += 1
                 self.garbage_bytes += 1
                 i += 1
                 continue
-            b = &self.buf[i + 3]
-            self.f_version = b[0]
-            self.f_flags = b[1]
-            self.f_seq = _u16(b + 2)
-            self.f_ts = <int64_t>(<uint32_t>b[4] | (<uint32_t>b[5] << 8) | (<uint32_t>b[6] << 16)
-                                  | (<uint32_t>b[7] << 24))
-            self.f_heel = _u16(b + 8)
-            self.f_gyro_y = _i16(b + 20)
-            self.f_gyro_z = _i16(b + 22)
+            b = i + 3
+            self.f_version = self.buf[b]
+            self.f_flags = self.buf[b + 1]
+            self.f_seq = self.buf[b + 2] | (self.buf[b + 3] << 8)
+            v = self.buf[b + 7]               # uint32 timestamp, built in 64 bits
+            v = (v << 8) | self.buf[b + 6]
+            v = (v << 8) | self.buf[b + 5]
+            self.f_ts = (v << 8) | self.buf[b + 4]
+            self.f_heel = self.buf[b + 8] | (self.buf[b + 9] << 8)
+            self.f_gyro_y = self.buf[b + 20] | (self.buf[b + 21] << 8)
+            if self.f_gyro_y >= 0x8000:
+                self.f_gyro_y -= 0x10000
+            self.f_gyro_z = self.buf[b + 22] | (self.buf[b + 23] << 8)
+            if self.f_gyro_z >= 0x8000:
+                self.f_gyro_z -= 0x10000
             self.buf_start = i + FRAME_LEN
             return 1
         self.buf_start = i
         return 0
 
-    cdef void _check_link(self) noexcept nogil:
+    def _check_link(self):
         if self.crc_errors != self.last_crc_total:
             self.crc_recent += self.crc_errors - self.last_crc_total
             self.last_crc_total = self.crc_errors
@@ -685,7 +593,8 @@ cdef class CyKernel:
             if self.crc_recent > self.max_missing and not self.fault:
                 self._fault(F_LINK_ERRORS)
 
-    cdef void _cut(self) noexcept nogil:
+    def _cut(self):
+        """The burst limit was reached: ramp down (or zero, already set) and report MAX_STIM once."""
         self.phase = PH_FALL
         self.fall_done_pending = 1
         if self.stride == STRIDE_ACTIVE:
@@ -696,31 +605,28 @@ cdef class CyKernel:
             self.max_stim_sent = 1
             self._queue(EV_MAX_STIM)
 
-    cdef void _sample(self) noexcept nogil:
-        cdef int64_t dt_us = self.period_us
-        cdef int64_t gap, on_us
-        cdef int flags = self.f_flags
-        cdef int queue_before = self.queue_count
-        cdef double heel, pitch, yaw, decayed, thr_off, thr_on, w, m, cand, span, onset_thr, swing_thr
-        cdef int heel_edge_off = 0, heel_edge_on = 0, tilt_edge_onset = 0, tilt_edge_strike = 0
-        cdef int heel_onset = 0
-        cdef int onset, strike, ready, cut, ph, i, mask, k
-        cdef int stride_onset = 0, stride_strike = 0
+    # ----- one sample ----------------------------------------------------------------------
+    def _sample(self):
+        dt_us = self.period_us
+        flags = self.f_flags
+        queue_before = self.queue_count
         self.frames += 1
         self.good_since_crc += 1
         if self.good_since_crc >= 100:
             self.crc_recent = 0
-        # --- sample guard ---
+        # --- sample guard: continuity, clock, content -------------------------------------
         if self.have_frame:
             gap = (self.f_seq - self.last_seq - 1) & 0xFFFF
-            dt_us = (self.f_ts - self.last_ts) & <int64_t>0xFFFFFFFF
+            dt_us = (self.f_ts - self.last_ts) & U32_MASK
             if gap:
                 self.seq_gaps += 1
                 self.frames_lost += gap
             if gap > self.max_missing:
                 self._fault(F_SEQUENCE_GAP)
             elif dt_us == 0 or dt_us > self.stale_us:
-                self.clock_step_us = dt_us - <int64_t>0x100000000 if dt_us >= <int64_t>0x80000000 else dt_us
+                # signed step for the fault detail; the sample itself advances by one period so
+                # that sensor time, filters and timers do not take a bogus (e.g. 2^32-1 µs) step
+                self.clock_step_us = dt_us - U32_WRAP if dt_us >= U32_HALF else dt_us
                 dt_us = self.period_us
                 self._fault(F_CLOCK_JUMP)
         if self.frames == 1:
@@ -740,10 +646,10 @@ cdef class CyKernel:
             self._fault(F_HEEL_SENSOR_FAULT)
         if self.need_imu and (flags & FLAG_IMU_SATURATED):
             self._fault(F_IMU_SATURATED)
-        # --- filters ---
-        heel = self.f_heel * 0.1
-        pitch = -(self.f_gyro_y * 0.1)
-        yaw = self.f_gyro_z * 0.1
+        # --- filters ---------------------------------------------------------------------
+        heel = self.f_heel * HEEL_N_PER_COUNT
+        pitch = -(self.f_gyro_y * GYRO_DPS_PER_COUNT)
+        yaw = self.f_gyro_z * GYRO_DPS_PER_COUNT
         if self.frames == 1:
             self.heel_lp = heel
             self.pitch_lp = pitch
@@ -761,7 +667,12 @@ cdef class CyKernel:
             self.heel_same_us = 0
             self.heel_last_raw = self.f_heel
             self.heel_frozen_strides = 0
-        # --- detectors ---
+        # --- detectors ---------------------------------------------------------------------
+        heel_edge_off = 0
+        heel_edge_on = 0
+        # swing-phase floor: the lowest filtered force of the last floor_window_ms, taken as
+        # the unloaded level only when it lies well under the loaded peak (else: standing,
+        # the heel did not unload; the floor holds)
         if self.frames == 1:
             self.floor_bin_min = self.heel_lp
         elif self.heel_lp < self.floor_bin_min:
@@ -814,6 +725,8 @@ cdef class CyKernel:
                 self.heel_timer_us = 0
         self.heel_since_on_us += dt_us
         self.heel_since_off_us += dt_us
+        # heel-mode onset, delayed by the walker's own heel-off -> toe-off lag (learned)
+        heel_onset = 0
         if heel_edge_off:
             if self.heel_delay_us > 0:
                 self.heel_pending = 1
@@ -822,13 +735,17 @@ cdef class CyKernel:
                 heel_onset = 1
         elif self.heel_pending:
             if self.heel_loaded:
-                self.heel_pending = 0
+                self.heel_pending = 0       # the heel came back before the toes could leave
             else:
                 self.heel_pending_us += dt_us
                 if self.heel_pending_us >= self.heel_delay_us:
                     self.heel_pending = 0
                     heel_onset = 1
+        tilt_edge_onset = 0
+        tilt_edge_strike = 0
         w = self.pitch_lp
+        # thresholds relative to this walker's recent push-off and swing peaks: they only
+        # ever go below the profile's (weak push-offs), never under the *_min_dps bounds
         onset_thr = self.tilt_onset_dps
         swing_thr = self.tilt_swing_dps
         if self.tilt_adapt_fraction > 0.0:
@@ -838,8 +755,8 @@ cdef class CyKernel:
             if self.tilt_swing_learned >= self.tilt_learn_strides:
                 swing_thr = _min(self.tilt_swing_dps, _max(self.tilt_swing_min_dps,
                                                            self.tilt_adapt_fraction * self.tilt_swing_peak))
-        ph = self.tilt_state
-        if ph == TILT_STANCE_WAIT:
+        ts = self.tilt_state
+        if ts == TILT_STANCE_WAIT:
             if -self.tilt_stance_dps < w < self.tilt_stance_dps:
                 self.tilt_timer_us += dt_us
                 if self.tilt_timer_us >= self.tilt_min_stance_us:
@@ -848,14 +765,17 @@ cdef class CyKernel:
                     self.tilt_push_min = 0.0
             else:
                 self.tilt_timer_us = 0
-        elif ph == TILT_ARMED:
+        elif ts == TILT_ARMED:
             if w < self.tilt_push_min:
                 self.tilt_push_min = w
             if w > self.tilt_disarm_dps:
+                # toes rising without a detected push-off: a missed (weak) swing; wait for
+                # the next stance rather than take its heel-strike spike for a push-off
                 self.tilt_state = TILT_STANCE_WAIT
                 self.tilt_timer_us = 0
                 self._learn_push(-self.tilt_push_min)
-            elif w < -onset_thr and fabs(self.yaw_lp) <= -w * self.tilt_max_yaw_ratio:
+            elif w < -onset_thr and abs(self.yaw_lp) <= -w * self.tilt_max_yaw_ratio:
+                # toes down faster than the foot turns about the vertical: a push-off, not a pivot
                 self.tilt_timer_us += dt_us
                 if self.tilt_timer_us >= self.tilt_debounce_us:
                     self.tilt_state = TILT_ONSET
@@ -863,7 +783,8 @@ cdef class CyKernel:
                     tilt_edge_onset = 1
             else:
                 self.tilt_timer_us = 0
-        elif ph == TILT_ONSET:
+        elif ts == TILT_ONSET:
+            # the timer runs from onset; a swing that never comes must not block re-arming
             self.tilt_timer_us += dt_us
             if w < self.tilt_push_min:
                 self.tilt_push_min = w
@@ -872,10 +793,12 @@ cdef class CyKernel:
                 self._learn_push(-self.tilt_push_min)
                 self.tilt_swing_max = w
             elif self.tilt_timer_us >= self.tilt_swing_wait_us:
+                # no swing after the "push-off" (a heel-strike spike, a stumble): end the
+                # stride now instead of stimulating through the next real push-off
                 self.tilt_state = TILT_STANCE_WAIT
                 self.tilt_timer_us = 0
                 tilt_edge_strike = 1
-        else:
+        else:  # TILT_SWING
             self.tilt_timer_us += dt_us
             if w > self.tilt_swing_max:
                 self.tilt_swing_max = w
@@ -885,14 +808,18 @@ cdef class CyKernel:
                 tilt_edge_strike = 1
                 self._learn_swing(self.tilt_swing_max)
                 if self.heel_same_us > 0 and (flags & FLAG_IMU_PRESENT):
+                    # a whole stride seen by the IMU while the heel reading did not move
                     self.heel_frozen_strides += 1
             elif self.tilt_timer_us >= self.max_stim_us:
                 self.tilt_state = TILT_STANCE_WAIT
                 self.tilt_timer_us = 0
         if heel_edge_on and not self.mode_heel and not self.mode_tilt and self.tilt_state >= TILT_ONSET:
+            # heel+tilt: the heel loading ends any stride the tilt detector still follows
             self.tilt_state = TILT_STANCE_WAIT
             self.tilt_timer_us = 0
-        # --- heel contact and stuck heel ---
+        # --- heel contact and stuck heel ---------------------------------------------------
+        # Unloaded for longer than any burst: the foot is off its heel (sitting, forefoot
+        # walking). A state, not a fault: the device waits for the heel to load again.
         if self.heel_loaded:
             self.heel_unloaded_us = 0
             self.heel_absent = 0
@@ -900,6 +827,8 @@ cdef class CyKernel:
             self.heel_unloaded_us += dt_us
             if self.heel_unloaded_us >= self.heel_absent_us:
                 self.heel_absent = 1
+        # A reading frozen while loaded, or frozen through IMU-detected strides, is a broken
+        # sensor; frozen at the unloaded level (an unloaded FSR reads a constant) is not.
         if (self.need_heel and self.detection_enabled and self.heel_same_us >= self.heel_stuck_us
                 and (self.heel_loaded or self.heel_frozen_strides >= self.heel_stuck_imu_strides)):
             self._fault(F_HEEL_STUCK)
@@ -910,12 +839,15 @@ cdef class CyKernel:
         elif self.mode_tilt:
             onset = tilt_edge_onset
             strike = tilt_edge_strike
-            ready = self.tilt_state == TILT_ARMED
+            ready = 1 if self.tilt_state == TILT_ARMED else 0
         else:
             onset = 1 if (not self.heel_loaded and self.tilt_state == TILT_ONSET
                           and (heel_edge_off or tilt_edge_onset)) else 0
             strike = 1 if (heel_edge_on or tilt_edge_strike) else 0
-            ready = self.tilt_state == TILT_ARMED
+            # ready after quiet stance of the foot; the heel need not load (stairs, forefoot contact)
+            ready = 1 if self.tilt_state == TILT_ARMED else 0
+        stride_onset = 0
+        stride_strike = 0
         if self.detection_enabled and not self.fault:
             if self.stride == STRIDE_IDLE:
                 if onset:
@@ -929,7 +861,10 @@ cdef class CyKernel:
                     stride_strike = 1
             elif ready:
                 self.stride = STRIDE_IDLE
-        # --- foot pitch (adaptive stimulation) ---
+        # --- foot pitch (adaptive stimulation): integrated from the last foot-flat ----------
+        # Toe-up pitch to the ground, trapezoidal integral of the raw pitch rate, reset to 0
+        # while the foot is still (drift reset every stance). From each onset to its heel
+        # strike the pitch goes into swing_pitch (the event level reads it at the strike).
         if self.foot_on:
             if -self.foot_flat_dps < self.pitch_lp < self.foot_flat_dps:
                 self.foot_flat_timer_us += dt_us
@@ -954,7 +889,7 @@ cdef class CyKernel:
                     self.swing_overflow = 1
             if stride_strike:
                 self.swing_recording = 0
-        # --- envelope ---
+        # --- envelope ----------------------------------------------------------------------
         if self.level == 0.0:
             self.amplitude_ma = self.pending_amplitude_ma
         ph = self.phase
@@ -964,7 +899,7 @@ cdef class CyKernel:
             if self.ramp_up_us == 0:
                 self.level = 1.0
             else:
-                self.level = _min(1.0, self.level + (<double>dt_us) / (<double>self.ramp_up_us))
+                self.level = _min(1.0, self.level + float(dt_us) / self.ramp_up_us)
             if self.level >= 1.0 and not self.rise_done_sent:
                 self.rise_done_sent = 1
                 self._queue(EV_RAMP_UP_DONE)
@@ -973,15 +908,15 @@ cdef class CyKernel:
             if self.hold_limit_us > 0 and self.hold_us >= self.hold_limit_us:
                 self.hold_limit_us = 0
                 self._queue(EV_HOLD_DONE)
-        else:
+        else:  # FALL
             if self.ramp_down_us == 0:
                 self.level = 0.0
             else:
-                self.level = _max(0.0, self.level - (<double>dt_us) / (<double>self.ramp_down_us))
+                self.level = _max(0.0, self.level - float(dt_us) / self.ramp_down_us)
             if self.level == 0.0 and self.fall_done_pending:
                 self.fall_done_pending = 0
                 self._queue(EV_RAMP_DOWN_DONE)
-        # --- max-stimulation cut-off and back-stop ---
+        # --- max-stimulation cut-off and back-stop -----------------------------------------
         if self.level > 0.0:
             if self.burst_start_us < 0:
                 self.burst_start_us = self.t_us
@@ -1004,13 +939,11 @@ cdef class CyKernel:
         if self.fault:
             self.level = 0.0
         self.current_ma = self.level * self.amplitude_ma
-        # --- delivery decision ---
+        # --- delivery decision -------------------------------------------------------------
         if self.current_ma != self.delivered_ma:
             if self.current_ma == 0.0 or self.t_us - self.last_deliver_us >= self.deliver_interval_us:
                 self.deliver_due = 1
-        if self.n_channels > 1:
-            self._extra_channels(dt_us, stride_onset + 2 * stride_strike)
-        # --- trace ---
+        # --- trace ---------------------------------------------------------------------------
         if self.trace_capacity:
             i = self.trace_len
             mask = 0
@@ -1026,56 +959,8 @@ cdef class CyKernel:
             self.tr_fault[i] = self.fault
             self.trace_len = i + 1
 
-    cdef void _extra_channels(self, int64_t dt_us, int gait_event) noexcept nogil:
-        # see PyKernel._extra_channels
-        cdef int i, st
-        cdef double lv
-        for i in range(1, self.n_channels):
-            if self.ch_level[i] == 0.0:
-                self.ch_amp_ma[i] = self.ch_pending_ma[i]
-            if not self.ch_timed[i]:
-                lv = self.level
-            else:
-                st = self.timed_state[i]
-                lv = self.ch_level[i]
-                if st == TIMED_IDLE and gait_event == 1 + self.ch_after_strike[i]:
-                    st = TIMED_WAIT
-                    self.timed_event_us[i] = self.t_us
-                if st == TIMED_WAIT:
-                    if self.t_us - self.timed_event_us[i] >= self.ch_onset_us[i]:
-                        st = TIMED_RISE
-                        self.timed_on_us[i] = self.t_us
-                elif st == TIMED_RISE:
-                    if self.ch_ramp_up_us[i] == 0:
-                        lv = 1.0
-                    else:
-                        lv = _min(1.0, lv + (<double>dt_us) / (<double>self.ch_ramp_up_us[i]))
-                    if lv >= 1.0:
-                        st = TIMED_HOLD
-                elif st == TIMED_FALL:
-                    if self.ch_ramp_down_us[i] == 0:
-                        lv = 0.0
-                    else:
-                        lv = _max(0.0, lv - (<double>dt_us) / (<double>self.ch_ramp_down_us[i]))
-                    if lv == 0.0:
-                        st = TIMED_IDLE
-                if st == TIMED_RISE or st == TIMED_HOLD:
-                    if ((<double>(self.t_us - self.timed_on_us[i])) + lv * self.ch_ramp_down_us[i] + dt_us
-                            >= self.ch_duration_us[i]):
-                        st = TIMED_FALL
-                if lv > 0.0 and self.t_us - self.timed_on_us[i] >= self.max_stim_us:
-                    lv = 0.0
-                    st = TIMED_IDLE
-                self.timed_state[i] = st
-            if self.fault:
-                lv = 0.0
-            self.ch_level[i] = lv
-            self.ch_current_ma[i] = lv * self.ch_amp_ma[i]
-            if self.ch_current_ma[i] != self.ch_delivered_ma[i]:
-                if self.ch_current_ma[i] == 0.0 or self.t_us - self.last_deliver_us >= self.deliver_interval_us:
-                    self.deliver_due = 1
-
-    cdef void _learn_push(self, double peak_dps) noexcept nogil:
+    def _learn_push(self, peak_dps):
+        """A stride's push-off peak (toe-down rate, deg/s, >= 0), detected or missed."""
         if self.tilt_push_learned == 0:
             self.tilt_push_peak = peak_dps
         else:
@@ -1083,7 +968,8 @@ cdef class CyKernel:
         if self.tilt_push_learned < self.tilt_learn_strides:
             self.tilt_push_learned += 1
 
-    cdef void _learn_swing(self, double peak_dps) noexcept nogil:
+    def _learn_swing(self, peak_dps):
+        """A detected swing's peak toe-up rate, deg/s."""
         if self.tilt_swing_learned == 0:
             self.tilt_swing_peak = peak_dps
         else:
@@ -1091,41 +977,52 @@ cdef class CyKernel:
         if self.tilt_swing_learned < self.tilt_learn_strides:
             self.tilt_swing_learned += 1
 
-    cdef void _learn_stride(self) noexcept nogil:
-        cdef int64_t stride = self.heel_since_on_us
-        cdef int64_t unload = self.heel_since_off_us
-        cdef double lag, d
-        if stride >= self.stride_max_us or unload >= stride:
+    def _learn_stride(self):
+        """At a heel strike: learn the stride time (strike to strike) and the time the heel
+        was unloaded (heel-off to strike); from them the onset delay for the next strides."""
+        stride = self.heel_since_on_us
+        unload = self.heel_since_off_us
+        if stride >= STRIDE_MAX_US or unload >= stride:
             return
         if self.heel_strides_learned == 0:
-            self.heel_stride_us = <double>stride
-            self.heel_unload_us = <double>unload
+            self.heel_stride_us = float(stride)
+            self.heel_unload_us = float(unload)
         else:
-            self.heel_stride_us += 0.25 * (<double>stride - self.heel_stride_us)
-            self.heel_unload_us += 0.25 * (<double>unload - self.heel_unload_us)
+            self.heel_stride_us += 0.25 * (stride - self.heel_stride_us)
+            self.heel_unload_us += 0.25 * (unload - self.heel_unload_us)
         if self.heel_strides_learned < self.heel_learn_strides:
             self.heel_strides_learned += 1
         if self.heel_strides_learned >= self.heel_learn_strides:
+            # heel-off leads toe-off by (unloaded time - swing time); swing ~ swing_fraction x stride
             lag = self.heel_unload_us - self.heel_swing_fraction * self.heel_stride_us
-            d = lag - <double>self.heel_onset_lead_us
+            d = lag - self.heel_onset_lead_us
             if d < 0.0:
                 d = 0.0
-            if d > <double>self.heel_max_delay_us:
-                d = <double>self.heel_max_delay_us
-            self.heel_delay_us = <int64_t>d
+            if d > self.heel_max_delay_us:
+                d = float(self.heel_max_delay_us)
+            self.heel_delay_us = _trunc(d)
 
-    # ----- real-time reading from a file descriptor ----------------------------------------
-    def run_fd(self, int fd, int64_t wake_us):
-        cdef int ret
-        with nogil:
+    # ----- real-time reading from a file descriptor ------------------------------------------
+    def run_fd(self, fd: cython.int, wake_us: cython.longlong):
+        """Read and process frames from ``fd`` until something needs the event level.
+
+        Returns Ret flags, at the latest after ``wake_us`` of wall time (TIMEOUT) so the
+        caller can service the stimulator; CLOSED at end of file or a read error. No valid
+        frame for stale_ms of wall time latches SENSOR_STALE. The wall-clock back-stop zeroes
+        any burst that has lasted max_stim less one sample period of monotonic time,
+        whatever the sensor timestamps say, and the wait for input never runs past that
+        deadline, so zero goes out on time with no frame at all. Lateness of each frame
+        against the sensor clock is accumulated in ``lateness_hist`` (100 µs bins) and
+        checked for drift (CLOCK_DRIFT). Input arriving faster than it is processed latches
+        BUFFER_OVERRUN. Runs without the GIL in the compiled build.
+        """
+        ret: cython.int
+        with cython.nogil:
             ret = self._run_fd(fd, wake_us)
         return ret
 
-    cdef int _run_fd(self, int fd, int64_t wake_us) noexcept nogil:
-        cdef int64_t now = _now_us()
-        cdef int64_t deadline, wait_us, frames_before, before_us, until
-        cdef int ret, n
-        cdef pollfd pfd
+    def _run_fd(self, fd, wake_us):
+        now = now_us()
         if self.last_valid_wall_us == 0:
             self.last_valid_wall_us = now
         deadline = now + wake_us
@@ -1133,11 +1030,11 @@ cdef class CyKernel:
             frames_before = self.frames
             before_us = now
             ret = self._process()
-            now = _now_us()
+            now = now_us()
             if self.frames != frames_before:
                 self._account_lateness(now)
             ret |= self._wall_guard(before_us, now)
-            if self.queue_count:
+            if self.queue_count:       # the drift check may have latched a fault just now
                 ret |= R_EVENT
             if self.deliver_due:
                 ret |= R_DELIVER
@@ -1148,93 +1045,63 @@ cdef class CyKernel:
                 return R_EVENT | R_DELIVER
             if now >= deadline:
                 return R_TIMEOUT
-            until = deadline if deadline < self.last_valid_wall_us + self.stale_us + 1 \
-                else self.last_valid_wall_us + self.stale_us + 1
+            until = deadline
+            if self.last_valid_wall_us + self.stale_us + 1 < until:
+                until = self.last_valid_wall_us + self.stale_us + 1
             if self.burst_wall_start_us >= 0 and self.burst_wall_start_us + self._wall_max_stim_us() < until:
                 until = self.burst_wall_start_us + self._wall_max_stim_us()
-            for n in range(1, self.n_channels):
-                if self.ch_wall_start_us[n] >= 0 and self.ch_wall_start_us[n] + self._wall_max_stim_us() < until:
-                    until = self.ch_wall_start_us[n] + self._wall_max_stim_us()
             wait_us = until - now
             if wait_us < 0:
                 wait_us = 0
-            pfd.fd = fd
-            pfd.events = POLLIN
-            pfd.revents = 0
-            # poll() takes ms; round up so we never spin
-            n = poll(&pfd, 1, <int>((wait_us + 999) // 1000))
-            now = _now_us()
+            # the wait has ms resolution: round up so we never spin
+            n = wait_readable(fd, (wait_us + 999) // 1000)
+            now = now_us()
             if n <= 0:
                 continue
-            if self.buf_end - self.buf_start + 4096 > BUF_BYTES:
+            if self.buf_end - self.buf_start + READ_CHUNK > BUF_BYTES:
                 self.overruns += 1
                 self.buf_start = 0
                 self.buf_end = 0
                 self._fault(F_BUFFER_OVERRUN)
                 return R_EVENT
-            self._compact(4096)
-            n = read(fd, &self.buf[self.buf_end], 4096)
+            self._compact(READ_CHUNK)
+            n = read_into(fd, self.buf, self.buf_end, READ_CHUNK)
             if n < 0:
-                if errno == EAGAIN or errno == EINTR:
-                    continue
-                return R_CLOSED
+                continue
             if n == 0:
                 return R_CLOSED
             self.buf_end += n
 
-    cdef int64_t _wall_max_stim_us(self) noexcept nogil:
-        cdef int64_t limit = self.max_stim_us
+    def _wall_max_stim_us(self):
+        """When the back-stop cuts, in wall time from the burst's start: one sample period
+        before max_stim (that period is the margin for the zero to reach the stimulator),
+        scaled down in a replay faster than real time."""
+        limit = self.max_stim_us
         if self.clock_rate > 1.0:
-            limit = <int64_t>(limit / self.clock_rate)
+            limit = _trunc(limit / self.clock_rate)
         limit -= self.period_us
         return limit if limit > self.period_us else self.period_us
 
-    cdef int _wall_guard(self, int64_t before_us, int64_t now_us) noexcept nogil:
-        cdef int i
-        cdef int ret = self._wall_guard_timed(before_us, now_us) if self.n_channels > 1 else 0
+    def _wall_guard(self, before_us, now_us):
+        """Wall-clock back-stop: a burst started (at the latest) at ``before_us`` ends at
+        ``_wall_max_stim_us`` of monotonic time. Returns Ret flags (EVENT | DELIVER when it cut)."""
         if self.level <= 0.0:
             self.burst_wall_start_us = -1
-            return ret
+            return 0
         if self.burst_wall_start_us < 0:
             self.burst_wall_start_us = before_us
         if now_us - self.burst_wall_start_us < self._wall_max_stim_us():
-            return ret
+            return 0
         self.wall_cuts += 1
         self.level = 0.0
         self.current_ma = 0.0
-        for i in range(1, self.n_channels):
-            if not self.ch_timed[i]:
-                self.ch_level[i] = 0.0
-                self.ch_current_ma[i] = 0.0
         self.burst_start_us = -1
         self.burst_wall_start_us = -1
         self._cut()
         self.deliver_due = 1
         return R_EVENT | R_DELIVER
 
-    cdef int _wall_guard_timed(self, int64_t before_us, int64_t now_us) noexcept nogil:
-        cdef int i
-        cdef int ret = 0
-        for i in range(1, self.n_channels):
-            if not self.ch_timed[i]:
-                continue
-            if self.ch_level[i] <= 0.0:
-                self.ch_wall_start_us[i] = -1
-                continue
-            if self.ch_wall_start_us[i] < 0:
-                self.ch_wall_start_us[i] = before_us
-            if now_us - self.ch_wall_start_us[i] >= self._wall_max_stim_us():
-                self.wall_cuts += 1
-                self.ch_level[i] = 0.0
-                self.ch_current_ma[i] = 0.0
-                self.timed_state[i] = TIMED_IDLE
-                self.ch_wall_start_us[i] = -1
-                self.deliver_due = 1
-                ret = R_DELIVER
-        return ret
-
-    cdef void _account_lateness(self, int64_t now_us) noexcept nogil:
-        cdef int64_t expected, late, b
+    def _account_lateness(self, now_us):
         self.last_valid_wall_us = now_us
         expected = self.anchor_wall_us + (self.t_us - self.anchor_dev_us)
         late = now_us - expected
@@ -1250,11 +1117,22 @@ cdef class CyKernel:
             self.missed_deadlines += 1
         self._check_drift(now_us)
 
-    cdef void _check_drift(self, int64_t now_us) noexcept nogil:
-        cdef int64_t offset, soonest, span, rate
+    def _check_drift(self, now_us):
+        """CLOCK_DRIFT, checked on every frame ``run_fd`` reads unless the clock rate is 0.
+
+        ``offset`` = wall time − sensor time (scaled by the expected clock rate). Its
+        minimum is the frame that arrived soonest; late frames only raise it. Fault when
+          * offset: a frame arrives more than stale_ms later than its timestamp says,
+            against the soonest arrival of this and the previous window (the sensor clock
+            fell behind, or frames queue up); the short horizon keeps the ordinary
+            crystal difference of two clocks (~100 ppm) from adding up over a session;
+          * rate: the minimum offset of one DRIFT_WINDOW_US window of wall time moves by
+            more than DRIFT_MAX_PERCENT of the window from the one before (either clock
+            runs fast or slow).
+        """
         if self.fault or self.clock_rate <= 0.0:
             return
-        offset = now_us - <int64_t>(self.t_us / self.clock_rate)
+        offset = now_us - _trunc(self.t_us / self.clock_rate)
         if self.drift_win_start_us == 0:
             self.drift_win_start_us = now_us
             self.drift_win_min_us = offset
