@@ -42,8 +42,8 @@ def build_baseline(rev: str, where: str) -> None:
     for name in ("_kernel.pyx", "_kernel_py.py"):
         src = subprocess.run(["git", "-C", ROOT, "show", f"{rev}:fescontrol/{name}"], check=True,
                              capture_output=True, text=True).stdout
-        src = re.sub(r"^from \.codes import", "from fescontrol.codes import", src, flags=re.M)
-        src = re.sub(r"^from \.profile import", "from fescontrol.profile import", src, flags=re.M)
+        src = re.sub(r"^from \.codes import", "from fescontrol.core.codes import", src, flags=re.M)
+        src = re.sub(r"^from \.profile import", "from fescontrol.core.profile import", src, flags=re.M)
         src = re.sub(r"^from \._kernel_py import", "from k1base._kernel_py import", src, flags=re.M)
         src = re.sub(r"^from fescontrol\._kernel_py import", "from k1base._kernel_py import", src, flags=re.M)
         src = re.sub(r"^from drivers import", "from fescontrol.drivers import", src, flags=re.M)
@@ -61,7 +61,7 @@ def build_baseline(rev: str, where: str) -> None:
 def use_baseline(where: str, implementation: str) -> None:
     """Make every new Controller use the old kernel (cython: CyKernel, python: PyKernel)."""
     sys.path.insert(0, where)
-    from fescontrol import controller
+    from fescontrol.loop import controller
     if implementation == "cython":
         from k1base._kernel import CyKernel as old
     else:
@@ -84,8 +84,8 @@ def same_outputs(where: str, samples: int = 60_000) -> dict:
     sys.path.insert(0, os.path.join(ROOT, "bench"))
     import numpy as np
     import throughput
-    from fescontrol import controller as cmod
-    from fescontrol.profile import bundled_profile_path, load_profile
+    from fescontrol.loop import controller as cmod
+    from fescontrol.core.profile import bundled_profile_path, load_profile
     data, n, _ = throughput.recorded_heel_stream(samples)
     profile = load_profile(bundled_profile_path("default"))
     sys.path.insert(0, where)

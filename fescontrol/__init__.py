@@ -3,9 +3,10 @@
 NOT A CLEARED MEDICAL DEVICE. Use on a person only under clinical supervision.
 
 Layers (docs/design.md opens with the map; import-linter enforces it, `make lint`):
-``core`` (codes, limits, profile) · ``kernel`` (speed 1: per sample; one source ``kernel/core.py``, compiled or run as Python) | ``machine`` (speed 2:
-gait events) | ``safety`` (the one gate to the stimulator) · ``loop`` (ties them; ports;
-``fes run``) · ``sim`` (virtual hardware, gait data) · ``session`` (patient modes, log) ·
+``core`` (codes, limits, profile) · ``kernel`` (speed 1: per sample; one source, compiled
+or run as Python) | ``machine`` (speed 2: gait events) | ``safety`` (the one gate to the
+stimulator) · ``loop`` (ties them; ports; ``fes run``) · ``sim`` (virtual hardware, gait
+data) · ``session`` (patient modes, log) ·
 ``tools`` (orthotist: calibration, profiles, report, live view) · ``ui`` · ``cli`` (``fes``,
 the only place that composes the simulator with the runtime). ``drivers`` and ``configs``
 sit under ``core``.

@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fescontrol.drivers import sensor_protocol as sp
-from fescontrol import codes
-from fescontrol.codes import Fault
-from fescontrol.controller import Controller, TraceCollector
+from fescontrol.core import codes
+from fescontrol.core.codes import Fault
+from fescontrol.loop.controller import Controller, TraceCollector
 from fescontrol.kernel import COMPILED, CyKernel, PyKernel, params
 
 from .conftest import heel_walk, profile_with, stream

@@ -70,6 +70,13 @@ TRAINING_OFF_S_MIN = 1.0
 """Shortest rest between two training contractions (s)."""
 
 
+# Sensor clock vs wall clock in the real-time loop (the kernel's CLOCK_DRIFT check; the
+# supervisor's fault text): the drift rate is measured over windows of DRIFT_WINDOW_US of wall
+# time; a rate difference of more than DRIFT_MAX_PERCENT between the clocks is CLOCK_DRIFT.
+DRIFT_WINDOW_US = 1_000_000
+DRIFT_MAX_PERCENT = 5
+
+
 def charge_per_phase_uc(amplitude_ma: float, pulse_width_us: float) -> float:
     """Charge delivered in one phase of a pulse, in microcoulombs."""
     return amplitude_ma * pulse_width_us / 1000.0

@@ -48,7 +48,7 @@ from array import array
 import numpy as np
 
 from fescontrol.drivers import sensor_protocol as _sp
-from fescontrol.codes import Event, Fault, Phase, Ret
+from fescontrol.core.codes import Event, Fault, Phase, Ret
 from fescontrol.kernel import params as _params
 from fescontrol.kernel.params import KernelParams, TRACE_FIELDS
 
@@ -176,13 +176,13 @@ class Kernel:
     Units: times in µs (sensor clock for ``t_us`` and every timer, monotonic wall clock in
     ``run_fd``'s checks), forces in N, rates in deg/s, currents in mA. Commands come from
     the event level between calls (the gait machine and the supervisor); the kernel
-    returns :class:`~fescontrol.codes.Ret` flags when the event level is needed.
+    returns :class:`~fescontrol.core.codes.Ret` flags when the event level is needed.
     """
 
     implementation = "cython" if cython.compiled else "python"
 
     def __init__(self, profile, trace_capacity: cython.int = 0):
-        """``profile``: a validated :class:`~fescontrol.profile.Profile`; ``trace_capacity``:
+        """``profile``: a validated :class:`~fescontrol.core.profile.Profile`; ``trace_capacity``:
         samples kept in :attr:`trace` before ``process`` returns TRACE_FULL (0: no trace)."""
         p = KernelParams(profile)
         self.p = p

@@ -4,15 +4,14 @@ here runs per sample.
 """
 from __future__ import annotations
 
-from fescontrol.profile import CutoffMode, Profile, TriggerMode
+from fescontrol.core.limits import DRIFT_MAX_PERCENT, DRIFT_WINDOW_US  # noqa: F401 (the supervisor reads them there)
+from fescontrol.core.profile import CutoffMode, Profile, TriggerMode
 
 INPUT_BUFFER_BYTES = 65536   # sensor bytes buffered by the kernel; more is BUFFER_OVERRUN
 EVENT_QUEUE_LEN = 16         # events queued between two event-level calls (more are dropped)
 READ_CHUNK_BYTES = 4096      # run_fd reads at most this much per read()
 LATENESS_BIN_US = 100
 LATENESS_BINS = 101  # last bin: ≥ 10 ms
-DRIFT_WINDOW_US = 1_000_000  # the drift rate is measured over windows of this much wall time
-DRIFT_MAX_PERCENT = 5        # more than this rate difference between the clocks is CLOCK_DRIFT
 
 FLOOR_BINS = 40         # ring buffer of per-bin minima: the swing-floor window
 STRIDE_MAX_US = 2_500_000   # longer heel cycles are stops, not strides (not learned from)

@@ -274,7 +274,7 @@ class SafetySupervisor:
             if late > k.p.stale_us:
                 return (f"frames arrive {late} µs later than their timestamps say "
                         f"(allowed {k.p.stale_us} µs)")
-            from fescontrol.kernel.params import DRIFT_MAX_PERCENT, DRIFT_WINDOW_US
+            from fescontrol.core.limits import DRIFT_MAX_PERCENT, DRIFT_WINDOW_US
             direction = "slow" if rate > 0 else "fast"
             return (f"sensor clock runs {direction}: {abs(rate)} µs per {DRIFT_WINDOW_US // 1000} ms of wall "
                     f"time (allowed {DRIFT_MAX_PERCENT} %)")
