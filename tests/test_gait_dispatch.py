@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fescontrol._kernel_py import PyKernel
+from fescontrol.kernel import PyKernel
 from fescontrol.core.codes import Fault
 from fescontrol.loop.controller import Controller, TraceCollector
 from fescontrol.machine.gait import (GAIT_EVENTS, TRANSITIONS, USER_COMMANDS, GaitMachine, GaitState,

@@ -20,6 +20,7 @@ cdef int FLAG_HEEL_PRESENT, FLAG_IMU_PRESENT, FLAG_IMU_SATURATED, FLAG_HEEL_FAUL
 cdef double HEEL_N_PER_COUNT, GYRO_DPS_PER_COUNT, PI
 cdef int BUF_BYTES, QUEUE_LEN, READ_CHUNK, N_BINS, FLOOR_BINS
 cdef int SWING_BUF_LEN
+cdef int CHANNELS_MAX, TIMED_IDLE, TIMED_WAIT, TIMED_RISE, TIMED_HOLD, TIMED_FALL
 cdef int64_t BIN_US, DRIFT_WINDOW_US, DRIFT_MAX_PERCENT, STRIDE_MAX_US, U32_MASK, U32_WRAP, U32_HALF
 cdef int STRIDE_IDLE, STRIDE_ACTIVE, STRIDE_LOCKOUT
 cdef int TILT_STANCE_WAIT, TILT_ARMED, TILT_ONSET, TILT_SWING
@@ -100,6 +101,12 @@ cdef class Kernel:
     cdef int64_t drift_win_start_us, drift_win_min_us, drift_prev_min_us
     cdef int drift_have_prev
     cdef int64_t[::1] hist
+    # channels 1.. of a multi-channel profile (index 0 unused: level, current_ma, ... are channel 0's)
+    cdef readonly int n_channels
+    cdef int[::1] ch_timed, ch_after_strike, timed_state
+    cdef int64_t[::1] ch_onset_us, ch_duration_us, ch_ramp_up_us, ch_ramp_down_us
+    cdef int64_t[::1] timed_event_us, timed_on_us, ch_wall_start_us
+    cdef double[::1] ch_amp_max_ma, ch_amp_ma, ch_pending_ma, ch_level, ch_current_ma, ch_delivered_ma
     # trace (numpy arrays in ``trace``)
     cdef readonly int trace_capacity
     cdef public int trace_len
@@ -115,6 +122,7 @@ cdef class Kernel:
     @cython.locals(k=int)
     cdef void _reset_state(self) noexcept
     cdef void _reset_drift(self) noexcept nogil
+    @cython.locals(i=int)
     cdef void _latch(self, int code) noexcept nogil
     cdef void _fault(self, int code) noexcept nogil
     cdef void _queue(self, int event) noexcept nogil
@@ -134,16 +142,21 @@ cdef class Kernel:
                    heel_onset=int, onset=int, strike=int, ready=int, cut=int, ph=int, ts=int, i=int,
                    mask=int, k=int, stride_onset=int, stride_strike=int)
     cdef void _sample(self) noexcept nogil
+    @cython.locals(i=int, st=int, lv=double)
+    cdef void _extra_channels(self, int64_t dt_us, int gait_event) noexcept nogil
     cdef void _learn_push(self, double peak_dps) noexcept nogil
     cdef void _learn_swing(self, double peak_dps) noexcept nogil
     @cython.locals(stride=int64_t, unload=int64_t, lag=double, d=double)
     cdef void _learn_stride(self) noexcept nogil
     @cython.locals(now=int64_t, deadline=int64_t, wait_us=int64_t, frames_before=int64_t, before_us=int64_t,
-                   until=int64_t, ret=int, n=int64_t)
+                   until=int64_t, ret=int, n=int64_t, c=int)
     cdef int _run_fd(self, int fd, int64_t wake_us) noexcept nogil
     @cython.locals(limit=int64_t)
     cdef int64_t _wall_max_stim_us(self) noexcept nogil
+    @cython.locals(i=int, ret=int)
     cdef int _wall_guard(self, int64_t before_us, int64_t now_us) noexcept nogil
+    @cython.locals(i=int, ret=int)
+    cdef int _wall_guard_timed(self, int64_t before_us, int64_t now_us) noexcept nogil
     @cython.locals(expected=int64_t, late=int64_t, b=int64_t)
     cdef void _account_lateness(self, int64_t now_us) noexcept nogil
     @cython.locals(offset=int64_t, soonest=int64_t, span=int64_t, rate=int64_t)

@@ -111,6 +111,12 @@ DRIFT_MAX_PERCENT = _params.DRIFT_MAX_PERCENT
 FLOOR_BINS = _params.FLOOR_BINS
 STRIDE_MAX_US = _params.STRIDE_MAX_US
 SWING_BUF_LEN = _params.SWING_BUF_LEN
+CHANNELS_MAX = _params.CHANNELS_MAX
+TIMED_IDLE = _params.TIMED_IDLE    # timed channel: no burst
+TIMED_WAIT = _params.TIMED_WAIT    # its gait event seen: waiting for the onset
+TIMED_RISE = _params.TIMED_RISE
+TIMED_HOLD = _params.TIMED_HOLD
+TIMED_FALL = _params.TIMED_FALL
 PI = math.pi
 U32_MASK = 0xFFFFFFFF   # the sensor's timestamp wraps at 2^32 µs
 U32_WRAP = 0x100000000
@@ -146,7 +152,8 @@ def constants() -> dict:
             "BUF_BYTES": BUF_BYTES, "QUEUE_LEN": QUEUE_LEN, "READ_CHUNK": READ_CHUNK,
             "N_BINS": N_BINS, "BIN_US": BIN_US, "DRIFT_WINDOW_US": DRIFT_WINDOW_US,
             "DRIFT_MAX_PERCENT": DRIFT_MAX_PERCENT, "FLOOR_BINS": FLOOR_BINS,
-            "STRIDE_MAX_US": STRIDE_MAX_US, "SWING_BUF_LEN": SWING_BUF_LEN, "PI": PI,
+            "STRIDE_MAX_US": STRIDE_MAX_US, "SWING_BUF_LEN": SWING_BUF_LEN,
+            "CHANNELS_MAX": CHANNELS_MAX, "TIMED": (TIMED_IDLE, TIMED_WAIT, TIMED_RISE, TIMED_HOLD, TIMED_FALL), "PI": PI,
             "U32_MASK": U32_MASK, "U32_WRAP": U32_WRAP, "U32_HALF": U32_HALF}
 
 
@@ -262,6 +269,24 @@ class Kernel:
         self.tr_fault = self.trace["fault"]
         self.trace_len = 0
         self.hist = np.zeros(N_BINS, dtype=np.int64)
+        # channels (index 0 unused: level, current_ma, amplitude_ma, delivered_ma are channel 0's)
+        self.n_channels = p.n_channels
+        self.ch_timed = array("i", p.ch_timed)
+        self.ch_after_strike = array("i", p.ch_after_strike)
+        self.ch_onset_us = np.array(p.ch_onset_us, dtype=np.int64)
+        self.ch_duration_us = np.array(p.ch_duration_us, dtype=np.int64)
+        self.ch_ramp_up_us = np.array(p.ch_ramp_up_us, dtype=np.int64)
+        self.ch_ramp_down_us = np.array(p.ch_ramp_down_us, dtype=np.int64)
+        self.ch_amp_max_ma = array("d", p.ch_amp_max_ma)
+        self.ch_amp_ma = array("d", p.ch_start_ma)
+        self.ch_pending_ma = array("d", p.ch_start_ma)
+        self.ch_level = array("d", [0.0] * CHANNELS_MAX)
+        self.ch_current_ma = array("d", [0.0] * CHANNELS_MAX)
+        self.ch_delivered_ma = array("d", [0.0] * CHANNELS_MAX)
+        self.timed_state = array("i", [0] * CHANNELS_MAX)
+        self.timed_event_us = np.zeros(CHANNELS_MAX, dtype=np.int64)
+        self.timed_on_us = np.zeros(CHANNELS_MAX, dtype=np.int64)
+        self.ch_wall_start_us = np.zeros(CHANNELS_MAX, dtype=np.int64)
         self.amplitude_ma = profile.start_amplitude_ma
         self.pending_amplitude_ma = self.amplitude_ma
         self.overruns = 0
@@ -333,6 +358,14 @@ class Kernel:
         self.delivered_ma = 0.0
         self.last_deliver_us = 0
         self.deliver_due = 0
+        for k in range(CHANNELS_MAX):
+            self.ch_level[k] = 0.0
+            self.ch_current_ma[k] = 0.0
+            self.ch_delivered_ma[k] = 0.0
+            self.timed_state[k] = TIMED_IDLE
+            self.timed_event_us[k] = 0
+            self.timed_on_us[k] = 0
+            self.ch_wall_start_us[k] = -1
         self.anchor_wall_us = 0
         self.anchor_dev_us = 0
         self.last_valid_wall_us = 0
@@ -411,6 +444,12 @@ class Kernel:
         self.stride = STRIDE_LOCKOUT
         self.tilt_state = TILT_STANCE_WAIT
         self.tilt_timer_us = 0
+        if not enabled:     # walking paused or stopped: timed bursts not begun are dropped, others ramp down
+            for i in range(1, self.n_channels):
+                if self.timed_state[i] == TIMED_WAIT:
+                    self.timed_state[i] = TIMED_IDLE
+                elif self.timed_state[i] == TIMED_RISE or self.timed_state[i] == TIMED_HOLD:
+                    self.timed_state[i] = TIMED_FALL
 
     def request_amplitude(self, amplitude_ma: cython.double):
         """Plateau amplitude (mA) for the next burst; applied only while the output is zero.
@@ -420,6 +459,42 @@ class Kernel:
         self.pending_amplitude_ma = float(amplitude_ma)
         if self.level == 0.0:
             self.amplitude_ma = self.pending_amplitude_ma
+
+    def request_channel_amplitude(self, index: cython.int, amplitude_ma: cython.double):
+        """Plateau amplitude (mA) of channel ``index`` (0 = ``stimulation``, 1.. the profile's
+        extra_channels) for its next burst; applied only while that channel's output is zero.
+        ValueError outside 0..its profile amplitude or for an index the profile does not drive."""
+        if index == 0:
+            self.request_amplitude(amplitude_ma)
+            return
+        if not 0 < index < self.n_channels:
+            raise ValueError(f"channel index {index!r}; this profile drives indexes 0..{self.n_channels - 1}")
+        if not (0.0 <= amplitude_ma <= self.ch_amp_max_ma[index]):
+            raise ValueError(f"amplitude_ma {amplitude_ma:g} outside 0..{self.ch_amp_max_ma[index]:g}")
+        self.ch_pending_ma[index] = float(amplitude_ma)
+        if self.ch_level[index] == 0.0:
+            self.ch_amp_ma[index] = self.ch_pending_ma[index]
+
+    def _index(self, index):
+        if not 0 <= index < self.n_channels:
+            raise ValueError(f"channel index {index!r}; this profile drives indexes 0..{self.n_channels - 1}")
+        return index
+
+    def channel_current_ma(self, index: cython.int):
+        """Present output (mA) of channel ``index`` (0 = ``stimulation``)."""
+        return self.current_ma if self._index(index) == 0 else self.ch_current_ma[index]
+
+    def channel_level(self, index: cython.int):
+        """Present envelope level (0..1) of channel ``index``."""
+        return self.level if self._index(index) == 0 else self.ch_level[index]
+
+    def channel_amplitude_ma(self, index: cython.int):
+        """Plateau amplitude (mA) channel ``index`` uses now."""
+        return self.amplitude_ma if self._index(index) == 0 else self.ch_amp_ma[index]
+
+    def channel_pending_ma(self, index: cython.int):
+        """Plateau amplitude (mA) channel ``index`` takes at its next burst."""
+        return self.pending_amplitude_ma if self._index(index) == 0 else self.ch_pending_ma[index]
 
     def latch_fault(self, code: cython.int):
         """Force zero output now and latch ``code`` (a ``Fault``; the first reason wins).
@@ -433,6 +508,10 @@ class Kernel:
         self.phase = PH_OFF
         self.level = 0.0
         self.current_ma = 0.0
+        for i in range(1, self.n_channels):
+            self.ch_level[i] = 0.0
+            self.ch_current_ma[i] = 0.0
+            self.timed_state[i] = TIMED_IDLE
         self.detection_enabled = 0
         self.deliver_due = 1
 
@@ -454,12 +533,16 @@ class Kernel:
         self.heel_frozen_strides = 0
         self.last_crc_total = self.crc_errors
         self.burst_wall_start_us = -1
+        for i in range(CHANNELS_MAX):
+            self.ch_wall_start_us[i] = -1
         self.anchor_wall_us = 0
         self._reset_drift()
 
     def mark_delivered(self):
         """The current output was sent to the stimulator."""
         self.delivered_ma = self.current_ma
+        for i in range(1, self.n_channels):
+            self.ch_delivered_ma[i] = self.ch_current_ma[i]
         self.last_deliver_us = self.t_us
         self.deliver_due = 0
 
@@ -943,6 +1026,8 @@ class Kernel:
         if self.current_ma != self.delivered_ma:
             if self.current_ma == 0.0 or self.t_us - self.last_deliver_us >= self.deliver_interval_us:
                 self.deliver_due = 1
+        if self.n_channels > 1:
+            self._extra_channels(dt_us, stride_onset + 2 * stride_strike)
         # --- trace ---------------------------------------------------------------------------
         if self.trace_capacity:
             i = self.trace_len
@@ -958,6 +1043,60 @@ class Kernel:
             self.tr_events[i] = mask
             self.tr_fault[i] = self.fault
             self.trace_len = i + 1
+
+    def _extra_channels(self, dt_us, gait_event):
+        """Channels 1.. of a multi-channel profile, after channel 0's envelope on each sample.
+
+        A channel without timing follows channel 0's level (its own amplitude). A timed
+        channel's burst is placed on the sample its gait event was queued (``gait_event`` 1
+        heel-off, 2 heel strike; ignored while one runs): it waits ``onset``, rises at most
+        dt/ramp_up per sample, holds, and falls early enough to reach zero ``duration`` after
+        its onset; a back-stop zeroes it at max_stim. Zero on a fault. Same delivery rule as
+        channel 0."""
+        for i in range(1, self.n_channels):
+            if self.ch_level[i] == 0.0:
+                self.ch_amp_ma[i] = self.ch_pending_ma[i]
+            if not self.ch_timed[i]:
+                lv = self.level
+            else:
+                st = self.timed_state[i]
+                lv = self.ch_level[i]
+                if st == TIMED_IDLE and gait_event == 1 + self.ch_after_strike[i]:
+                    st = TIMED_WAIT
+                    self.timed_event_us[i] = self.t_us
+                if st == TIMED_WAIT:
+                    if self.t_us - self.timed_event_us[i] >= self.ch_onset_us[i]:
+                        st = TIMED_RISE
+                        self.timed_on_us[i] = self.t_us
+                elif st == TIMED_RISE:
+                    if self.ch_ramp_up_us[i] == 0:
+                        lv = 1.0
+                    else:
+                        lv = _min(1.0, lv + float(dt_us) / self.ch_ramp_up_us[i])
+                    if lv >= 1.0:
+                        st = TIMED_HOLD
+                elif st == TIMED_FALL:
+                    if self.ch_ramp_down_us[i] == 0:
+                        lv = 0.0
+                    else:
+                        lv = _max(0.0, lv - float(dt_us) / self.ch_ramp_down_us[i])
+                    if lv == 0.0:
+                        st = TIMED_IDLE
+                if st == TIMED_RISE or st == TIMED_HOLD:
+                    if (float(self.t_us - self.timed_on_us[i]) + lv * self.ch_ramp_down_us[i] + dt_us
+                            >= self.ch_duration_us[i]):
+                        st = TIMED_FALL
+                if lv > 0.0 and self.t_us - self.timed_on_us[i] >= self.max_stim_us:
+                    lv = 0.0
+                    st = TIMED_IDLE
+                self.timed_state[i] = st
+            if self.fault:
+                lv = 0.0
+            self.ch_level[i] = lv
+            self.ch_current_ma[i] = lv * self.ch_amp_ma[i]
+            if self.ch_current_ma[i] != self.ch_delivered_ma[i]:
+                if self.ch_current_ma[i] == 0.0 or self.t_us - self.last_deliver_us >= self.deliver_interval_us:
+                    self.deliver_due = 1
 
     def _learn_push(self, peak_dps):
         """A stride's push-off peak (toe-down rate, deg/s, >= 0), detected or missed."""
@@ -1050,6 +1189,9 @@ class Kernel:
                 until = self.last_valid_wall_us + self.stale_us + 1
             if self.burst_wall_start_us >= 0 and self.burst_wall_start_us + self._wall_max_stim_us() < until:
                 until = self.burst_wall_start_us + self._wall_max_stim_us()
+            for c in range(1, self.n_channels):
+                if self.ch_wall_start_us[c] >= 0 and self.ch_wall_start_us[c] + self._wall_max_stim_us() < until:
+                    until = self.ch_wall_start_us[c] + self._wall_max_stim_us()
             wait_us = until - now
             if wait_us < 0:
                 wait_us = 0
@@ -1084,22 +1226,50 @@ class Kernel:
 
     def _wall_guard(self, before_us, now_us):
         """Wall-clock back-stop: a burst started (at the latest) at ``before_us`` ends at
-        ``_wall_max_stim_us`` of monotonic time. Returns Ret flags (EVENT | DELIVER when it cut)."""
+        ``_wall_max_stim_us`` of monotonic time. Returns Ret flags (EVENT | DELIVER when it cut).
+        Channels 1..: a timed channel has its own burst clock; one that follows channel 0 is
+        cut with it."""
+        ret = self._wall_guard_timed(before_us, now_us) if self.n_channels > 1 else 0
         if self.level <= 0.0:
             self.burst_wall_start_us = -1
-            return 0
+            return ret
         if self.burst_wall_start_us < 0:
             self.burst_wall_start_us = before_us
         if now_us - self.burst_wall_start_us < self._wall_max_stim_us():
-            return 0
+            return ret
         self.wall_cuts += 1
         self.level = 0.0
         self.current_ma = 0.0
+        for i in range(1, self.n_channels):
+            if not self.ch_timed[i]:
+                self.ch_level[i] = 0.0
+                self.ch_current_ma[i] = 0.0
         self.burst_start_us = -1
         self.burst_wall_start_us = -1
         self._cut()
         self.deliver_due = 1
         return R_EVENT | R_DELIVER
+
+    def _wall_guard_timed(self, before_us, now_us):
+        """The wall-clock back-stop of each timed channel's own burst (Ret.DELIVER when it cut)."""
+        ret = 0
+        for i in range(1, self.n_channels):
+            if not self.ch_timed[i]:
+                continue
+            if self.ch_level[i] <= 0.0:
+                self.ch_wall_start_us[i] = -1
+                continue
+            if self.ch_wall_start_us[i] < 0:
+                self.ch_wall_start_us[i] = before_us
+            if now_us - self.ch_wall_start_us[i] >= self._wall_max_stim_us():
+                self.wall_cuts += 1
+                self.ch_level[i] = 0.0
+                self.ch_current_ma[i] = 0.0
+                self.timed_state[i] = TIMED_IDLE
+                self.ch_wall_start_us[i] = -1
+                self.deliver_due = 1
+                ret = R_DELIVER
+        return ret
 
     def _account_lateness(self, now_us):
         self.last_valid_wall_us = now_us

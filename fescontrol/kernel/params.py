@@ -20,6 +20,10 @@ STRIDE_MAX_US = 2_500_000   # longer heel cycles are stops, not strides (not lea
 #: stride features: 4.096 s at 1 kHz, longer than any burst (limits.MAX_STIM_MS_MAX)
 SWING_BUF_LEN = 4096
 
+CHANNELS_MAX = 4            # channels one profile drives: index 0 is ``stimulation``, 1.. the extras
+# timed-channel burst states (profile ChannelTiming)
+TIMED_IDLE, TIMED_WAIT, TIMED_RISE, TIMED_HOLD, TIMED_FALL = 0, 1, 2, 3, 4
+
 TRACE_FIELDS = ("t_us", "heel_n", "pitch_rate_dps", "level", "current_ma", "phase", "events", "fault")
 
 
@@ -83,3 +87,17 @@ class KernelParams:
         self.foot_on = 1 if ad.enabled else 0
         self.foot_flat_dps = ad.foot_flat_rate_dps
         self.foot_flat_us = ad.foot_flat_ms * 1000
+        # channels: index 0 is ``stimulation`` (the gait envelope), 1.. the profile's extra_channels;
+        # padded to CHANNELS_MAX so the kernel holds fixed-size arrays
+        extras = profile.extra_channels
+        self.n_channels = 1 + len(extras)
+        pad = CHANNELS_MAX - self.n_channels
+        self.ch_amp_max_ma = [profile.stimulation.amplitude_ma] + [c.amplitude_ma for c in extras] + [0.0] * pad
+        self.ch_start_ma = [profile.start_amplitude_ma] + [c.patient.amplitude_max_ma for c in extras] + [0.0] * pad
+        timings = [None] + [c.timing for c in extras] + [None] * pad
+        self.ch_timed = [0 if t is None else 1 for t in timings]
+        self.ch_after_strike = [1 if t is not None and t.after.value == "heel_strike" else 0 for t in timings]
+        self.ch_onset_us = [0 if t is None else t.onset_ms * 1000 for t in timings]
+        self.ch_duration_us = [0 if t is None else t.duration_ms * 1000 for t in timings]
+        self.ch_ramp_up_us = [0 if t is None else t.ramp_up_ms * 1000 for t in timings]
+        self.ch_ramp_down_us = [0 if t is None else t.ramp_down_ms * 1000 for t in timings]
