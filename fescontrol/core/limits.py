@@ -38,6 +38,13 @@ EXTENSION_MS_MAX = 1000
 STALE_MS_MAX = 200
 """Sensor data older than this (ms) is always a fault; a profile may set less."""
 
+SENSOR_STARTUP_GRACE_MS = 2500
+"""Longest wait (ms, wall time) for a session's first valid sensor frame before it is
+SENSOR_STALE; after that frame ``device.stale_ms`` applies. Opening the port resets an
+Arduino Uno or Nano (DTR auto-reset): its bootloader keeps the unit silent for ~1–2 s.
+Nothing stimulates before the first frame (the output is zero until samples drive it) and the
+stimulator keep-alive still goes out from the loop meanwhile (the P24's watchdog is 2 s)."""
+
 MAX_MISSING_FRAMES_MAX = 20
 """Most consecutive sensor frames that may be lost before it is a fault."""
 

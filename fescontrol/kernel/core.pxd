@@ -41,6 +41,7 @@ cdef class Kernel:
     cdef int64_t heel_floor_bin_us, heel_onset_lead_us, heel_max_delay_us
     cdef double heel_floor_max_fraction, heel_floor_max_n, heel_on_max_fraction, heel_swing_fraction
     cdef int64_t tilt_min_stance_us, tilt_debounce_us, tilt_swing_wait_us, stale_us, deliver_interval_us, period_us
+    cdef int64_t startup_grace_us
     cdef int max_missing
     cdef double heel_off_fraction, heel_on_fraction, heel_off_min_n, heel_on_min_n
     cdef double heel_peak_decay_s, heel_filter_hz
@@ -149,7 +150,7 @@ cdef class Kernel:
     @cython.locals(stride=int64_t, unload=int64_t, lag=double, d=double)
     cdef void _learn_stride(self) noexcept nogil
     @cython.locals(now=int64_t, deadline=int64_t, wait_us=int64_t, frames_before=int64_t, before_us=int64_t,
-                   until=int64_t, ret=int, n=int64_t, c=int)
+                   until=int64_t, ret=int, n=int64_t, c=int, stale_us=int64_t)
     cdef int _run_fd(self, int fd, int64_t wake_us) noexcept nogil
     @cython.locals(limit=int64_t)
     cdef int64_t _wall_max_stim_us(self) noexcept nogil

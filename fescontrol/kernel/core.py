@@ -235,6 +235,7 @@ class Kernel:
         self.tilt_swing_min_dps = p.tilt_swing_min_dps
         self.tilt_learn_strides = p.tilt_learn_strides
         self.stale_us = p.stale_us
+        self.startup_grace_us = p.startup_grace_us
         self.max_missing = p.max_missing
         self.deliver_interval_us = p.deliver_interval_us
         self.period_us = p.period_us
@@ -1148,7 +1149,9 @@ class Kernel:
 
         Returns Ret flags, at the latest after ``wake_us`` of wall time (TIMEOUT) so the
         caller can service the stimulator; CLOSED at end of file or a read error. No valid
-        frame for stale_ms of wall time latches SENSOR_STALE. The wall-clock back-stop zeroes
+        frame for stale_ms of wall time latches SENSOR_STALE; before the session's first valid
+        frame the wait is ``startup_grace_us`` instead (limits.SENSOR_STARTUP_GRACE_MS: a unit
+        that resets when its port opens; the output is zero until frames arrive). The wall-clock back-stop zeroes
         any burst that has lasted max_stim less one sample period of monotonic time,
         whatever the sensor timestamps say, and the wait for input never runs past that
         deadline, so zero goes out on time with no frame at all. Lateness of each frame
@@ -1180,14 +1183,15 @@ class Kernel:
                 ret |= R_DELIVER
             if ret:
                 return ret
-            if not self.fault and now - self.last_valid_wall_us > self.stale_us:
+            stale_us = self.stale_us if self.frames else self.startup_grace_us
+            if not self.fault and now - self.last_valid_wall_us > stale_us:
                 self._fault(F_SENSOR_STALE)
                 return R_EVENT | R_DELIVER
             if now >= deadline:
                 return R_TIMEOUT
             until = deadline
-            if self.last_valid_wall_us + self.stale_us + 1 < until:
-                until = self.last_valid_wall_us + self.stale_us + 1
+            if self.last_valid_wall_us + stale_us + 1 < until:
+                until = self.last_valid_wall_us + stale_us + 1
             if self.burst_wall_start_us >= 0 and self.burst_wall_start_us + self._wall_max_stim_us() < until:
                 until = self.burst_wall_start_us + self._wall_max_stim_us()
             for c in range(1, self.n_channels):

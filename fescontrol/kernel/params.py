@@ -5,6 +5,7 @@ here runs per sample.
 from __future__ import annotations
 
 from fescontrol.core.limits import DRIFT_MAX_PERCENT, DRIFT_WINDOW_US  # noqa: F401 (the supervisor reads them there)
+from fescontrol.core.limits import SENSOR_STARTUP_GRACE_MS
 from fescontrol.core.profile import CutoffMode, Profile, TriggerMode
 
 INPUT_BUFFER_BYTES = 65536   # sensor bytes buffered by the kernel; more is BUFFER_OVERRUN
@@ -79,6 +80,8 @@ class KernelParams:
         self.tilt_swing_min_dps = tilt.swing_min_dps
         self.tilt_learn_strides = tilt.learn_strides
         self.stale_us = dev.stale_ms * 1000
+        #: wall time allowed before the session's first valid frame (never less than stale_ms)
+        self.startup_grace_us = max(SENSOR_STARTUP_GRACE_MS * 1000, self.stale_us)
         self.max_missing = dev.max_missing_frames
         self.deliver_interval_us = int(round(1e6 / profile.stimulation.frequency_hz))
         self.period_us = int(round(1e6 / dev.sample_rate_hz))
