@@ -30,6 +30,13 @@ from fescontrol.drivers import sensor_protocol as sp
 
 SENSOR_FAULTS = ("unplug", "garbage", "crc", "drop", "stuck-heel", "imu-saturation", "clock-jump")
 STIMULATOR_FAULTS = ("stim-no-ack", "stim-disconnect", "stim-error")
+#: what each stimulator fault does to an emulator (RehaStim2Emulator's knobs): the one table
+#: both the real-time replay and the simulated patient session use
+STIM_FAULT_ACTIONS = {
+    "stim-no-ack": lambda emu: setattr(emu, "ack_enabled", False),
+    "stim-disconnect": lambda emu: emu.disconnect(),
+    "stim-error": lambda emu: emu.raise_error(-2),     # electrode error
+}
 FAULT_NAMES = SENSOR_FAULTS + STIMULATOR_FAULTS
 STUCK_HEEL_MIN_N = 20.0   # the stuck-heel fault freezes the reading at a loaded level
 _DEFAULT_ARG = {"garbage": 64, "crc": 10, "drop": 10, "imu-saturation": 10, "clock-jump": 1000}

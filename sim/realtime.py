@@ -10,16 +10,10 @@ import time
 
 from fescontrol.loop.controller import Controller, TraceCollector
 from fescontrol.loop.runner import open_sensor, open_stimulator
+from .faults import STIM_FAULT_ACTIONS
 from .pty_sensor import PtySensor
 from .rehastim2 import RehaStim2Emulator
 from .replay import ReplayResult
-
-STIM_FAULT_ACTIONS = {
-    "stim-no-ack": lambda emu: setattr(emu, "ack_enabled", False),
-    "stim-disconnect": lambda emu: emu.disconnect(),
-    "stim-error": lambda emu: emu.raise_error(-2),
-}
-
 
 def emulator_bursts(emulator: RehaStim2Emulator, t0_s: float, channel: int = 1) -> list[tuple[float, float]]:
     """Merge the emulator's nonzero pulse trains into bursts (s from ``t0_s``)."""
@@ -43,47 +37,49 @@ def realtime_replay(recording, profile, chunks, times_s, unplug_s, stim_faults, 
     At ``speed`` 1 the bursts are what the emulator delivered, on the sensor's clock; at
     any other speed wall time no longer matches the recording, so they come from the
     loop's own trace (the same outputs, as the supervisor passed them on)."""
-    with RehaStim2Emulator() as emulator:
-        stimulator = open_stimulator(profile, emulator.port)
+    stimulator = open_stimulator(profile, "emulator")     # the registered emulator backend
+    emulator = stimulator.emulator
+    sensor = PtySensor(chunks, times_s, unplug_s=unplug_s, speed=speed)
+    timers = [threading.Timer(f.at_s / (speed or 1e9), STIM_FAULT_ACTIONS[f.name], (emulator,))
+              for f in stim_faults]
+    link = None
+    try:
         stimulator.open()
-        sensor = PtySensor(chunks, times_s, unplug_s=unplug_s, speed=speed)
         link = open_sensor(sensor.port)
         controller = Controller(profile, stimulator=stimulator, trace_capacity=4096)
         controller.set_sensor_clock_rate(speed)   # N × real time; 0: no wall relation (no drift check)
         collector = TraceCollector()
         controller.trace_sink = collector
-        timers = [threading.Timer(f.at_s / (speed or 1e9), STIM_FAULT_ACTIONS[f.name], (emulator,))
-                  for f in stim_faults]
-        try:
-            controller.start()
-            sensor.start()
-            for t in timers:
-                t.start()
-            echo(f"real-time replay: sensor {sensor.port}, stimulator emulator {emulator.port}")
-            n_frames = sum(len(c) for c in chunks) // 33
-            done_at: list[float] = []
+        controller.start()
+        sensor.start()
+        for t in timers:
+            t.start()
+        echo(f"real-time replay: sensor {sensor.port}, stimulator emulator {emulator.port}")
+        n_frames = sum(len(c) for c in chunks) // 33
+        done_at: list[float] = []
 
-            def finished() -> bool:
-                # the end of a replay is not a lost sensor: stop once the last frame is in
-                if controller.kernel.fault:
-                    return True
-                if not sensor.done.is_set() or unplug_s is not None:
-                    return False
-                done_at.append(time.monotonic())
-                if stimulator.pending_acks and done_at[-1] - done_at[0] <= stimulator.ack_timeout_s + 0.05:
-                    return False  # let the last acknowledgements come in (or time out: a fault)
-                return controller.kernel.frames >= n_frames or done_at[-1] - done_at[0] > 0.05
+        def finished() -> bool:
+            # the end of a replay is not a lost sensor: stop once the last frame is in
+            if controller.kernel.fault:
+                return True
+            if not sensor.done.is_set() or unplug_s is not None:
+                return False
+            done_at.append(time.monotonic())
+            if stimulator.pending_acks and done_at[-1] - done_at[0] <= stimulator.ack_timeout_s + 0.05:
+                return False  # let the last acknowledgements come in (or time out: a fault)
+            return controller.kernel.frames >= n_frames or done_at[-1] - done_at[0] > 0.05
 
-            controller.run(link.fileno(), finished)
-            controller.finish()
-        finally:
-            for t in timers:
-                t.cancel()
-            sensor.stop()
-            link.close()
-            stimulator.close()
+        controller.run(link.fileno(), finished)
+        controller.finish()
         # the patient's view: what the emulator actually delivered, on the sensor's clock
         bursts = emulator_bursts(emulator, sensor.t0, profile.stimulation.channel)
+    finally:
+        for t in timers:
+            t.cancel()
+        sensor.stop()
+        if link is not None:
+            link.close()
+        stimulator.close()
     trace = collector.arrays() if collector.parts else {}
     if speed != 1.0 and trace:
         from .replay import bursts_from_trace

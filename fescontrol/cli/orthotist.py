@@ -359,12 +359,6 @@ def live_command(sensor, recording, side, profile_path, port, host, allow_remote
         stimulator = None
         if stim:
             from fescontrol.loop.runner import open_stimulator
-            if stim == "emulator":
-                from fescontrol.sim.rehastim2 import RehaStim2Emulator
-                emulator = RehaStim2Emulator()
-                emulator.start()
-                stack.callback(emulator.stop)
-                stim = "rehastim2:" + emulator.port
             stimulator = open_stimulator(profile, stim)
             stimulator.open()
             stack.callback(stimulator.close)

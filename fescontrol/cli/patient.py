@@ -38,7 +38,8 @@ def _db(db_path: str | None) -> Path:
 def _session_options(f):
     opts = [
         click.option("--sensor", help="sensor port: device path, pty or pyserial URL"),
-        click.option("--stim", help="stimulator port for the profile's backend, BACKEND:PORT, or 'emulator'"),
+        click.option("--stim", help="stimulator port for the profile's backend, BACKEND:PORT, or a backend that "
+                     "brings its own device ('emulator', 'p24-emulator'; with --sim the default is 'emulator')"),
         click.option("--profile", "profile_path", type=click.Path(exists=True, dir_okay=False),
                      help="profile YAML (default: bundled default; with --sim, the one matching the recording)"),
         click.option("--sim", "sim_recording", metavar="RECORDING",
@@ -111,7 +112,7 @@ def _start_session(first: str | None, *, sensor, stim, profile_path, sim_recordi
             if first == "test":
                 _check_test_burst(profile, test_burst_ms)
             sim = SimulatedDevices(rec, name=sim_recording, side=side, activity=activity, seconds=seconds,
-                                   speed=speed, faults=faults, emulator=stim in (None, "emulator"))
+                                   speed=speed, faults=faults)
         else:
             profile = load_profile(profile_path or bundled_profile_path("default"))
             if first == "test":

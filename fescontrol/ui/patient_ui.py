@@ -150,19 +150,21 @@ def standing_frames(n: int, rate_hz: float, *, heel_n: float | None, has_imu: bo
 
 
 class SimulatedDevices:
-    """A recording replayed over a real pty at ``speed`` × real time, and the RehaStim2 emulator.
+    """A recording replayed over a real pty at ``speed`` × real time; the stimulator is the
+    registered ``emulator`` backend unless the session names another (``STIMULATOR``).
 
     ``activity`` "walk" sends the recording (its first ``seconds`` when given) followed by
     a few seconds of standing; "seated" sends a seated stream as long as ``seconds`` with
     the recording's channels and rate (training and test bursts). ``faults`` are
     ``fescontrol.sim.faults`` specs (``NAME@T``): sensor faults change the stream, stimulator faults
-    act on the emulator at T.
+    act at T on the device model of the stimulator given to :meth:`attach_stimulator` (its
+    ``emulator`` attribute; a hardware stimulator has none, and they do nothing).
     """
 
     TAIL_S = 4.0
 
     def __init__(self, recording, *, side: str = "left", activity: str = "walk",
-                 seconds: float | None = None, speed: float = 1.0, faults=(), emulator: bool = True,
+                 seconds: float | None = None, speed: float = 1.0, faults=(),
                  name: str | None = None):
         from fescontrol.sim.faults import apply_sensor_faults, parse_fault
         if isinstance(recording, str):
@@ -197,22 +199,18 @@ class SimulatedDevices:
         self.sensor = PtySensor(chunks, times_s, speed=self.speed, unplug_s=unplug_s)
         self._stim_faults = [f for f in specs if not f.is_sensor]
         self.emulator = None
-        if emulator:
-            from fescontrol.sim.rehastim2 import RehaStim2Emulator
-            self.emulator = RehaStim2Emulator()
         self._timers: list[threading.Timer] = []
+
+    #: the ``--stim`` a simulated session uses when none is given: a registered backend name
+    STIMULATOR = "emulator"
 
     @property
     def sensor_port(self) -> str:
         return self.sensor.port
 
-    @property
-    def stim_port(self) -> str | None:
-        return self.emulator.port if self.emulator is not None else None
-
-    def start_stimulator(self) -> None:
-        if self.emulator is not None:
-            self.emulator.start()
+    def attach_stimulator(self, stimulator) -> None:
+        """The session's opened stimulator: stimulator faults act on its device model, if it has one."""
+        self.emulator = getattr(stimulator, "emulator", None)
 
     def start_sensor(self) -> None:
         """Start streaming (and the clock of the stimulator faults)."""
@@ -224,15 +222,9 @@ class SimulatedDevices:
         self.sensor.start()
 
     def _stim_fault(self, name: str) -> None:
-        em = self.emulator
-        if em is None:
-            return
-        if name == "stim-error":
-            em.raise_error(-2)          # electrode error
-        elif name == "stim-disconnect":
-            em.disconnect()
-        elif name == "stim-no-ack":
-            em.ack_enabled = False
+        from fescontrol.sim.faults import STIM_FAULT_ACTIONS
+        if self.emulator is not None:
+            STIM_FAULT_ACTIONS[name](self.emulator)
 
     @property
     def main_done(self) -> bool:
@@ -248,8 +240,6 @@ class SimulatedDevices:
         for t in self._timers:
             t.cancel()
         self.sensor.stop()
-        if self.emulator is not None:
-            self.emulator.stop()
 
 
 # ----- copying the raw sensor bytes into the log ----------------------------------------------
@@ -262,7 +252,7 @@ FIRST_COMMANDS = ("walk", "train", "test", None)
 class LiveSession:
     """One patient session on real ports or the simulator; see the module docstring.
 
-    ``sensor``/``stim`` are as for ``fes run`` (``stim`` may be "emulator" or None for no
+    ``sensor``/``stim`` are as for ``fes run`` (``stim`` may be a backend name such as "emulator", or None for no
     stimulator); ``sim`` replaces both. ``first`` is the mode to start once sensor data
     arrive. Use :meth:`start`, then :meth:`command` / :meth:`status`, then :meth:`close`.
     """
@@ -351,21 +341,14 @@ class LiveSession:
         stim_port = self.stim_name
         if self.sim is not None:
             stack.callback(self.sim.stop)
-            self.sim.start_stimulator()
-            if stim_port is None or stim_port == "emulator":
-                # the simulator's emulator is a RehaStim2, whatever backend the profile names
-                stim_port = None if self.sim.stim_port is None else "rehastim2:" + self.sim.stim_port
-        elif stim_port == "emulator":
-            from fescontrol.sim.rehastim2 import RehaStim2Emulator
-            emulator = RehaStim2Emulator()
-            emulator.start()
-            stack.callback(emulator.stop)
-            stim_port = "rehastim2:" + emulator.port
+            stim_port = stim_port or self.sim.STIMULATOR
         self.stimulator = None
         if stim_port is not None:
             self.stimulator = open_stimulator(self.profile, stim_port)
             self.stimulator.open()
             stack.callback(self.stimulator.close)
+            if self.sim is not None:
+                self.sim.attach_stimulator(self.stimulator)
         sensor_port = self.sim.sensor_port if self.sim is not None else self.sensor_name
         link = stack.enter_context(open_sensor(sensor_port, self.sensor_baud))
         self.controller = Controller(self.profile, stimulator=self.stimulator, implementation=self.implementation,
@@ -376,8 +359,7 @@ class LiveSession:
         self.session_id = slog.begin_session(
             self.profile, kernel=self.controller.implementation,
             sensor=f"sim:{self.sim.name}" if self.sim is not None else sensor_port,
-            stimulator=("emulator" if self.sim is not None and self.sim.emulator is not None
-                        else self.stim_name), sim_recording=self.sim.name if self.sim is not None else None,
+            stimulator=stim_port, sim_recording=self.sim.name if self.sim is not None else None,
             frames_logged=self.log_frames)
         self.writer = LogWriter(slog, self.session_id, self.profile, on_commit=self._committed,
                                 on_failure=self._log_stopped)
