@@ -8,12 +8,11 @@ from __future__ import annotations
 import threading
 import time
 
-from fescontrol.loop.controller import Controller, TraceCollector
 from fescontrol.loop.runner import open_sensor, open_stimulator
 from .faults import STIM_FAULT_ACTIONS
 from .pty_sensor import PtySensor
 from .rehastim2 import RehaStim2Emulator
-from .replay import ReplayResult
+from .replay import ReplayResult, build_result, replay_controller
 
 def emulator_bursts(emulator: RehaStim2Emulator, t0_s: float, channel: int = 1) -> list[tuple[float, float]]:
     """Merge the emulator's nonzero pulse trains into bursts (s from ``t0_s``)."""
@@ -46,10 +45,8 @@ def realtime_replay(recording, profile, chunks, times_s, unplug_s, stim_faults, 
     try:
         stimulator.open()
         link = open_sensor(sensor.port)
-        controller = Controller(profile, stimulator=stimulator, trace_capacity=4096)
+        controller, collector = replay_controller(profile, stimulator=stimulator)
         controller.set_sensor_clock_rate(speed)   # N × real time; 0: no wall relation (no drift check)
-        collector = TraceCollector()
-        controller.trace_sink = collector
         controller.start()
         sensor.start()
         for t in timers:
@@ -71,8 +68,9 @@ def realtime_replay(recording, profile, chunks, times_s, unplug_s, stim_faults, 
 
         controller.run(link.fileno(), finished)
         controller.finish()
-        # the patient's view: what the emulator actually delivered, on the sensor's clock
-        bursts = emulator_bursts(emulator, sensor.t0, profile.stimulation.channel)
+        # the patient's view: what the emulator actually delivered, on the sensor's clock; at any
+        # other speed, the loop's own trace (build_result's default)
+        bursts = emulator_bursts(emulator, sensor.t0, profile.stimulation.channel) if speed == 1.0 else None
     finally:
         for t in timers:
             t.cancel()
@@ -80,14 +78,4 @@ def realtime_replay(recording, profile, chunks, times_s, unplug_s, stim_faults, 
         if link is not None:
             link.close()
         stimulator.close()
-    trace = collector.arrays() if collector.parts else {}
-    if speed != 1.0 and trace:
-        from .replay import bursts_from_trace
-        bursts = [(a - 1.0, b - 1.0) for a, b in bursts_from_trace(trace["t_us"], trace["current_ma"])]
-    k = controller.kernel
-    counters = {"frames": int(k.frames), "crc_errors": int(k.crc_errors), "garbage_bytes": int(k.garbage_bytes),
-                "seq_gaps": int(k.seq_gaps), "frames_lost": int(k.frames_lost),
-                "deliveries": controller.supervisor.deliveries, "missed_deadlines": int(k.missed_deadlines),
-                "max_lateness_us": int(k.max_lateness_us)}
-    return ReplayResult(trace, controller.events, list(controller.supervisor.faults), bursts, 1_000_000,
-                        controller.implementation, counters)
+    return build_result(controller, collector, bursts_s=bursts, realtime=True)

@@ -1,4 +1,4 @@
-"""Replay a gait recording through the device's own control path.
+"""Replay sensor bytes through the device's own control path and build the result: the one copy.
 
 A :class:`fescontrol.sim.recording.Recording` becomes a stream of sensor frames in our
 wire protocol (docs/protocol.md) at the recording's rate, with absent channels
@@ -6,16 +6,36 @@ flagged absent. :func:`replay` pushes the stream through a
 :class:`fescontrol.loop.controller.Controller` (the same kernel, machine and
 supervisor as ``fes run``) and returns the per-sample trace, the events, the
 faults and the delivered stimulation bursts, ready for scoring.
+
+Every replay of the project builds its :class:`ReplayResult` here, with the one set of
+:func:`kernel_counters`: the batch replay (``fes sim``, calibration, sweeps, evaluation), the
+report's replay with a progress bar, the patient model's closed loop, the unplugged-sensor tail
+of ``fes sim --fault unplug@T`` and the real-time replay over pseudo-terminals differ only in
+how the bytes reach the kernel (:func:`replay_controller` + :func:`build_result`).
+
+Times: the kernel trace is on the sensor clock (µs); burst times are seconds from the first
+frame, whose timestamp is ``t0_us`` (:data:`T0_US` unless a caller chose another).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
-from fescontrol.drivers import sensor_protocol as sp
 from fescontrol.loop.controller import Controller, LoggedEvent, TraceCollector
+from fescontrol.drivers import sensor_protocol as sp
 from fescontrol.core.profile import Profile, ProfileError
+
+
+#: sensor timestamp (µs) of the first frame of a replayed recording
+T0_US = 1_000_000
+#: kernel and supervisor figures every replay reports (``fes sim --json`` "delivered" keys)
+COUNTERS = ("frames", "crc_errors", "garbage_bytes", "seq_gaps", "frames_lost", "deliveries")
+#: added by a replay through the real-time loop (lateness of the loop against the sensor)
+REALTIME_COUNTERS = ("missed_deadlines", "max_lateness_us")
+#: per-sample trace buffer of a replay's kernel (samples between flushes into the collector)
+TRACE_CAPACITY = 4096
 
 
 def check_channels(recording, profile: Profile) -> None:
@@ -34,7 +54,7 @@ def check_channels(recording, profile: Profile) -> None:
             f"trigger mode matches (heel: heel sensor, tilt: IMU, heel+tilt: both)"])
 
 
-def recording_stream(recording, *, first_seq: int = 0, first_timestamp_us: int = 1_000_000,
+def recording_stream(recording, *, first_seq: int = 0, first_timestamp_us: int = T0_US,
                      send_invalid: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The recording as wire frames: (frames (n, FRAME_LEN) uint8, sample index of each frame).
 
@@ -55,8 +75,25 @@ def recording_stream(recording, *, first_seq: int = 0, first_timestamp_us: int =
     return frames, idx
 
 
+@dataclass
+class ReplayResult:
+    """What a replay did: ``trace`` (kernel trace arrays by field, sensor clock µs; empty when
+    nothing was traced), ``events`` and ``faults`` (the supervisor's latched ones, in order),
+    ``bursts_s`` (delivered bursts as (onset, offset) s from the first frame), ``t0_us`` (the
+    first frame's timestamp), ``implementation`` ("cython"/"python") and ``counters``
+    (:data:`COUNTERS`, plus :data:`REALTIME_COUNTERS` for a real-time replay)."""
+    trace: dict[str, np.ndarray]
+    events: list[LoggedEvent]
+    faults: list
+    bursts_s: list[tuple[float, float]]
+    t0_us: int
+    implementation: str
+    counters: dict = field(default_factory=dict)
+
+
 def bursts_from_trace(t_us: np.ndarray, current_ma: np.ndarray) -> list[tuple[float, float]]:
-    """Delivered bursts as (onset_s, offset_s): first nonzero sample to first zero sample after."""
+    """Delivered bursts as (onset_s, offset_s) on the trace's clock: first nonzero sample to
+    the first zero sample after it (the last sample when the trace ends on)."""
     on = current_ma > 0.0
     if not on.any():
         return []
@@ -68,45 +105,84 @@ def bursts_from_trace(t_us: np.ndarray, current_ma: np.ndarray) -> list[tuple[fl
     return [(float(t_s[a]), float(t_s[min(b, last)])) for a, b in zip(starts, stops)]
 
 
-@dataclass
-class ReplayResult:
-    trace: dict[str, np.ndarray]
-    events: list[LoggedEvent]
-    faults: list
-    bursts_s: list[tuple[float, float]]
-    t0_us: int
-    implementation: str
-    counters: dict = field(default_factory=dict)
+def kernel_counters(controller: Controller, *, realtime: bool = False) -> dict[str, int]:
+    """The one counters set: :data:`COUNTERS` (and :data:`REALTIME_COUNTERS` when
+    ``realtime``) of ``controller``'s kernel and supervisor, as plain ints."""
+    k = controller.kernel
+    counters = {"frames": int(k.frames), "crc_errors": int(k.crc_errors), "garbage_bytes": int(k.garbage_bytes),
+                "seq_gaps": int(k.seq_gaps), "frames_lost": int(k.frames_lost),
+                "deliveries": int(controller.supervisor.deliveries)}
+    if realtime:
+        counters["missed_deadlines"] = int(k.missed_deadlines)
+        counters["max_lateness_us"] = int(k.max_lateness_us)
+    return counters
+
+
+def replay_controller(profile: Profile, *, implementation: str = "auto", stimulator=None,
+                      dispatch: str = "transitions") -> tuple[Controller, TraceCollector]:
+    """A controller for a replay whose whole trace is collected (not yet started).
+
+    ``dispatch`` is the gait machine's: "transitions" (the device's, the default: real-time
+    replays keep it) or "table" (cheap, for batch replays); both give identical results
+    (tests/test_gait_dispatch.py)."""
+    controller = Controller(profile, stimulator=stimulator, implementation=implementation,
+                            trace_capacity=TRACE_CAPACITY, dispatch=dispatch)
+    collector = TraceCollector()
+    controller.trace_sink = collector
+    return controller, collector
+
+
+def build_result(controller: Controller, collector: TraceCollector, *, t0_us: int = T0_US,
+                 bursts_s: list[tuple[float, float]] | None = None, counters: dict | None = None,
+                 realtime: bool = False) -> ReplayResult:
+    """The result of a finished replay. ``bursts_s`` default: from the collected trace,
+    seconds from ``t0_us``; ``counters`` default: :func:`kernel_counters`."""
+    trace = collector.arrays() if collector.parts else {}
+    if bursts_s is None:
+        t0_s = t0_us / 1e6
+        bursts_s = ([(a - t0_s, b - t0_s) for a, b in bursts_from_trace(trace["t_us"], trace["current_ma"])]
+                    if trace else [])
+    if counters is None:
+        counters = kernel_counters(controller, realtime=realtime)
+    return ReplayResult(trace, controller.events, list(controller.supervisor.faults), bursts_s, t0_us,
+                        controller.implementation, counters)
+
+
+def replay_bytes(profile: Profile, stream: bytes, *, implementation: str = "auto", chunk_bytes: int = 4096,
+                 progress: Callable[[int], None] | None = None, progress_bytes: int = 1 << 16,
+                 dispatch: str = "table") -> ReplayResult:
+    """Push a sensor byte ``stream`` (frames of docs/protocol.md, first timestamp
+    :data:`T0_US`) through a fresh controller, batch (the device's own kernel, machine and
+    supervisor, no stimulator) and return the result. The kernel takes ``chunk_bytes`` per
+    call; ``progress(n_bytes)`` is called after each ``progress_bytes`` piece when given.
+    ``dispatch`` as for :func:`replay_controller` ("table" here: a batch replay)."""
+    controller, collector = replay_controller(profile, implementation=implementation, dispatch=dispatch)
+    controller.FEED_CHUNK_BYTES = chunk_bytes
+    controller.start()
+    if progress is None:
+        controller.feed(stream)
+    else:
+        view = memoryview(stream)
+        for start in range(0, len(view), progress_bytes):
+            piece = view[start:start + progress_bytes]
+            controller.feed(piece)
+            progress(len(piece))
+    controller.finish()
+    return build_result(controller, collector)
 
 
 def replay(recording, profile: Profile, *, implementation: str = "auto", stream: bytes | None = None,
-           chunk_bytes: int = 4096, dispatch: str = "table") -> ReplayResult:
+           chunk_bytes: int = 4096, progress: Callable[[int], None] | None = None,
+           progress_bytes: int = 1 << 16, dispatch: str = "table") -> ReplayResult:
     """Run the whole recording (or a prepared byte ``stream``) through a controller.
 
-    Burst times are seconds from the recording's first sample. ``dispatch`` is the gait
-    machine's: "table" (the default here, cheap) or "transitions" (the device's); both give
-    identical results (tests/test_gait_dispatch.py).
+    Burst times are seconds from the recording's first sample. Raises ProfileError when the
+    profile's trigger mode needs a channel the recording lacks. ``progress`` as for
+    :func:`replay_bytes`; ``dispatch`` as for :func:`replay_controller` ("table" here).
     """
     check_channels(recording, profile)
     if stream is None:
         frames, _ = recording_stream(recording)
         stream = frames.tobytes()
-    controller = Controller(profile, implementation=implementation, trace_capacity=4096, dispatch=dispatch)
-    collector = TraceCollector()
-    controller.trace_sink = collector
-    controller.FEED_CHUNK_BYTES = chunk_bytes
-    controller.start()
-    controller.feed(stream)
-    controller.finish()
-    trace = collector.arrays() if collector.parts else {}
-    t0_us = 1_000_000
-    bursts = []
-    if trace:
-        bursts = [(a - t0_us / 1e6, b - t0_us / 1e6)
-                  for a, b in bursts_from_trace(trace["t_us"], trace["current_ma"])]
-    k = controller.kernel
-    counters = {"frames": int(k.frames), "crc_errors": int(k.crc_errors), "garbage_bytes": int(k.garbage_bytes),
-                "seq_gaps": int(k.seq_gaps), "frames_lost": int(k.frames_lost),
-                "deliveries": controller.supervisor.deliveries}
-    return ReplayResult(trace, controller.events, list(controller.supervisor.faults), bursts, t0_us,
-                        controller.implementation, counters)
+    return replay_bytes(profile, stream, implementation=implementation, chunk_bytes=chunk_bytes,
+                        progress=progress, progress_bytes=progress_bytes, dispatch=dispatch)

@@ -228,10 +228,8 @@ def _population_json(population, profile) -> dict:
 def _after_unplug(rec, profile, result, implementation, stream) -> ReplayResult:
     """Batch replay of an unplugged sensor: the stream ends, then the device's own wall-clock
     staleness check runs on a silent descriptor, exactly as in the real loop."""
-    from fescontrol.loop.controller import Controller, TraceCollector
-    controller = Controller(profile, implementation=implementation, trace_capacity=4096)
-    collector = TraceCollector()
-    controller.trace_sink = collector
+    from .replay import build_result, replay_controller
+    controller, collector = replay_controller(profile, implementation=implementation)
     controller.start()
     controller.feed(stream)
     read_fd, write_fd = os.pipe()
@@ -243,8 +241,4 @@ def _after_unplug(rec, profile, result, implementation, stream) -> ReplayResult:
         os.close(read_fd)
         os.close(write_fd)
     controller.finish()
-    trace = collector.arrays()
-    from .replay import bursts_from_trace
-    bursts = [(a - 1.0, b - 1.0) for a, b in bursts_from_trace(trace["t_us"], trace["current_ma"])]
-    return ReplayResult(trace, controller.events, list(controller.supervisor.faults), bursts, 1_000_000,
-                        controller.implementation, result.counters)
+    return build_result(controller, collector, counters=result.counters)

@@ -101,40 +101,24 @@ def replay_with_progress(recording, profile: Profile, *, implementation: str = "
     ``progress`` None: a bar when the recording has more than PROGRESS_MIN_FRAMES frames
     (tqdm hides it when the output is not a terminal); True/False force it.
     """
-    from fescontrol.sim.replay import ReplayResult, bursts_from_trace, check_channels, recording_stream
-
-    from fescontrol.loop.controller import Controller, TraceCollector
+    from fescontrol.drivers.sensor_protocol import FRAME_LEN
+    from fescontrol.sim.replay import check_channels, recording_stream, replay
 
     check_channels(recording, profile)
     frames, _ = recording_stream(recording)
-    controller = Controller(profile, implementation=implementation, trace_capacity=4096)
-    collector = TraceCollector()
-    controller.trace_sink = collector
-    controller.start()
     n = len(frames)
     show = progress if progress is not None else n > PROGRESS_MIN_FRAMES
-    bar = None
-    if show:
-        from tqdm import tqdm
-        bar = tqdm(total=n, unit="frame", unit_scale=True, desc=f"replay {recording.name}",
-                   disable=None if progress is None else False, leave=False)
+    if not show:
+        return replay(recording, profile, implementation=implementation, stream=frames.tobytes())
+    from tqdm import tqdm
+    bar = tqdm(total=n, unit="frame", unit_scale=True, desc=f"replay {recording.name}",
+               disable=None if progress is None else False, leave=False)
     try:
-        for start in range(0, n, CHUNK_FRAMES):
-            controller.feed(frames[start:start + CHUNK_FRAMES].tobytes())
-            if bar is not None:
-                bar.update(min(CHUNK_FRAMES, n - start))
+        return replay(recording, profile, implementation=implementation, stream=frames.tobytes(),
+                      progress=lambda n_bytes: bar.update(n_bytes // FRAME_LEN),
+                      progress_bytes=CHUNK_FRAMES * FRAME_LEN)
     finally:
-        if bar is not None:
-            bar.close()
-    controller.finish()
-    trace = collector.arrays()
-    t0_us = 1_000_000
-    bursts = [(a - 1.0, b - 1.0) for a, b in bursts_from_trace(trace["t_us"], trace["current_ma"])]
-    k = controller.kernel
-    counters = {"frames": int(k.frames), "crc_errors": int(k.crc_errors), "seq_gaps": int(k.seq_gaps),
-                "frames_lost": int(k.frames_lost), "deliveries": controller.supervisor.deliveries}
-    return ReplayResult(trace, controller.events, list(controller.supervisor.faults), bursts, t0_us,
-                        controller.implementation, counters)
+        bar.close()
 
 
 # ----------------------------------------------------------------------------- figures

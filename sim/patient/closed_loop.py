@@ -14,15 +14,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fescontrol.drivers import sensor_protocol as sp
-from fescontrol.loop.controller import Controller, TraceCollector
 from fescontrol.core.profile import Profile
 from .model import FootPendulum, Muscle
 from .params import GaitLimits, PatientParams
 from .swing import Swing, healthy_ankle_deg, swings_of
 from ..recording import PITCH_AXIS, Recording
-from ..replay import ReplayResult, bursts_from_trace, check_channels, recording_stream
+from ..replay import ReplayResult, T0_US, build_result, check_channels, recording_stream, replay_controller
 
-T0_US = 1_000_000
 _GYRO_Y_OFFSET = 21 + 2 * PITCH_AXIS     # byte offset of the pitch gyro in a frame (docs/protocol.md)
 _CRC_TABLE = sp._CRC_TABLE
 
@@ -147,9 +145,7 @@ def closed_loop_replay(rec: Recording, profile: Profile, patient: PatientParams,
     sim = PatientSimulator(rec, patient, stim.pulse_width_us, stim.frequency_hz)
     frames, _ = recording_stream(rec, first_timestamp_us=T0_US)
     flags, *_ = sp.counts_from_units(rec.heel_n, rec.acc_ms2, rec.gyro_dps, n=rec.n_samples)
-    controller = Controller(profile, implementation=implementation, trace_capacity=4096)
-    collector = TraceCollector()
-    controller.trace_sink = collector
+    controller, collector = replay_controller(profile, implementation=implementation)
     held = [0.0]
     controller.supervisor.delivery_listeners.append(lambda _t_us, ma: held.__setitem__(0, float(ma)))
     controller.start()
@@ -166,16 +162,7 @@ def closed_loop_replay(rec: Recording, profile: Profile, patient: PatientParams,
             flag |= sp.FLAG_IMU_SATURATED
         controller.feed(_with_pitch(frames[i], flag, min(32767, max(-32768, counts))))
     controller.finish()
-    trace = collector.arrays() if collector.parts else {}
-    bursts = []
-    if trace:
-        bursts = [(a - T0_US / 1e6, b - T0_US / 1e6) for a, b in bursts_from_trace(trace["t_us"], trace["current_ma"])]
-    k = controller.kernel
-    counters = {"frames": int(k.frames), "crc_errors": int(k.crc_errors), "garbage_bytes": int(k.garbage_bytes),
-                "seq_gaps": int(k.seq_gaps), "frames_lost": int(k.frames_lost),
-                "deliveries": controller.supervisor.deliveries}
-    result = ReplayResult(trace, controller.events, list(controller.supervisor.faults), bursts, T0_US,
-                          controller.implementation, counters)
+    result = build_result(controller, collector, t0_us=T0_US)
     strides = [stride_pitch(s, sim.pitch_deg[s.start:s.stop + 1], rec.rate_hz, limits,
                             float(current[s.start:s.stop + 1].max())) for s in sim.swings]
     meta = {"stimulated": stimulate}
