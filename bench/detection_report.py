@@ -51,6 +51,8 @@ GROUPS = {
 HEEL_GRID = {"trigger.heel.off_fraction": (0.02, 0.04),
              "trigger.heel.swing_fraction": (0.30, 0.34, 0.38)}
 FOLDS = 5
+#: the foot calibrated in the out-of-sample check (one foot keeps the run to a few minutes)
+CALIBRATION_SIDE = "left"
 
 
 def subject_of(name: str) -> str:
@@ -127,6 +129,65 @@ def cross_validate(group: str, grid: dict, folds: int = FOLDS, *, implementation
             "subjects": len(subjects)}
 
 
+def calibration_pairs(group: str) -> list[tuple[str, str, list[str]]]:
+    """Per walker with more than one walk: (subject, the walk to fit on, the other walks).
+    gaitpdb: the first walk (``_01``, shown without suffix) vs ``_02``.. and ``_10``; IPOL:
+    trial 1 vs the others of that subject."""
+    by_subject: dict[str, list[str]] = {}
+    for n in group_names(group):
+        if n.startswith(("physionet:", "ipol:")):
+            by_subject.setdefault(subject_of(n), []).append(n)
+    return [(s, walks[0], walks[1:]) for s, walks in by_subject.items() if len(walks) > 1]
+
+
+def calibration_out_of_sample(group: str, side: str = CALIBRATION_SIDE, *, implementation: str = "auto",
+                              echo=print) -> tuple[str, list[dict]]:
+    """`fes calibrate` fitted on one walk of a walker, scored on the others (same foot): the
+    reference objective and recall/precision of the shipped and the calibrated profile there."""
+    from fescontrol.tools.calibration import CalibrationError, Calibrator
+    from fescontrol.tools.calibration_check import check_out_of_sample
+    profile = load_profile(CONFIGS / GROUPS[group][0])
+    rows, skipped = [], []
+    for subject, fit_on, others in calibration_pairs(group):
+        try:
+            cal = Calibrator(profile, objective="reference", implementation=implementation).fit(
+                load_any(fit_on, side))
+        except CalibrationError as err:
+            echo(f"  {subject}: not calibrated ({err})")
+            skipped += others
+            continue
+        for other in others:
+            try:
+                chk = check_out_of_sample(cal, load_any(other, side), implementation=implementation)
+            except CalibrationError as err:      # e.g. a walk whose heel hardly loads
+                echo(f"  {subject}: not checked on {other} ({err})")
+                skipped.append(other)
+                continue
+            rows.append({"subject": subject, "fit_on": fit_on, "scored_on": other, "changed": len(cal.changes_),
+                         "fit_before": cal.before_.objective, "fit_after": cal.after_.objective,
+                         "before": chk.before, "after": chk.after, "worse": chk.worse})
+    head = ("| walker | fitted on | scored on | changes | objective on the fitted walk | objective default → "
+            "calibrated | recall default → calibrated | precision default → calibrated | worse? |\n"
+            + "|---" * 9 + "|")
+    lines = [head]
+    for r in rows:
+        b, a = r["before"], r["after"]
+        lines.append(f"| {r['subject'].split(':', 1)[1]} | {r['fit_on'].split(':', 1)[1]} | "
+                     f"{r['scored_on'].split(':', 1)[1]} | {r['changed']} | "
+                     f"{r['fit_before']:.3f} → {r['fit_after']:.3f} | {b.objective:.3f} → {a.objective:.3f} | "
+                     f"{b.recall:.3f} → {a.recall:.3f} | {b.precision:.3f} → {a.precision:.3f} | "
+                     f"{'**worse**' if r['worse'] else 'no'} |")
+    if rows:
+        n_worse = sum(r["worse"] for r in rows)
+        gain = np.mean([r["after"].objective - r["before"].objective for r in rows])
+        lines.append(f"\n{len(rows)} other walks of {len({r['subject'] for r in rows})} walkers ({side} foot): "
+                     f"calibrated worse than the shipped profile on {n_worse}, mean objective change "
+                     f"{gain:+.3f} (`fes calibrate --check-on` says so before such a proposal is accepted)"
+                     + (f"; not checked (no walking found or not calibrated): {', '.join(skipped)}" if skipped else "")
+                     + ".")
+    return "\n".join(lines), rows
+
+
 def worst_decile(reports) -> tuple[float, list]:
     """Mean recall of the worst 10 % of feet (by recall; at least one) and those feet."""
     feet = sorted((r for r in reports if r.swings_reference), key=lambda r: (r.swing_recall, r.name))
@@ -189,6 +250,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quiet", action="store_true", help="only the pooled rows")
     ap.add_argument("--no-cv", action="store_true", help="skip the cross-validation of the heel parameters")
     ap.add_argument("--folds", type=int, default=FOLDS, help=f"cross-validation folds (default {FOLDS})")
+    ap.add_argument("--no-calibration", action="store_true",
+                    help="skip the out-of-sample check of `fes calibrate` (fit on one walk, score on the others)")
     args = ap.parse_args(argv)
     md, summary_rows = [], []
     t0 = time.perf_counter()
@@ -232,10 +295,19 @@ def main(argv=None) -> int:
             part += ("\nOnset error per walk (onset − toe-off, ms; share before −300 and after +20 ms):\n\n"
                      f"```\n{dist}\n```\n")
         md.append(part)
+    cal_text = ""
+    if not args.no_calibration:
+        for group in [g for g in ("heel", "tilt") if g in groups]:
+            table, _ = calibration_out_of_sample(group, implementation=args.kernel)
+            part = (f"### {group} — `fes calibrate` out of sample (`configs/{GROUPS[group][0]}`)\n\n"
+                    f"Fitted on one walk of a walker (reference objective), scored on each other walk of the "
+                    f"same walker, {CALIBRATION_SIDE} foot:\n\n{table}\n")
+            print("\n" + part)
+            cal_text += part + "\n"
     print(f"\n({time.perf_counter() - t0:.1f} s)")
     if args.markdown:
         body = ("### Bundled profiles as shipped (all shared recordings)\n\n" + SUMMARY_HEAD + "\n"
-                + "\n".join(summary_rows) + "\n\n" + cv_text + "\n" + "\n".join(md))
+                + "\n".join(summary_rows) + "\n\n" + cv_text + "\n" + cal_text + "\n".join(md))
         write_between_markers(Path(args.markdown), body)
     return 0
 

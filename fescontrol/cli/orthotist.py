@@ -81,7 +81,12 @@ def _patient(store, patient: str | None, profile: Profile | None = None, require
 @click.option("--objective", type=click.Choice(["auto", "reference", "structure"]), default="auto",
               show_default=True, help="reference events when the walk has them, else the gait's structure")
 @click.option("--passes", type=click.IntRange(1, 4), default=2, show_default=True)
+@click.option("--check-on", "check_on", multiple=True,
+              help="another walk of the same walker (same foot; repeatable): the proposal is scored there too, "
+                   "and one that scores worse there says so before it is accepted")
 @click.option("--yes", "--accept", "yes", is_flag=True, help="accept the proposal without asking (needs --by)")
+@click.option("--accept-worse", is_flag=True,
+              help="with --yes: store even a proposal that is worse on a --check-on walk")
 @click.option("--store", default=DEFAULT_STORE, show_default=True, help=STORE_HELP)
 @click.option("--patient", help="patient id (default: the profile's patient_id; with neither, and no --out, "
                                 "the proposal is shown and nothing is stored)")
@@ -91,8 +96,8 @@ def _patient(store, patient: str | None, profile: Profile | None = None, require
 @click.option("--plot", "plot_path", type=click.Path(), help="write a before/after PNG")
 @click.option("--json", "json_path", type=click.Path(), help="write the figures as JSON")
 @click.option("--kernel", type=click.Choice(["auto", "cython", "python"]), default="auto")
-def calibrate_command(sensor, recording, profile_path, side, seconds, save_walk, objective, passes, yes,
-                      store, patient, by, note, out_path, plot_path, json_path, kernel) -> None:
+def calibrate_command(sensor, recording, profile_path, side, seconds, save_walk, objective, passes, check_on, yes,
+                      accept_worse, store, patient, by, note, out_path, plot_path, json_path, kernel) -> None:
     """Propose trigger thresholds, hysteresis, debounce and timing from a short walk.
 
     Shows the figures of the current and the proposed profile on that walk (steps detected,
@@ -150,6 +155,27 @@ def calibrate_command(sensor, recording, profile_path, side, seconds, save_walk,
     if not cal.changes_:
         click.echo("nothing to store.")
         return
+    checks, worse = [], []
+    for other in check_on:
+        from fescontrol.tools.calibration_check import check_out_of_sample
+        try:
+            check = check_out_of_sample(cal, _walk(other, rec.side), implementation=kernel)
+        except (ValueError, ProfileError) as err:       # CalibrationError, missing channels
+            _fail(f"--check-on {other}: {err}")
+        click.echo("")
+        click.echo(check.summary())
+        checks.append(check)
+        if check.worse:
+            worse.append(check)
+    if worse:
+        click.echo("")
+        click.echo("WARNING: the proposal is worse out of sample on "
+                   + ", ".join(f"{c.walk} ({c.before.objective:.3f} -> {c.after.objective:.3f})" for c in worse)
+                   + ": it may fit this walk rather than the walker.")
+        if yes and not accept_worse and not propose_only:
+            click.echo("not stored: --yes does not accept a proposal that is worse out of sample; "
+                       "add --accept-worse to store it anyway.")
+            return
     if propose_only:
         click.echo("proposal only, nothing stored: the profile has no patient_id. To keep it, run again with "
                    "--patient ID (a new version in the profile store) or --out FILE (a YAML file).")
@@ -157,7 +183,8 @@ def calibrate_command(sensor, recording, profile_path, side, seconds, save_walk,
     accepted = yes
     if not accepted:
         try:
-            accepted = click.confirm("Store the proposed profile as a new version?", default=False)
+            accepted = click.confirm("Store the proposed profile as a new version"
+                                     + (" although it is worse out of sample?" if worse else "?"), default=False)
         except click.Abort:          # no input (closed stdin): not accepted
             accepted = False
     if not accepted:
@@ -166,7 +193,9 @@ def calibrate_command(sensor, recording, profile_path, side, seconds, save_walk,
     if not by:
         by = click.prompt("your name (kept in the history)")
     auto_note = (f"calibration on {rec.name} ({rec.side}), objective {cal.objective_}: "
-                 f"{cal.before_.objective:.3f} -> {cal.after_.objective:.3f}")
+                 f"{cal.before_.objective:.3f} -> {cal.after_.objective:.3f}"
+                 + "".join(f"; {'WORSE' if c in worse else 'checked'} out of sample on {c.walk}: "
+                           f"{c.before.objective:.3f} -> {c.after.objective:.3f}" for c in checks))
     if pid is not None:
         try:
             base = st.ensure_baseline(profile, by=by, source=profile_path, patient_id=pid)
