@@ -72,9 +72,7 @@ class RehaStim2(Stimulator):
     @property
     def link_stats(self) -> dict[str, int]:
         """Frames decoded and rejected on the device -> host direction."""
-        d = self._decoder
-        return {"frames": d.frames, "crc_errors": d.crc_errors, "length_errors": d.length_errors,
-                "garbage_bytes": d.garbage_bytes}
+        return self._decoder.stats
 
     # ------------------------------------------------------------------ helpers
 

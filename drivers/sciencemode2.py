@@ -23,13 +23,10 @@ from __future__ import annotations
 
 import math
 from enum import IntEnum
-from typing import Callable, Iterable, NamedTuple, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
-START = 0xF0
-STOP = 0x0F
-STUFF = 0x81
-STUFF_KEY = 0x55
-_NEEDS_STUFFING = frozenset((START, STOP, STUFF))
+from .framing import START, STOP, STUFF, STUFF_KEY, DelimitedFrameDecoder, stuff, unstuff
+
 
 MAX_CURRENT_MA = 126          #: vendor limit (the protocol text allows 130; we keep the lower one)
 MIN_PULSE_WIDTH_US = 20       #: a non-zero pulse width must be 20..500 µs
@@ -136,32 +133,6 @@ def crc8(data: Iterable[int]) -> int:
     return crc
 
 
-def stuff(data: Iterable[int]) -> bytes:
-    """Escape F0, 0F and 81 as ``81, b^0x55`` (0x55 itself is left alone)."""
-    out = bytearray()
-    for byte in data:
-        if byte in _NEEDS_STUFFING:
-            out += bytes((STUFF, byte ^ STUFF_KEY))
-        else:
-            out.append(byte)
-    return bytes(out)
-
-
-def unstuff(data: bytes) -> bytes | None:
-    """Undo ``stuff``: ``81, x`` -> ``x^0x55``. Any byte may be escaped. None if malformed."""
-    out = bytearray()
-    escaped = False
-    for byte in data:
-        if escaped:
-            out.append(byte ^ STUFF_KEY)
-            escaped = False
-        elif byte == STUFF:
-            escaped = True
-        else:
-            out.append(byte)
-    return None if escaped else bytes(out)
-
-
 def _check_byte(name: str, value: int) -> int:
     if not isinstance(value, int) or not 0 <= value <= 255:
         raise ValueError(f"{name}={value!r} is not a byte; allowed 0..255")
@@ -190,7 +161,7 @@ def signed_byte(value: int) -> int:
 
 # --------------------------------------------------------------------------- decoder
 
-class FrameDecoder:
+class FrameDecoder(DelimitedFrameDecoder):
     """Incremental frame decoder: ``feed(bytes) -> list[Packet]``. Never raises on bad input.
 
     Resynchronises on the next F0 after garbage or a rejected frame (a rejected candidate
@@ -202,57 +173,11 @@ class FrameDecoder:
     Buffering is bounded: a candidate frame is decided at most LEN + 6 bytes after its F0.
     """
 
-    def __init__(self, on_reject: Callable[[RejectedFrame], None] | None = None):
-        self.on_reject = on_reject
-        self.crc_errors = 0
-        self.length_errors = 0
-        self.garbage_bytes = 0
-        self.frames = 0
-        self._buf = bytearray()
+    REJECTED = RejectedFrame
 
-    def reset(self) -> None:
-        """Forget buffered bytes (counters are kept)."""
-        self._buf.clear()
-
-    def feed(self, data: bytes) -> list[Packet]:
-        self._buf += data
-        buf = self._buf
-        packets: list[Packet] = []
-        while True:
-            start = buf.find(START)
-            if start < 0:
-                self.garbage_bytes += len(buf)
-                buf.clear()
-                break
-            if start:
-                self.garbage_bytes += start
-                del buf[:start]
-            status, end, packet = self._parse_candidate(buf)
-            if status == "incomplete":
-                break
-            if status == "ok":
-                packets.append(packet)
-                self.frames += 1
-                del buf[:end]
-            else:  # drop only the F0 and search again
-                self.garbage_bytes += 1
-                del buf[:1]
-        return packets
-
-    def _reject(self, reason: str, stuffed_body: bytes) -> tuple[str, int, None]:
-        if reason == "crc":
-            self.crc_errors += 1
-        else:
-            self.length_errors += 1
-        if self.on_reject is not None:
-            head = unstuff(stuffed_body[:4]) or unstuff(stuffed_body[:3]) or b""
-            pkt = head[0] if len(head) >= 1 else None
-            cmd = head[1] if len(head) >= 2 else None
-            try:
-                self.on_reject(RejectedFrame(reason, pkt, cmd))
-            except Exception:  # a callback bug must not break decoding  # noqa: BLE001
-                pass
-        return "bad", 0, None
+    def _header_of(self, stuffed_body: bytes) -> tuple[int | None, int | None]:
+        head = unstuff(stuffed_body[:4]) or unstuff(stuffed_body[:3]) or b""
+        return (head[0] if len(head) >= 1 else None), (head[1] if len(head) >= 2 else None)
 
     def _parse_candidate(self, buf: bytearray) -> tuple[str, int, Packet | None]:
         """Try a frame starting at buf[0] (== F0). Returns (status, bytes used, packet)."""

@@ -26,13 +26,10 @@ from __future__ import annotations
 
 import math
 from enum import IntEnum
-from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
+from typing import Iterable, Mapping, NamedTuple, Sequence
 
-START = 0xF0
-STOP = 0x0F
-STUFF = 0x81
-STUFF_KEY = 0x55
-_NEEDS_STUFFING = frozenset((START, STOP, STUFF))
+from .framing import START, STOP, STUFF, STUFF_KEY, DelimitedFrameDecoder, stuff, unstuff
+
 
 HEADER_BYTES = 9                 #: F0 + four escaped length/CRC bytes
 MIN_PACKET_BYTES = 12            #: header + 2-byte prefix + stop, no data
@@ -178,32 +175,6 @@ def crc16_xmodem(data: Iterable[int]) -> int:
     return crc
 
 
-def stuff(data: Iterable[int]) -> bytes:
-    """Escape F0, 0F and 81 as ``81, b^0x55``."""
-    out = bytearray()
-    for byte in data:
-        if byte in _NEEDS_STUFFING:
-            out += bytes((STUFF, byte ^ STUFF_KEY))
-        else:
-            out.append(byte)
-    return bytes(out)
-
-
-def unstuff(data: bytes) -> bytes | None:
-    """Undo ``stuff``: ``81, x`` -> ``x^0x55`` (any byte may be escaped). None if it ends in 81."""
-    out = bytearray()
-    escaped = False
-    for byte in data:
-        if escaped:
-            out.append(byte ^ STUFF_KEY)
-            escaped = False
-        elif byte == STUFF:
-            escaped = True
-        else:
-            out.append(byte)
-    return None if escaped else bytes(out)
-
-
 def _escaped(byte: int) -> bytes:
     return bytes((STUFF, byte ^ STUFF_KEY))
 
@@ -241,7 +212,7 @@ def encode_frame(nr: int, cmd: int, data: bytes | Iterable[int] = b"") -> bytes:
 
 # --------------------------------------------------------------------------- decoder
 
-class FrameDecoder:
+class FrameDecoder(DelimitedFrameDecoder):
     """Incremental frame decoder: ``feed(bytes) -> list[Packet]``. Never raises on bad input.
 
     A candidate starts at an F0 followed by the fixed header (81 at offsets 1, 3, 5, 7). It is
@@ -254,59 +225,14 @@ class FrameDecoder:
     a ``RejectedFrame`` for each CRC/length rejection of a complete-looking header.
     """
 
-    def __init__(self, on_reject: Callable[[RejectedFrame], None] | None = None):
-        self.on_reject = on_reject
-        self.crc_errors = 0
-        self.length_errors = 0
-        self.garbage_bytes = 0
-        self.frames = 0
-        self._buf = bytearray()
+    REJECTED = RejectedFrame
 
-    def reset(self) -> None:
-        """Forget buffered bytes (counters are kept)."""
-        self._buf.clear()
-
-    def feed(self, data: bytes) -> list[Packet]:
-        self._buf += data
-        buf = self._buf
-        packets: list[Packet] = []
-        while True:
-            start = buf.find(START)
-            if start < 0:
-                self.garbage_bytes += len(buf)
-                buf.clear()
-                break
-            if start:
-                self.garbage_bytes += start
-                del buf[:start]
-            status, end, packet = self._parse_candidate(buf)
-            if status == "incomplete":
-                break
-            if status == "ok":
-                packets.append(packet)
-                self.frames += 1
-                del buf[:end]
-            else:
-                self.garbage_bytes += 1
-                del buf[:1]
-        return packets
-
-    def _reject(self, reason: str, stuffed_body: bytes) -> tuple[str, int, None]:
-        if reason == "crc":
-            self.crc_errors += 1
-        else:
-            self.length_errors += 1
-        if self.on_reject is not None:
-            head = unstuff(stuffed_body[:4]) or unstuff(stuffed_body[:3]) or unstuff(stuffed_body[:2]) or b""
-            nr = cmd = None
-            if len(head) >= 2:
-                prefix = (head[0] << 8) | head[1]
-                nr, cmd = prefix >> 10, prefix & MAX_COMMAND
-            try:
-                self.on_reject(RejectedFrame(reason, nr, cmd))
-            except Exception:  # noqa: BLE001 - a callback bug must not break decoding
-                pass
-        return "bad", 0, None
+    def _header_of(self, stuffed_body: bytes) -> tuple[int | None, int | None]:
+        head = unstuff(stuffed_body[:4]) or unstuff(stuffed_body[:3]) or unstuff(stuffed_body[:2]) or b""
+        if len(head) < 2:
+            return None, None
+        prefix = (head[0] << 8) | head[1]
+        return prefix >> 10, prefix & MAX_COMMAND
 
     def _parse_candidate(self, buf: bytearray) -> tuple[str, int, Packet | None]:
         """Try a frame starting at buf[0] (== F0). Returns (status, bytes used, packet)."""

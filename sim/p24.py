@@ -1,6 +1,7 @@
 """A Hasomed P24 (ScienceMode4) emulator on a real pseudo-terminal.
 
-Over 400 lines: one device model, its state machine and its pty I/O.
+Over 400 lines: one device model and its state machine (the pty, thread and records they share
+with the other emulator are in pty_device.py).
 
 Any ScienceMode4 client opens ``emulator.port`` (the pty slave path) like the device's
 ``/dev/ttyACM*``; bytes pass unchanged (the slave is in raw mode; line settings are
@@ -41,20 +42,15 @@ path, runs until SIGINT or SIGTERM, then prints a summary of the delivered pulse
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import math
-import os
-import select
-import signal
 import sys
-import threading
 import time
-import tty
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from fescontrol.drivers import sciencemode4 as sm4
+from .pty_device import PtyDevice, run_standalone
 from fescontrol.drivers.sciencemode4 import ChannelConfig, ChannelError, Command, Point, Result, StimStatus
 
 log = logging.getLogger(__name__)
@@ -116,8 +112,12 @@ def _delivers(config: ChannelConfig) -> bool:
     return any(p.current_ma != 0 for p in config.points)
 
 
-class P24Emulator:
+class P24Emulator(PtyDevice):
     """The device on a pty. ``start()`` / ``stop()``; also a context manager."""
+
+    THREAD_NAME = THREAD_NAME
+    STOPS_ON_DISCONNECT = True      # powered by its USB port: a pulled cable ends stimulation
+    RECORDS_SENT = True
 
     def __init__(self, *, device_id: str = "P24EMU0001", firmware: tuple[int, int, int] = (1, 0, 0),
                  science_mode: tuple[int, int, int] = (4, 0, 0), firmware_hash: int = 0x00C0FFEE,
@@ -126,89 +126,18 @@ class P24Emulator:
             raise ValueError(f"device_id={device_id!r}; allowed exactly {sm4.DEVICE_ID_CHARS} ASCII characters")
         self.device_id = device_id
         self.version = sm4.ExtendedVersion(tuple(firmware), tuple(science_mode), firmware_hash, 1, True)
-        self.tick_s = tick_s
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        os.set_blocking(self._master, False)
-        self._port = os.ttyname(self._slave)
-        self._lock = threading.RLock()
-        self._stop_event = threading.Event()
-        self._disconnect_event = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__(tick_s=tick_s)
         self._decoder = sm4.FrameDecoder(on_reject=self._on_reject)
-        # knobs
-        self.ack_enabled = True
-        self.nack_result: int | None = None
-        self.corrupt_acks = False
         # device state
         self._status = StimStatus.IDLE
         self._stop_all_on_error = True
-        self._active: dict[int, _Train] = {}
         self._last_keepalive_s = time.monotonic()
         self._reported_errors: dict[int, int] = {}       # nibbles the next report carries
         self._injected: dict[int, int] = {}              # channels whose error shows when they stimulate
         # records
-        self._trains: list[_Train] = []
         self._ll_pulses: list[Pulse] = []
-        self._received: list[tuple[float, sm4.Packet]] = []
-        self._sent: list[tuple[float, bytes]] = []
         self._watchdog_stops: list[float] = []
         self._channel_faults: list[tuple[float, int, int]] = []
-        self._rejected: list[sm4.RejectedFrame] = []
-        self._errors: list[str] = []
-        self.dropped_tx_bytes = 0
-        self.t0_s = time.monotonic()
-
-    # ------------------------------------------------------------------ life cycle
-
-    @property
-    def port(self) -> str:
-        """The pty slave path for clients to open."""
-        return self._port
-
-    def start(self) -> "P24Emulator":
-        with self._lock:
-            self.t0_s = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop the thread, end ongoing trains, close the pty. Idempotent."""
-        self._stop_event.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
-        with self._lock:
-            self._end_all(time.monotonic())
-            self._close_fds()
-
-    def disconnect(self) -> None:
-        """Close the pty as a pulled USB cable would; clients see an I/O error or EOF."""
-        if self._thread is not None and self._thread.is_alive():
-            self._disconnect_event.set()
-            for _ in range(200):
-                with self._lock:
-                    if self._master < 0:
-                        return
-                time.sleep(0.005)
-        with self._lock:
-            self._close_fds()
-
-    def __enter__(self) -> "P24Emulator":
-        return self.start()
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
-
-    def _close_fds(self) -> None:
-        for name in ("_master", "_slave"):
-            fd = getattr(self, name)
-            if fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-                setattr(self, name, -1)
 
     # ------------------------------------------------------------------ fault injection
 
@@ -240,20 +169,6 @@ class P24Emulator:
 
     # ------------------------------------------------------------------ public state
 
-    def _snapshot(self, name: str) -> list:
-        with self._lock:
-            return list(getattr(self, name))
-
-    @property
-    def received(self) -> list[tuple[float, sm4.Packet]]:
-        """(monotonic s, packet) of every valid frame received, oldest first."""
-        return self._snapshot("_received")
-
-    @property
-    def sent(self) -> list[tuple[float, bytes]]:
-        """(monotonic s, frame) of every frame sent, as written (corrupted ones included)."""
-        return self._snapshot("_sent")
-
     @property
     def watchdog_stops(self) -> list[float]:
         """Monotonic s of each stop by the 2 s watchdog."""
@@ -265,16 +180,6 @@ class P24Emulator:
         return self._snapshot("_channel_faults")
 
     @property
-    def rejected(self) -> list[sm4.RejectedFrame]:
-        """Frames refused for a bad CRC or length."""
-        return self._snapshot("_rejected")
-
-    @property
-    def errors(self) -> list[str]:
-        """Internal emulator errors (a test should see none)."""
-        return self._snapshot("_errors")
-
-    @property
     def status(self) -> int:
         """As GetStimStatus reports it: 0 idle, 1 low level, 2 mid level initialised, 3 running."""
         with self._lock:
@@ -284,17 +189,6 @@ class P24Emulator:
     def high_voltage_on(self) -> bool:
         with self._lock:
             return self._status != StimStatus.IDLE
-
-    @property
-    def stimulating(self) -> bool:
-        with self._lock:
-            return bool(self._active)
-
-    @property
-    def segments(self) -> list[PulseTrain]:
-        """Every pulse train delivered so far (ongoing ones have t_end_s None)."""
-        with self._lock:
-            return [t.public() for t in self._trains]
 
     @property
     def ll_pulses(self) -> list[Pulse]:
@@ -344,43 +238,6 @@ class P24Emulator:
 
     # ------------------------------------------------------------------ thread
 
-    def _run(self) -> None:
-        while not self._stop_event.is_set():
-            try:
-                self._step()
-            except Exception as exc:  # noqa: BLE001 - keep emulating, but make it visible
-                log.exception("emulator error")
-                with self._lock:
-                    self._errors.append(repr(exc))
-                time.sleep(self.tick_s)
-
-    def _step(self) -> None:
-        if self._disconnect_event.is_set():
-            with self._lock:
-                self._end_all(time.monotonic())
-                self._close_fds()
-            self._disconnect_event.clear()
-        master = self._master
-        if master < 0:
-            time.sleep(self.tick_s)
-        else:
-            ready, _, _ = select.select([master], [], [], self.tick_s)
-            if ready:
-                try:
-                    data = os.read(master, 4096)
-                except (BlockingIOError, InterruptedError):
-                    data = b""
-                except OSError:        # EIO: no slave open (cannot happen while we hold one)
-                    data = b""
-                    time.sleep(self.tick_s)
-                if data:
-                    with self._lock:
-                        now = time.monotonic()
-                        for packet in self._decoder.feed(data):
-                            self._handle(packet, now)
-        with self._lock:
-            self._timers(time.monotonic())
-
     def _timers(self, now: float) -> None:
         if self._status == StimStatus.ML_RUNNING and now - self._last_keepalive_s >= WATCHDOG_TIMEOUT_S:
             log.info("P24 emulator watchdog: no update or get_current_data for %.3f s, stopping",
@@ -388,16 +245,6 @@ class P24Emulator:
             self._end_all(now)
             self._status = StimStatus.ML_INITIALIZED
             self._watchdog_stops.append(now)
-
-    def _send(self, frame: bytes) -> None:
-        if self._master < 0:
-            return
-        self._sent.append((time.monotonic(), frame))
-        try:
-            written = os.write(self._master, frame)
-        except (BlockingIOError, OSError):
-            written = 0
-        self.dropped_tx_bytes += len(frame) - written
 
     def _reply(self, nr: int, cmd: int, result: int, extra: bytes = b"") -> None:
         if not self.ack_enabled:
@@ -616,31 +463,8 @@ class P24Emulator:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fescontrol.sim.p24",
-                                     description="Hasomed P24 ScienceMode4 emulator on a pseudo-terminal.")
-    parser.add_argument("--pty", action="store_true", required=True,
-                        help="create a pseudo-terminal and print its path (the only mode)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
-    args = parser.parse_args(argv)
-    if args.verbose:
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    done = threading.Event()
-
-    def _on_signal(signum, frame):  # noqa: ARG001
-        done.set()
-
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
-    emulator = P24Emulator().start()
-    print(emulator.port, flush=True)
-    try:
-        while not done.wait(0.2):
-            pass
-    finally:
-        emulator.stop()
-    print(emulator.summary(), flush=True)
-    return 0
-
+    return run_standalone(P24Emulator, "python -m fescontrol.sim.p24",
+                          "Hasomed P24 ScienceMode4 emulator on a pseudo-terminal.", argv)
 
 if __name__ == "__main__":
     sys.exit(main())

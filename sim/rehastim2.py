@@ -1,6 +1,7 @@
 """A RehaStim2 (ScienceMode2, channel list mode) emulator on a real pseudo-terminal.
 
-Over 400 lines: one device model, its state machine and its pty I/O.
+Over 400 lines: one device model and its state machine (the pty, thread and records they share
+with the other emulator are in pty_device.py).
 
 Any ScienceMode2 client opens ``emulator.port`` (the pty slave path) like the device's
 USB-serial port; bytes pass unchanged (the slave is in raw mode). Behaviour emulated:
@@ -35,20 +36,16 @@ SIGTERM, then prints a summary of the delivered pulse trains.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import math
-import os
-import select
-import signal
 import sys
-import threading
 import time
-import tty
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from fescontrol.drivers import sciencemode2 as sm
+
+from .pty_device import PtyDevice, run_standalone
 
 log = logging.getLogger(__name__)
 
@@ -100,25 +97,15 @@ class _Train:
         return PulseTrain(self.t_start_s, self.t_end_s, self.channel, self.current_ma, self.pulse_width_us)
 
 
-class RehaStim2Emulator:
+class RehaStim2Emulator(PtyDevice):
     """The device on a pty. ``start()`` / ``stop()``; also a context manager."""
 
+    THREAD_NAME = "rehastim2-emulator"
+
     def __init__(self, *, version: int = 1, tick_s: float = 0.005):
+        super().__init__(tick_s=tick_s)
         self.version = version
-        self.tick_s = tick_s
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        os.set_blocking(self._master, False)
-        self._port = os.ttyname(self._slave)
-        self._lock = threading.RLock()
-        self._stop_event = threading.Event()
-        self._disconnect_event = threading.Event()
-        self._thread: threading.Thread | None = None
         self._decoder = sm.FrameDecoder(on_reject=self._on_reject)
-        # knobs
-        self.ack_enabled = True
-        self.nack_result: int | None = None
-        self.corrupt_acks = False
         # device state
         self._awaiting_init_ack = True
         self._init_pkts_sent: set[int] = set()
@@ -127,81 +114,16 @@ class RehaStim2Emulator:
         self._last_rx_s = time.monotonic()
         self._mode = sm.StimulationMode.START
         self._config: sm.ChannelListConfig | None = None
-        self._active: dict[int, _Train] = {}
         # records
-        self._trains: list[_Train] = []
         self._single_pulses: list[Pulse] = []
-        self._received: list[tuple[float, sm.Packet]] = []
         self._sent_inits: list[tuple[float, int]] = []
         self._init_acks: list[int] = []
         self._watchdog_resets: list[float] = []
-        self._rejected: list[sm.RejectedFrame] = []
-        self._errors: list[str] = []
-        self.dropped_tx_bytes = 0
-        self.t0_s = time.monotonic()
 
-    # ------------------------------------------------------------------ life cycle
-
-    @property
-    def port(self) -> str:
-        """The pty slave path for clients to open."""
-        return self._port
-
-    def start(self) -> "RehaStim2Emulator":
-        with self._lock:
-            self.t0_s = time.monotonic()
-            self._next_init_s = self.t0_s
-        self._thread = threading.Thread(target=self._run, name="rehastim2-emulator", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop the thread, end ongoing trains, close the pty. Idempotent."""
-        self._stop_event.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
-        with self._lock:
-            self._end_all(time.monotonic())
-            self._close_fds()
-
-    def disconnect(self) -> None:
-        """Close the pty as a pulled cable would; clients see an I/O error or EOF."""
-        if self._thread is not None and self._thread.is_alive():
-            self._disconnect_event.set()
-            for _ in range(200):
-                with self._lock:
-                    if self._master < 0:
-                        return
-                time.sleep(0.005)
-        with self._lock:
-            self._close_fds()
-
-    def __enter__(self) -> "RehaStim2Emulator":
-        return self.start()
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
-
-    def _close_fds(self) -> None:
-        for name in ("_master", "_slave"):
-            fd = getattr(self, name)
-            if fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-                setattr(self, name, -1)
+    def _on_start(self, now: float) -> None:
+        self._next_init_s = now
 
     # ------------------------------------------------------------------ public state
-
-    def _snapshot(self, name: str) -> list:
-        with self._lock:
-            return list(getattr(self, name))
-
-    @property
-    def received(self) -> list[tuple[float, sm.Packet]]:
-        """(monotonic s, packet) of every valid frame received, oldest first."""
-        return self._snapshot("_received")
 
     @property
     def sent_inits(self) -> list[tuple[float, int]]:
@@ -219,16 +141,6 @@ class RehaStim2Emulator:
         return self._snapshot("_watchdog_resets")
 
     @property
-    def rejected(self) -> list[sm.RejectedFrame]:
-        """Frames refused for a bad CRC/LEN."""
-        return self._snapshot("_rejected")
-
-    @property
-    def errors(self) -> list[str]:
-        """Internal emulator errors (a test should see none)."""
-        return self._snapshot("_errors")
-
-    @property
     def mode(self) -> int:
         """0 start, 1 initialised, 2 running (as GetStimulationMode reports it)."""
         with self._lock:
@@ -239,17 +151,6 @@ class RehaStim2Emulator:
         """True once an InitAck was accepted (until the next watchdog reset)."""
         with self._lock:
             return not self._awaiting_init_ack
-
-    @property
-    def stimulating(self) -> bool:
-        with self._lock:
-            return bool(self._active)
-
-    @property
-    def segments(self) -> list[PulseTrain]:
-        """Every pulse train delivered so far (ongoing ones have t_end_s None)."""
-        with self._lock:
-            return [t.public() for t in self._trains]
 
     @property
     def single_pulses(self) -> list[Pulse]:
@@ -308,42 +209,6 @@ class RehaStim2Emulator:
 
     # ------------------------------------------------------------------ thread
 
-    def _run(self) -> None:
-        while not self._stop_event.is_set():
-            try:
-                self._step()
-            except Exception as exc:  # noqa: BLE001 - keep emulating, but make it visible
-                log.exception("emulator error")
-                with self._lock:
-                    self._errors.append(repr(exc))
-                time.sleep(self.tick_s)
-
-    def _step(self) -> None:
-        if self._disconnect_event.is_set():
-            with self._lock:
-                self._close_fds()
-            self._disconnect_event.clear()
-        master = self._master
-        if master < 0:
-            time.sleep(self.tick_s)
-        else:
-            ready, _, _ = select.select([master], [], [], self.tick_s)
-            if ready:
-                try:
-                    data = os.read(master, 4096)
-                except (BlockingIOError, InterruptedError):
-                    data = b""
-                except OSError:        # EIO: no slave open (cannot happen while we hold one)
-                    data = b""
-                    time.sleep(self.tick_s)
-                if data:
-                    with self._lock:
-                        now = time.monotonic()
-                        for packet in self._decoder.feed(data):
-                            self._handle(packet, now)
-        with self._lock:
-            self._timers(time.monotonic())
-
     def _timers(self, now: float) -> None:
         if (not self._awaiting_init_ack and self._mode != sm.StimulationMode.START
                 and now - self._last_rx_s >= WATCHDOG_TIMEOUT_S):
@@ -367,15 +232,6 @@ class RehaStim2Emulator:
         pkt = self._device_pkt
         self._device_pkt = (pkt + 1) % 256
         return pkt
-
-    def _send(self, frame: bytes) -> None:
-        if self._master < 0:
-            return
-        try:
-            written = os.write(self._master, frame)
-        except (BlockingIOError, OSError):
-            written = 0
-        self.dropped_tx_bytes += len(frame) - written
 
     def _reply(self, pkt: int, cmd: int, result: int, extra: bytes = b"") -> None:
         if not self.ack_enabled:
@@ -539,31 +395,8 @@ class RehaStim2Emulator:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fescontrol.sim.rehastim2",
-                                     description="RehaStim2 ScienceMode2 emulator on a pseudo-terminal.")
-    parser.add_argument("--pty", action="store_true", required=True,
-                        help="create a pseudo-terminal and print its path (the only mode)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
-    args = parser.parse_args(argv)
-    if args.verbose:
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    done = threading.Event()
-
-    def _on_signal(signum, frame):  # noqa: ARG001
-        done.set()
-
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
-    emulator = RehaStim2Emulator().start()
-    print(emulator.port, flush=True)
-    try:
-        while not done.wait(0.2):
-            pass
-    finally:
-        emulator.stop()
-    print(emulator.summary(), flush=True)
-    return 0
-
+    return run_standalone(RehaStim2Emulator, "python -m fescontrol.sim.rehastim2",
+                          "RehaStim2 ScienceMode2 emulator on a pseudo-terminal.", argv)
 
 if __name__ == "__main__":
     sys.exit(main())
