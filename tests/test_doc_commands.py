@@ -45,6 +45,12 @@ SKIP_RULES = [
 ]
 #: Commands that run until Ctrl-C: started, waited for until they serve, then interrupted.
 UNTIL_INTERRUPTED = {"live": "http://127.0.0.1:"}
+#: A real-time command (its simulated sensor and stimulator are threads of the same process) that
+#: ends in one of these wall-clock faults is run once more: on a machine loaded by other test
+#: processes, the simulator can be starved past stale_ms and the loop then latches the fault, as
+#: it must. A command that fails twice, or fails otherwise, is a failure.
+WALL_CLOCK_FAULTS = re.compile(r"sensor_stale|clock_drift|no acknowledgement for .* within")
+REAL_TIME = re.compile(r"fessim://\S*speed=(?!0\b)|--realtime(?!.*--speed 0\b)")
 #: at most this share of the documented commands may be skipped
 MAX_SKIPPED_FRACTION = 0.4
 
@@ -133,6 +139,14 @@ def _run(argv: list[str], cwd: Path, env: dict, timeout_s: float = 180) -> tuple
     return proc.returncode, seen + rest, err
 
 
+def test_only_real_time_commands_are_retried_and_only_for_wall_clock_faults():
+    assert REAL_TIME.search("fes run --sensor 'fessim://physionet:GaCo01?side=left&speed=1' --stim emulator")
+    assert not REAL_TIME.search("fes run --sensor 'fessim://physionet:GaCo01?side=left&speed=0' --stim emulator")
+    assert not REAL_TIME.search("fes sim --recording physionet:GaCo01 --json out/demo.json")
+    assert WALL_CLOCK_FAULTS.search("fault latched: sensor_stale: sensor data stale (no valid frame in time)")
+    assert not WALL_CLOCK_FAULTS.search("profile configs/x.yaml: unknown key 'amplitude'")
+
+
 def test_documents_show_commands_and_few_are_skipped():
     commands = doc_commands()
     assert len(commands) >= 30, commands
@@ -158,6 +172,8 @@ def test_every_documented_command_runs(tmp_path):
             continue
         argv, out_file = _argv(command)
         code, stdout, stderr = _run(argv, tmp_path, env)
+        if code != 0 and REAL_TIME.search(command) and WALL_CLOCK_FAULTS.search(stdout + stderr):
+            code, stdout, stderr = _run(argv, tmp_path, env)
         ran += 1
         where = f"{doc}:{number}: {command}"
         if "Traceback" in stderr:
