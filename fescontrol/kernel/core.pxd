@@ -63,6 +63,7 @@ cdef class Kernel:
     cdef readonly object p
     # input buffer (a bytearray) and parser counters
     cdef uint8_t[::1] buf
+    cdef int[::1] crc_table
     cdef int buf_start, buf_end
     cdef readonly int64_t crc_errors, length_errors, garbage_bytes
     # event queue (an array.array("i") ring)
@@ -94,6 +95,9 @@ cdef class Kernel:
     cdef readonly double delivered_ma
     cdef readonly int64_t last_deliver_us
     cdef public int deliver_due
+    # deliveries taken by process() under the supervisor's ceiling (batch replays only)
+    cdef readonly double batch_ceiling_ma, batched_min_ma, batched_max_ma
+    cdef readonly int64_t batched_deliveries
     cdef readonly int64_t overruns, missed_deadlines, max_lateness_us
     cdef int64_t anchor_wall_us, anchor_dev_us, last_valid_wall_us
     # wall clock: back-stop and drift (run_fd only)
@@ -130,7 +134,8 @@ cdef class Kernel:
     cdef void _compact(self, int need) noexcept nogil
     @cython.locals(got=int, ret=int)
     cdef int _process(self) noexcept nogil
-    @cython.locals(crc=uint32_t, i=int, _bit=int)
+    cdef int _deliver_batched(self) noexcept nogil
+    @cython.locals(crc=uint32_t, i=int)
     cdef int _crc16(self, int start, int n) noexcept nogil
     @cython.locals(i=int, end=int, b=int, v=int64_t)
     cdef int _next_frame(self) noexcept nogil

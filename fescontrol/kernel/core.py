@@ -99,6 +99,7 @@ FLAG_IMU_PRESENT = _sp.FLAG_IMU_PRESENT
 FLAG_IMU_SATURATED = _sp.FLAG_IMU_SATURATED
 FLAG_HEEL_FAULT = _sp.FLAG_HEEL_FAULT
 HEEL_N_PER_COUNT = _sp.HEEL_N_PER_COUNT
+_CRC_TABLE = _sp._CRC_TABLE     # CRC-16/CCITT-FALSE of each byte value (for _crc16)
 GYRO_DPS_PER_COUNT = _sp.GYRO_DPS_PER_COUNT
 # --- sizes and limits (params.py) ----------------------------------------------------------
 BUF_BYTES = _params.INPUT_BUFFER_BYTES
@@ -247,6 +248,7 @@ class Kernel:
         self.sw_buf = self.swing_pitch
         self.swing_cap = SWING_BUF_LEN
         self.buf = bytearray(BUF_BYTES)
+        self.crc_table = array("i", _CRC_TABLE)
         self.buf_start = 0
         self.buf_end = 0
         self.queue = array("i", [0] * QUEUE_LEN)
@@ -360,6 +362,10 @@ class Kernel:
         self.delivered_ma = 0.0
         self.last_deliver_us = 0
         self.deliver_due = 0
+        self.batch_ceiling_ma = -1.0
+        self.batched_deliveries = 0
+        self.batched_min_ma = 0.0
+        self.batched_max_ma = 0.0
         for k in range(CHANNELS_MAX):
             self.ch_level[k] = 0.0
             self.ch_current_ma[k] = 0.0
@@ -540,6 +546,20 @@ class Kernel:
         self.anchor_wall_us = 0
         self._reset_drift()
 
+    def set_delivery_ceiling(self, ceiling_ma: cython.double):
+        """Let ``process`` take deliveries of 0..``ceiling_ma`` mA itself (``_deliver_batched``);
+        a negative ceiling (the default) sends every delivery to the supervisor. Only the
+        supervisor calls this, for a batch replay with no stimulator attached."""
+        self.batch_ceiling_ma = float(ceiling_ma)
+
+    def take_batched(self):
+        """(count, lowest mA, highest mA) of the deliveries taken since the last call; resets."""
+        out = (int(self.batched_deliveries), float(self.batched_min_ma), float(self.batched_max_ma))
+        self.batched_deliveries = 0
+        self.batched_min_ma = 0.0
+        self.batched_max_ma = 0.0
+        return out
+
     def mark_delivered(self):
         """The current output was sent to the stimulator."""
         self.delivered_ma = self.current_ma
@@ -609,21 +629,39 @@ class Kernel:
             ret = 0
             if self.queue_count:
                 ret |= R_EVENT
-            if self.deliver_due:
+            if self.deliver_due and not (ret == 0 and self._deliver_batched()):
                 ret |= R_DELIVER
             if ret or not got:
                 return ret
 
+    def _deliver_batched(self):
+        """A delivery due on a sample that raised no event, taken without returning (returns 1):
+        only while the supervisor has set a ceiling (``set_delivery_ceiling``; it set one only
+        after checking the ceiling itself, with no stimulator attached), with no fault latched,
+        on one channel, and for a current within 0..ceiling: the supervisor's checks are
+        monotone in the current, so each such value passes them exactly as singly. Anything
+        else returns 0 and goes to the supervisor singly (a refusal happens on its own sample).
+        The supervisor checks and counts the batch in one call (``take_batched``)."""
+        if self.batch_ceiling_ma < 0.0 or self.fault or self.n_channels != 1:
+            return 0
+        if not (self.current_ma >= 0.0 and self.current_ma <= self.batch_ceiling_ma):
+            return 0
+        if self.batched_deliveries == 0 or self.current_ma < self.batched_min_ma:
+            self.batched_min_ma = self.current_ma
+        if self.batched_deliveries == 0 or self.current_ma > self.batched_max_ma:
+            self.batched_max_ma = self.current_ma
+        self.batched_deliveries += 1
+        self.delivered_ma = self.current_ma
+        self.last_deliver_us = self.t_us
+        self.deliver_due = 0
+        return 1
+
     def _crc16(self, start, n):
-        """CRC-16/CCITT-FALSE of buf[start:start + n] (as sensor_protocol.crc16_ccitt)."""
+        """CRC-16/CCITT-FALSE of buf[start:start + n] (as sensor_protocol.crc16_ccitt), a byte
+        at a time through ``crc_table`` (the bitwise loop cost more than the rest of a sample)."""
         crc = 0xFFFF
         for i in range(start, start + n):
-            crc ^= self.buf[i] << 8
-            for _bit in range(8):
-                if crc & 0x8000:
-                    crc = ((crc << 1) ^ 0x1021) & 0xFFFF
-                else:
-                    crc = (crc << 1) & 0xFFFF
+            crc = ((crc << 8) & 0xFFFF) ^ self.crc_table[((crc >> 8) ^ self.buf[i]) & 0xFF]
         return crc
 
     def _next_frame(self):

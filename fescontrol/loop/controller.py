@@ -137,19 +137,32 @@ class Controller:
         self.kernel.trace_clear()
 
     FEED_CHUNK_BYTES = 4096
+    #: batch path: let the supervisor check and count a ramp's deliveries in one call when no
+    #: stimulator is attached (``SafetySupervisor.begin_batch``); False sends each one singly
+    BATCH_DELIVERIES = True
 
     def feed(self, data: bytes) -> None:
         """Batch path: push sensor bytes through the kernel and act on everything they cause."""
         view = memoryview(data)
-        for start in range(0, len(view), self.FEED_CHUNK_BYTES):
-            ret = self.kernel.feed(bytes(view[start:start + self.FEED_CHUNK_BYTES]))
-            if ret:
-                self.handle(ret)
-            while True:
-                ret = self.kernel.process()
-                if not ret:
-                    break
-                self.handle(ret)
+        sup = self.supervisor
+        batch = self.BATCH_DELIVERIES and sup.begin_batch()
+        try:
+            for start in range(0, len(view), self.FEED_CHUNK_BYTES):
+                ret = self.kernel.feed(bytes(view[start:start + self.FEED_CHUNK_BYTES]))
+                if ret:
+                    if batch:
+                        sup.flush_batch()
+                    self.handle(ret)
+                while True:
+                    ret = self.kernel.process()
+                    if not ret:
+                        break
+                    if batch:    # the counts are current whenever the event level runs
+                        sup.flush_batch()
+                    self.handle(ret)
+        finally:
+            if batch:
+                sup.end_batch()
 
     def finish(self) -> None:
         """Flush what is left of the trace."""

@@ -9,6 +9,13 @@ gets zero current and Stop, and the fault stays until a person calls
 gaps, clock jumps, channel flags, stuck heel, max stimulation time) runs inside
 the kernel, which latches its own fault code the same way.
 
+In a batch replay with no stimulator attached (``Controller.feed``), the deliveries of a ramp
+are checked and counted in one call (:meth:`SafetySupervisor.begin_batch` /
+:meth:`~SafetySupervisor.flush_batch`): the supervisor checks the channel's highest current once
+and lets the kernel take currents of 0..that without returning; every check is monotone in the
+current, so each value passes exactly as it would singly, and anything else still comes to
+``deliver`` on its own sample (tests/test_batch_delivery.py).
+
 Invariants:
   * no current leaves here while a fault is latched, ever: ``deliver`` refuses it, ``_send``
     checks again just before the driver, and every latch also inhibits the driver
@@ -72,6 +79,7 @@ class SafetySupervisor:
         self.fault_listeners: list = []
         self._stimulator_needs_recover = False
         self._stopped = False            # True: stopped and nothing sent since (no second Stop)
+        self._batch_ceiling_ma = -1.0     # begin_batch: deliveries of 0..this mA are taken by the kernel
         ch = profile.stimulation
         self._channel = ch.channel
         self._pulse_width_us = ch.pulse_width_us
@@ -94,9 +102,12 @@ class SafetySupervisor:
         return self.faults[-1] if self.kernel.fault else None
 
     # ----- output ---------------------------------------------------------------------
-    def check_output(self, current_ma: float, pulse_width_us: int, max_ma: float | None = None) -> str | None:
+    def check_output(self, current_ma: float, pulse_width_us: int, max_ma: float | None = None, *,
+                     fault_free: bool = False) -> str | None:
         """Why this output of one channel is not allowed, or None when it is. ``max_ma`` is the
-        channel's own highest current (default: ``stimulation.amplitude_ma`` within the cap)."""
+        channel's own highest current (default: ``stimulation.amplitude_ma`` within the cap).
+        Every check but the latched-fault one is monotone in ``current_ma``: a current between
+        0 and one that passes passes too (``begin_batch`` relies on it)."""
         max_ma = self._max_ma if max_ma is None else max_ma
         if not math.isfinite(current_ma) or current_ma < 0.0:
             return f"current {current_ma!r} mA is not a finite, non-negative number"
@@ -107,18 +118,19 @@ class SafetySupervisor:
                     f"{limits.PULSE_WIDTH_MAX_US} µs")
         if limits.charge_per_phase_uc(current_ma, pulse_width_us) > limits.CHARGE_PER_PHASE_MAX_UC:
             return f"charge {limits.charge_per_phase_uc(current_ma, pulse_width_us):g} µC per phase above cap"
-        if current_ma > 0.0 and self.kernel.fault:
+        if current_ma > 0.0 and self.kernel.fault and not fault_free:
             return "current asked for while a fault is latched"
         return None
 
-    def check_outputs(self, currents_ma) -> str | None:
+    def check_outputs(self, currents_ma, *, fault_free: bool = False) -> str | None:
         """Why this output of every channel (mA, kernel channel order) is not allowed, or None:
         each channel's own checks (``check_output``, naming the channel when there are several)
-        and the charge per second summed over the channels."""
+        and the charge per second summed over the channels. ``fault_free``: the output was asked
+        for on a sample with no fault latched (the batch check of ``flush_batch``)."""
         several = len(self.channels) > 1
         total_uc_per_s = 0.0
         for (channel, pulse_width_us, max_ma), current_ma in zip(self.channels, currents_ma):
-            problem = self.check_output(current_ma, pulse_width_us, max_ma)
+            problem = self.check_output(current_ma, pulse_width_us, max_ma, fault_free=fault_free)
             if problem:
                 return f"channel {channel}: {problem}" if several else problem
             total_uc_per_s += limits.charge_rate_uc_per_s(current_ma, pulse_width_us, self._frequency_hz)
@@ -148,6 +160,49 @@ class SafetySupervisor:
             return
         self._send(currents)
         self.kernel.mark_delivered()
+
+    # ----- batch replays: the deliveries of a ramp in one checked call ------------------
+    def begin_batch(self) -> bool:
+        """Before a batch feed: with no stimulator and no delivery listener attached and one
+        channel, check the channel's highest current (``check_outputs``) and let the kernel take
+        deliveries of 0..that current without returning (``set_delivery_ceiling``). Every check
+        is monotone in the current, so each of those values passes exactly as it would singly;
+        anything else (above the ceiling, NaN, a fault latched, a sample that raised an event)
+        still comes to :meth:`deliver` on its own sample. Returns True when batching is on.
+        Call :meth:`flush_batch` after every kernel call and :meth:`end_batch` at the end."""
+        ceiling = -1.0
+        self.flush_batch()
+        if (self.stimulator is None and not self.delivery_listeners and not self.channel_delivery_listeners
+                and len(self.channels) == 1 and not self.kernel.fault):
+            top = self.channels[0][2]
+            if math.isfinite(top) and top >= 0.0 and self.check_outputs((top,)) is None:
+                ceiling = top
+        self._batch_ceiling_ma = ceiling
+        self.kernel.set_delivery_ceiling(ceiling)
+        return ceiling >= 0.0
+
+    def flush_batch(self) -> None:
+        """Check and count the deliveries the kernel took since the last call, in one call: their
+        lowest and highest current lie within 0..the ceiling ``begin_batch`` checked (so, by
+        monotonicity, every one passes ``check_outputs``) and ``deliveries`` grows by their
+        number. Anything outside (a kernel that broke its ceiling) latches OUTPUT_LIMIT."""
+        if not self.kernel.batched_deliveries:
+            return
+        n, low_ma, high_ma = self.kernel.take_batched()
+        if not (0.0 <= low_ma and high_ma <= self._batch_ceiling_ma):
+            problem = (self.check_outputs((low_ma,), fault_free=True)
+                       or self.check_outputs((high_ma,), fault_free=True)
+                       or f"current {low_ma:g}..{high_ma:g} mA outside the checked 0..{self._batch_ceiling_ma:g} mA")
+            self.latch(Fault.OUTPUT_LIMIT, f"{problem} (in a batch of {n} deliveries)")
+            return
+        self.deliveries += n
+        self.last_delivered_ma = self.kernel.delivered_ma
+        self.last_delivered_channels_ma = (self.last_delivered_ma,)
+
+    def end_batch(self) -> None:
+        """Batching off (every delivery to :meth:`deliver` again), after a last ``flush_batch``."""
+        self.kernel.set_delivery_ceiling(-1.0)
+        self.flush_batch()
 
     def _send(self, currents_ma) -> None:
         if any(c > 0.0 for c in currents_ma) and self.kernel.fault:
