@@ -130,6 +130,33 @@ def _invalid_runs(rec: Recording, min_len: int) -> list[tuple[float, float]]:
     return [(a / rec.rate_hz, b / rec.rate_hz) for a, b in zip(starts[keep], ends[keep])]
 
 
+def match_onsets(onsets: Sequence[float], windows: Sequence[tuple[float, float]]) -> tuple[dict, list]:
+    """One-to-one, greedy in time: each onset (in order) takes the earliest not yet matched
+    window ``[lo, hi)`` that holds it. ``windows`` are sorted by ``hi`` (swings by heel strike).
+    Returns ({window index: onset index}, [unmatched onset indices]).
+
+    The same result as trying every window for every onset, without doing that: windows
+    before ``bisect_right(his, onset)`` end at or before the onset, and none from ``j`` on can
+    hold it once the lowest ``lo`` from ``j`` on is above it."""
+    his = [hi for _, hi in windows]
+    lo_from = [math.inf] * (len(windows) + 1)
+    for j in range(len(windows) - 1, -1, -1):
+        lo_from[j] = min(windows[j][0], lo_from[j + 1])
+    match_of_window: dict[int, int] = {}
+    unmatched: list[int] = []
+    for k, onset in enumerate(onsets):
+        j = bisect.bisect_right(his, onset)
+        while lo_from[j] <= onset:
+            lo, hi = windows[j]
+            if lo <= onset < hi and j not in match_of_window:
+                match_of_window[j] = k
+                break
+            j += 1
+        else:
+            unmatched.append(k)
+    return match_of_window, unmatched
+
+
 def score(rec: Recording, bursts: Sequence[Burst], faults: Sequence[Any] = (),
           rules: ScoringRules = ScoringRules()) -> DetectionReport:
     """Match ``bursts`` [(onset_s, offset_s)] to ``rec``'s reference swings (module doc)."""
@@ -147,15 +174,7 @@ def score(rec: Recording, bursts: Sequence[Burst], faults: Sequence[Any] = (),
         excluded.append(exc)
     windows = [(to - rules.onset_window_before_s, hs) for to, hs, _ in swings]
 
-    match_of_swing: dict[int, int] = {}
-    unmatched: list[int] = []
-    for k, (onset, _) in enumerate(bursts):
-        hit = next((j for j, (lo, hi) in enumerate(windows)
-                    if lo <= onset < hi and j not in match_of_swing), None)
-        if hit is None:
-            unmatched.append(k)
-        else:
-            match_of_swing[hit] = k
+    match_of_swing, unmatched = match_onsets([a for a, _ in bursts], windows)
 
     ignored = sum(1 for j in match_of_swing if excluded[j])
     false_times = []

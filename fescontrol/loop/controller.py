@@ -124,7 +124,7 @@ class Controller:
             self._log(name)
 
     def _log(self, name: str) -> None:
-        entry = LoggedEvent(self.kernel.t_us, name, self.machine.state.value)
+        entry = LoggedEvent(self.kernel.t_us, name, self.machine.state._value_)   # _value_: no descriptor
         self.events.append(entry)
         if self.adaptive is not None:
             self.adaptive.on_event(entry)

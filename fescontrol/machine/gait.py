@@ -86,6 +86,10 @@ EVENT_TRIGGERS = {
     Event.MAX_STIM: "timeout",
 }
 
+# plain ints: Enum lookups cost a microsecond per kernel event
+_EV_FAULT = int(Event.FAULT)
+_TRIGGER_OF = {int(code): name for code, name in EVENT_TRIGGERS.items()}
+
 S = GaitState
 TRANSITIONS = [
     # trigger,         source,                               dest
@@ -297,10 +301,12 @@ class GaitMachine:
     # ----- public ------------------------------------------------------------------------
     def on_kernel_event(self, event: int) -> str | None:
         """Fire the trigger for a kernel event code; returns the trigger name (None for FAULT)."""
-        if event == Event.FAULT:
+        if event == _EV_FAULT:
             self.enter_fault(getattr(self.kernel, "fault", Fault.NONE))
             return None
-        name = EVENT_TRIGGERS[Event(event)]
+        name = _TRIGGER_OF.get(event)
+        if name is None:        # not a gait event: raise as before (Event() or the table)
+            name = EVENT_TRIGGERS[Event(event)]
         self.trigger(name)
         return name
 
@@ -395,20 +401,27 @@ class DispatchTable:
                 if not self.ignore_invalid[model.state]:
                     raise MachineError("%sCan't trigger event %s from state %s!"
                                        % (self.machine_name, trigger, model.state.name))
-            else:
-                call(self.prepare_event)
+            else:   # (most callback lists are empty: skipped without a call)
+                if self.prepare_event:
+                    call(self.prepare_event)
                 for prepare, conditions, before, dest, exit_, enter, final, after in edges:
-                    call(prepare)
-                    if not all(getattr(model, c)(*args, **kwargs) == target for c, target in conditions):
+                    if prepare:
+                        call(prepare)
+                    if conditions and not all(getattr(model, c)(*args, **kwargs) == target
+                                              for c, target in conditions):
                         continue
-                    call(before)
+                    if before:
+                        call(before)
                     if dest is not None:
-                        call(exit_)
+                        if exit_:
+                            call(exit_)
                         model.state = dest
-                        call(enter)
+                        if enter:
+                            call(enter)
                         if final:
                             call(self.on_final)
-                    call(after)
+                    if after:
+                        call(after)
                     result = True
                     break
         except BaseException:
@@ -417,7 +430,8 @@ class DispatchTable:
             call(self.on_exception)
         finally:
             try:
-                call(self.finalize_event)
+                if self.finalize_event:
+                    call(self.finalize_event)
             except BaseException as err:   # as transitions: logged, not raised
                 log.error("While executing finalize callbacks a %s occurred: %s.", type(err).__name__, err)
         return result

@@ -448,7 +448,8 @@ def read_events(path: str | Path, t0_s: float, t_end_s: float) -> ReferenceEvent
     tol = 1e-6 + 1e-9 * abs(t_end_s)
     by_name: dict[str, list] = {e: [] for e in EVENT_NAMES}
     for k, line in rows[1:]:
-        cells = [c.strip() for c in next(csv.reader([line]))]
+        # a line without quotes splits as csv.reader splits it (the csv module only for quotes)
+        cells = [c.strip() for c in (line.split(",") if '"' not in line else next(csv.reader([line])))]
         if len(cells) < 2 or len(cells) > len(names):
             _fail(path, k, None, f"{len(cells)} cells, expected {len(names)} ({','.join(names)})")
         try:
@@ -507,13 +508,14 @@ def read_events(path: str | Path, t0_s: float, t_end_s: float) -> ReferenceEvent
 def _heel_off_per_toe_off(path, ev: ReferenceEvents) -> np.ndarray:
     """heel_off_s[i] = the heel-off of the stance ending at toe_off_s[i] (NaN if none)."""
     out = np.full(ev.toe_off_s.shape, np.nan)
+    hs = ev.heel_strike_s          # sorted, no two alike (read_events)
     for t, line in ev.heel_off:
         i = int(np.searchsorted(ev.toe_off_s, t - 1e-9, side="left"))
         if i >= len(ev.toe_off_s):
             continue    # the file ends in that stance: no toe-off to pair with
-        prev_hs = ev.heel_strike_s[ev.heel_strike_s < ev.toe_off_s[i]]
+        j = int(np.searchsorted(hs, ev.toe_off_s[i], side="left"))    # hs[j - 1]: the last heel strike before it
         prev_to = ev.toe_off_s[i - 1] if i else -math.inf
-        if len(prev_hs) and prev_hs[-1] > t or t <= prev_to:
+        if j and hs[j - 1] > t or t <= prev_to:
             continue    # heel-off during a swing: not a stance's heel-off
         if not math.isnan(out[i]):
             _fail(path, line, "t_s", "a second heel_off in the same stance (one per stance, before its toe_off)")
