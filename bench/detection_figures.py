@@ -3,13 +3,16 @@
 (a) a foot whose heel sensor keeps an offset through swing: the tracked floor and the heel-off
     threshold above it, with the bursts delivered with and without the floor;
 (b) a weak heel (peaks ~20 N): the heel-strike threshold capped at half the loaded span;
-(c) onset error (onset − toe-off) of every gaitpdb foot with and without the learned onset delay.
+(c) onset error (onset − toe-off) of every gaitpdb foot with and without the learned onset delay;
+(d) a heel sensor with a 30 N preload (added to a real walk): the flat swing plateau makes the
+    preload the floor, with the bursts delivered with and without the plateau rule.
 
 Usage:  python bench/detection_figures.py [--out docs/detection-rules.png]   (needs ../shared)
 """
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -56,20 +59,25 @@ def main(argv=None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     base = load_profile(ROOT / "configs" / "default.yaml")
-    fig, axes = plt.subplots(3, 1, figsize=(10, 11))
-    for ax, (name, side, t0, t1, title) in zip(axes[:2], [
-            ("physionet:GaCo13_10", "right", 20, 32, "(a) offset through swing: floor-relative heel-off"),
-            ("physionet:JuPt24_02", "left", 20, 30, "(b) weak heel: strike threshold ≤ half the loaded span")]):
-        rec = load_any(name, side)
+    fig, axes = plt.subplots(4, 1, figsize=(10, 14.5))
+    fixed = _variant(base, floor_max_fraction=0.0, on_max_fraction=0.95, floor_flat_n=0.0)
+    preloaded = load_any("physionet:GaCo01", "left")
+    preloaded = replace(preloaded, heel_n=preloaded.heel_n + 30.0)
+    for ax, (rec, t0, t1, title, other, other_label, ymax) in zip([axes[0], axes[1], axes[3]], [
+            (load_any("physionet:GaCo13_10", "right"), 20, 32, "(a) offset through swing: floor-relative heel-off",
+             fixed, "fixed thresholds", 120),
+            (load_any("physionet:JuPt24_02", "left"), 20, 30, "(b) weak heel: strike threshold ≤ half the loaded span",
+             fixed, "fixed thresholds", 120),
+            (preloaded, 0, 12, "(d) 30 N sensor preload (added): a flat swing plateau makes it the floor",
+             _variant(base, floor_flat_n=0.0), "without the plateau rule", 200)]):
+        name, side = rec.name, rec.side
         th = thresholds(rec, base, t0, t1)
         t = t0 + np.arange(len(th)) / rec.rate_hz
         ax.plot(t, th[:, 0], "k", lw=1, label="heel force (filtered), N")
         ax.plot(t, th[:, 1], "g--", lw=1, label="tracked floor")
         ax.plot(t, th[:, 2], "b", lw=1, label="heel-off threshold")
         ax.plot(t, th[:, 3], "r", lw=1, label="heel-strike threshold")
-        for prof, y, _label in ((base, -0.06, "bursts (adaptive)"),
-                               (_variant(base, floor_max_fraction=0.0, on_max_fraction=0.95), -0.12,
-                                "bursts (fixed thresholds)")):
+        for prof, y in ((base, -0.06), (other, -0.12)):
             for a, b in replay(rec, prof).bursts_s:
                 if b > t0 and a < t1:
                     ax.axvspan(max(a, t0), min(b, t1), ymin=0, ymax=0.04 if y < -0.1 else 0.08,
@@ -77,9 +85,9 @@ def main(argv=None) -> int:
         for to, _hs in rec.reference_swings():
             if t0 < to < t1:
                 ax.axvline(to, color="m", lw=0.5)
-        ax.set_ylim(0, min(ax.get_ylim()[1], 120))
+        ax.set_ylim(0, min(ax.get_ylim()[1], ymax))
         ax.set_title(f"{title} — {name} {side}\n"
-                     "magenta: toe-off; orange: bursts (adaptive), grey: bursts (fixed thresholds)",
+                     f"magenta: toe-off; orange: bursts (adaptive), grey: bursts ({other_label})",
                      fontsize=9)
         ax.legend(loc="upper right", fontsize=7)
         ax.set_xlabel("s")

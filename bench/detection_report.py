@@ -51,6 +51,8 @@ GROUPS = {
 HEEL_GRID = {"trigger.heel.off_fraction": (0.02, 0.04),
              "trigger.heel.swing_fraction": (0.30, 0.34, 0.38)}
 FOLDS = 5
+#: constant heel-sensor preloads (N) the robustness table adds to every heel sample
+PRELOADS_N = (0.0, 10.0, 20.0, 30.0, 45.0)
 #: the foot calibrated in the out-of-sample check (one foot keeps the run to a few minutes)
 CALIBRATION_SIDE = "left"
 
@@ -188,6 +190,30 @@ def calibration_out_of_sample(group: str, side: str = CALIBRATION_SIDE, *, imple
     return "\n".join(lines), rows
 
 
+def preload_robustness(group: str = "heel", offsets_n=PRELOADS_N, *, implementation: str = "auto") -> str:
+    """The heel group replayed with a constant sensor preload added to every heel sample (a
+    misfitted or tight insole: the heel never reads below it, in swing either): pooled figures
+    per preload, as a table."""
+    from dataclasses import replace as _replace
+    profile = load_profile(CONFIGS / GROUPS[group][0])
+    lines = ["| heel preload added | recall | precision | quiet onsets | in window | worst-decile foot "
+             "| walks ending in a fault |", "|---" * 7 + "|"]
+    names = group_names(group)
+    for off in offsets_n:
+        reports = []
+        for n in names:
+            for side in ("left", "right"):
+                rec = load_any(n, side)
+                rec = _replace(rec, heel_n=rec.heel_n + off)
+                res = replay(rec, profile, implementation=implementation)
+                reports.append(score(rec, res.bursts_s, faults=[f.text for f in res.faults]))
+        p = pooled(reports)
+        lines.append(f"| {off:.0f} N | {p.swing_recall:.4f} | {p.swing_precision:.4f} | "
+                     f"{p['quiet_onsets']['total']} | {p.onset_in_window_fraction:.3f} | "
+                     f"{worst_decile(reports)[0]:.3f} | {sum(1 for r in reports if r.faults)} |")
+    return "\n".join(lines)
+
+
 def worst_decile(reports) -> tuple[float, list]:
     """Mean recall of the worst 10 % of feet (by recall; at least one) and those feet."""
     feet = sorted((r for r in reports if r.swings_reference), key=lambda r: (r.swing_recall, r.name))
@@ -250,6 +276,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quiet", action="store_true", help="only the pooled rows")
     ap.add_argument("--no-cv", action="store_true", help="skip the cross-validation of the heel parameters")
     ap.add_argument("--folds", type=int, default=FOLDS, help=f"cross-validation folds (default {FOLDS})")
+    ap.add_argument("--no-preload", action="store_true",
+                    help="skip the heel-preload robustness table (the heel group with 0..45 N added)")
     ap.add_argument("--no-calibration", action="store_true",
                     help="skip the out-of-sample check of `fes calibrate` (fit on one walk, score on the others)")
     args = ap.parse_args(argv)
@@ -295,6 +323,11 @@ def main(argv=None) -> int:
             part += ("\nOnset error per walk (onset − toe-off, ms; share before −300 and after +20 ms):\n\n"
                      f"```\n{dist}\n```\n")
         md.append(part)
+    if "heel" in groups and not args.no_preload:
+        part = ("### heel — a sensor preload added to every heel sample (`configs/default.yaml`)\n\n"
+                + preload_robustness(implementation=args.kernel) + "\n")
+        print("\n" + part)
+        cv_text += "\n" + part
     cal_text = ""
     if not args.no_calibration:
         for group in [g for g in ("heel", "tilt") if g in groups]:

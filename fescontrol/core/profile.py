@@ -162,7 +162,18 @@ class HeelTrigger(_Model):
                                      description="that minimum counts as the unloaded level only below this "
                                                  "fraction of the loaded peak (else the heel did not unload)")
     floor_max_n: Real = Field(20.0, ge=0.0, le=200.0,
-                              description="nor above this force: a larger preload means a misfitted sensor, N")
+                              description="nor above this force, unless a flat plateau (floor_flat_n) confirms "
+                                          "it as the sensor's preload, N")
+    floor_flat_n: Real = Field(4.0, ge=0.0, le=20.0,
+                               description="a heel force held within this band for floor_flat_ms (at most "
+                                           "max_stim_ms), below floor_flat_max_fraction of the peak, then loaded "
+                                           "again, is a swing: its level (the sensor's preload) may be the floor "
+                                           "above floor_max_n (0: never), N")
+    floor_flat_ms: Int = Field(200, ge=50, le=1000,
+                               description="how long that plateau must hold (a swing holds 300 ms or more), ms")
+    floor_flat_max_fraction: Real = Field(0.30, ge=0.0, le=0.5,
+                                          description="a plateau-confirmed floor stays below this fraction of the "
+                                                      "loaded peak (never below floor_max_fraction)")
     on_max_fraction: Real = Field(0.5, ge=0.1, le=0.95,
                                   description="the heel-strike threshold never exceeds this fraction (or on_fraction, "
                                               "if larger) of the peak above the floor (weak heels load past it)")

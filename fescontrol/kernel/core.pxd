@@ -40,6 +40,8 @@ cdef class Kernel:
     cdef int heel_stuck_imu_strides, heel_learn_strides
     cdef int64_t heel_floor_bin_us, heel_onset_lead_us, heel_max_delay_us
     cdef double heel_floor_max_fraction, heel_floor_max_n, heel_on_max_fraction, heel_swing_fraction
+    cdef double heel_flat_n, heel_flat_max_fraction
+    cdef int64_t heel_flat_us, heel_floor_window_us
     cdef int64_t tilt_min_stance_us, tilt_debounce_us, tilt_swing_wait_us, stale_us, deliver_interval_us, period_us
     cdef int64_t startup_grace_us
     cdef int max_missing
@@ -88,6 +90,9 @@ cdef class Kernel:
     cdef int floor_idx, floor_filled
     cdef double floor_bin_min, floor_win_min
     cdef int64_t floor_bin_us, heel_since_on_us, heel_since_off_us, heel_pending_us
+    # flat unloaded plateau (a foot in the air shows the sensor's constant preload)
+    cdef readonly double flat_lo, flat_hi
+    cdef readonly int64_t flat_us, flat_seen_us
     cdef readonly int64_t heel_delay_us
     cdef readonly int heel_strides_learned, heel_pending
     cdef readonly double tilt_push_min, tilt_swing_max, tilt_push_peak, tilt_swing_peak

@@ -216,6 +216,10 @@ class Kernel:
         self.heel_floor_bin_us = p.heel_floor_bin_us
         self.heel_floor_max_fraction = p.heel_floor_max_fraction
         self.heel_floor_max_n = p.heel_floor_max_n
+        self.heel_flat_n = p.heel_flat_n
+        self.heel_flat_max_fraction = p.heel_flat_max_fraction
+        self.heel_flat_us = p.heel_flat_us
+        self.heel_floor_window_us = p.heel_floor_window_us
         self.heel_on_max_fraction = p.heel_on_max_fraction
         self.heel_swing_fraction = p.heel_swing_fraction
         self.heel_onset_lead_us = p.heel_onset_lead_us
@@ -340,6 +344,10 @@ class Kernel:
         self.floor_bin_min = 0.0
         self.floor_bin_us = 0
         self.floor_win_min = 0.0
+        self.flat_lo = 0.0
+        self.flat_hi = 0.0
+        self.flat_us = 0
+        self.flat_seen_us = self.heel_floor_window_us     # no plateau seen yet
         self.heel_since_on_us = 0
         self.heel_since_off_us = 0
         self.heel_stride_us = 0.0
@@ -816,7 +824,31 @@ class Kernel:
         cand = self.floor_bin_min
         if self.floor_filled and self.floor_win_min < cand:
             cand = self.floor_win_min
-        if cand <= self.heel_floor_max_fraction * self.heel_peak and cand <= self.heel_floor_max_n:
+        # a flat unloaded plateau: the filtered force held within floor_flat_n for floor_flat_ms
+        # (but not longer than the longest burst) below floor_flat_max_fraction of the peak, ended
+        # by the heel loading again. A foot in the air shows only the sensor's preload, which is
+        # constant, until the heel strikes; a weight shift's minimum turns around without holding,
+        # a seated foot rests for longer. Such a swing, seen within the window, lets the floor rise
+        # above floor_max_n (up to floor_flat_max_fraction of the peak).
+        if self.frames == 1:
+            self.flat_lo = self.heel_lp
+            self.flat_hi = self.heel_lp
+        elif (_max(self.flat_hi, self.heel_lp) - _min(self.flat_lo, self.heel_lp)) <= self.heel_flat_n:
+            self.flat_lo = _min(self.flat_lo, self.heel_lp)
+            self.flat_hi = _max(self.flat_hi, self.heel_lp)
+            self.flat_us += dt_us
+        else:
+            if (self.heel_flat_n > 0.0 and self.heel_lp > self.flat_hi and self.heel_flat_us <= self.flat_us
+                    and self.flat_us <= self.heel_absent_us
+                    and self.flat_hi <= self.heel_flat_max_fraction * self.heel_peak):
+                self.flat_seen_us = 0
+            self.flat_lo = self.heel_lp
+            self.flat_hi = self.heel_lp
+            self.flat_us = 0
+        if self.flat_seen_us < self.heel_floor_window_us:
+            self.flat_seen_us += dt_us
+        if (cand <= self.heel_floor_max_fraction * self.heel_peak and cand <= self.heel_floor_max_n) or (
+                self.flat_seen_us < self.heel_floor_window_us and cand <= self.heel_flat_max_fraction * self.heel_peak):
             self.heel_floor = cand
         span = self.heel_peak - self.heel_floor
         if span < 0.0:

@@ -56,6 +56,10 @@ class KernelParams:
         self.heel_floor_bin_us = heel.floor_window_ms * 1000 // FLOOR_BINS
         self.heel_floor_max_fraction = heel.floor_max_fraction
         self.heel_floor_max_n = heel.floor_max_n
+        self.heel_flat_n = heel.floor_flat_n
+        self.heel_flat_max_fraction = max(heel.floor_flat_max_fraction, heel.floor_max_fraction)
+        self.heel_flat_us = heel.floor_flat_ms * 1000
+        self.heel_floor_window_us = heel.floor_window_ms * 1000
         # the cap never undercuts on_fraction, so the hysteresis on_fraction > off_fraction holds
         self.heel_on_max_fraction = max(heel.on_max_fraction, heel.on_fraction)
         self.heel_swing_fraction = heel.swing_fraction
