@@ -17,10 +17,24 @@ Three processes, as on the device: a sensor unit writing frames at 1 kHz to a pt
   control logic). Latency = time a frame was written → time the far end read its last byte.
   Whatever the relay shows, the pty layer and the scheduler cost any loop on this machine.
 
+The sensor, emulator and far-end processes stand in for hardware that keeps its own time, so
+they run at SCHED_FIFO 50 in every run where that is permitted (``stand_ins`` in the result says
+what they got). On a normal-priority stand-in the other users' work and the hog delay the
+*writer*: under the hog its frames fell 0.5 s behind their timestamps and the loop rightly
+latched CLOCK_DRIFT, and every frame the stand-in writes late counts as a missed deadline of
+the loop (the kernel measures lateness against the sensor's timestamps). ``sensor_late`` says
+how late the stand-in itself wrote (the kernel's rule applied to its write times), so a miss
+can be told from one the loop caused.
+
 ``load=True`` runs a CPU hog (bench/load.py) on one core for the whole run. ``rt=True``
 applies :func:`fescontrol.loop.realtime.hardened_loop` (mlockall, SCHED_FIFO 50, frozen gc) to
-this process and SCHED_FIFO 50 to the sensor and far-end processes, which stand in for
-hardware that keeps its own time.
+this process (the loop or the relay).
+
+Missed deadlines have one definition everywhere: a frame taken in more than one sample period
+after the time its timestamp says, against the soonest arrival so far (the kernel's
+``_account_lateness``; :func:`missed_deadlines` applies it to arrival times, and
+tests/test_bench_latency.py proves both agree). The relay reports its own count by that rule:
+what this machine's pty layer and scheduler cost a program with no control logic at all.
 """
 from __future__ import annotations
 
@@ -69,17 +83,37 @@ def _try_fifo() -> None:
     os._exit(0 if realtime.set_fifo_priority(1).granted else 1)
 
 
-def _child_rt(rt: bool) -> None:
-    if rt:
-        realtime.set_fifo_priority(RT_PRIORITY)
+def _stand_in_sched() -> str:
+    """SCHED_FIFO for a stand-in process (hardware keeps its own time); the console line of
+    what it got (a refusal says so: the stand-in then runs at normal priority)."""
+    return realtime.set_fifo_priority(RT_PRIORITY).line()
 
 
-def _sensor_process(frames_bytes: bytes, n: int, conn, start_evt, rt: bool) -> None:
+def missed_deadlines(arrival_ns: np.ndarray, period_ns: int) -> tuple[int, np.ndarray]:
+    """The kernel's missed-deadline rule applied to the times (ns) frame 0, 1, 2 … arrived,
+    one ``period_ns`` apart by their timestamps: lateness against the soonest arrival so far
+    (the anchor moves to any frame that comes earlier than expected); a miss is lateness of more
+    than one period. Returns (misses, lateness ns per frame)."""
+    offset = np.asarray(arrival_ns, dtype=np.int64) - np.arange(len(arrival_ns), dtype=np.int64) * period_ns
+    if len(offset) == 0:
+        return 0, offset
+    lateness = offset - np.minimum.accumulate(offset)
+    return int(np.count_nonzero(lateness > period_ns)), lateness
+
+
+def _sensor_late(write_times_ns: np.ndarray) -> dict:
+    """How late the sensor stand-in wrote its frames, by the kernel's rule: its misses and the
+    lateness p50/p99/max (ms)."""
+    misses, lateness = missed_deadlines(write_times_ns, int(1e9 / RATE_HZ))
+    return {"missed_deadlines": misses, **_stats(lateness / 1e6)}
+
+
+def _sensor_process(frames_bytes: bytes, n: int, conn, start_evt) -> None:
     from fescontrol.sim.pty_sensor import frames_sensor
-    _child_rt(rt)  # before the writer thread starts: threads inherit the policy
+    sched = _stand_in_sched()  # before the writer thread starts: threads inherit the policy
     frames = np.frombuffer(frames_bytes, dtype=np.uint8).reshape(n, -1)
     sensor = frames_sensor(frames, RATE_HZ, keep_times=True)
-    conn.send(sensor.port)
+    conn.send((sensor.port, sched))
     start_evt.wait()
     sensor.start()
     while not sensor.done.wait(0.05) and not conn.poll():
@@ -93,8 +127,8 @@ def _sensor_process(frames_bytes: bytes, n: int, conn, start_evt, rt: bool) -> N
 BACKENDS = ("rehastim2", "p24")
 
 
-def _emulator_process(conn, backend: str, rt: bool) -> None:
-    _child_rt(rt)
+def _emulator_process(conn, backend: str) -> None:
+    sched = _stand_in_sched()
     if backend == "p24":
         from fescontrol.drivers.sciencemode4 import Command as P24Command
         from fescontrol.sim.p24 import P24Emulator
@@ -103,19 +137,19 @@ def _emulator_process(conn, backend: str, rt: bool) -> None:
         from fescontrol.sim.rehastim2 import RehaStim2Emulator
         emulator, update_cmd = RehaStim2Emulator(tick_s=0.002), sm.Command.START_CHANNEL_LIST_MODE
     with emulator as emu:
-        conn.send(emu.port)
+        conn.send((emu.port, sched))
         conn.recv()  # stop
         updates = [t for t, p in emu.received if p.cmd == update_cmd]
         conn.send(updates)
 
 
-def _reader_process(conn, n: int, rt: bool) -> None:
+def _reader_process(conn, n: int) -> None:
     """The relay's far end: reads a raw pty as the emulator does (select, read) and records
     the monotonic time (ns) at which each whole frame had arrived."""
     from fescontrol.sim.pty_sensor import open_raw_pty
-    _child_rt(rt)
+    sched = _stand_in_sched()
     master, slave, port = open_raw_pty()
-    conn.send(port)
+    conn.send((port, sched))
     arrival = np.zeros(n, dtype=np.int64)
     got = 0
     try:
@@ -172,17 +206,21 @@ def _stats(latency_ms: np.ndarray) -> dict:
             "max": float(latency_ms.max()), "samples": int(len(latency_ms))}
 
 
-def _start_children(frames, far_end, far_args, rt: bool):
+def _start_children(frames, far_end, far_args):
+    """The sensor stand-in and the far end; returns them, their pipes, the start event and
+    (sensor port, far-end port, stand-ins' scheduler lines)."""
     ctx = mp.get_context("fork")
     s_parent, s_child = ctx.Pipe()
     f_parent, f_child = ctx.Pipe()
     start_evt = ctx.Event()
-    sensor = ctx.Process(target=_sensor_process, args=(frames.tobytes(), len(frames), s_child, start_evt, rt),
+    sensor = ctx.Process(target=_sensor_process, args=(frames.tobytes(), len(frames), s_child, start_evt),
                          daemon=True)
-    far = ctx.Process(target=far_end, args=(f_child, *far_args, rt), daemon=True)
+    far = ctx.Process(target=far_end, args=(f_child, *far_args), daemon=True)
     sensor.start()
     far.start()
-    return sensor, far, s_parent, f_parent, start_evt
+    (sensor_port, sensor_sched), (far_port, far_sched) = s_parent.recv(), f_parent.recv()
+    stand_ins = sorted({sensor_sched, far_sched})
+    return sensor, far, s_parent, f_parent, start_evt, (sensor_port, far_port, stand_ins)
 
 
 def measure(duration_s: float = 60.0, *, rt: bool = False, backend: str = "rehastim2") -> dict:
@@ -194,9 +232,8 @@ def measure(duration_s: float = 60.0, *, rt: bool = False, backend: str = "rehas
         raise ValueError(f"backend {backend!r}: allowed {', '.join(BACKENDS)}")
     profile = bench_profile()
     frames = walking_frames(duration_s)
-    sensor_proc, emu_proc, s_parent, e_parent, start_evt = _start_children(frames, _emulator_process,
-                                                                            (backend,), rt)
-    sensor_port, emu_port = s_parent.recv(), e_parent.recv()
+    sensor_proc, emu_proc, s_parent, e_parent, start_evt, (sensor_port, emu_port, stand_ins) = \
+        _start_children(frames, _emulator_process, (backend,))
     stimulator = open_stimulator(profile, f"{backend}:{emu_port}")
     stimulator.open()
     link = open_sensor(sensor_port)
@@ -246,22 +283,25 @@ def measure(duration_s: float = 60.0, *, rt: bool = False, backend: str = "rehas
             "max_lateness_us": int(kernel.max_lateness_us), "kernel": controller.implementation,
             "steady_state_blocks": blocks.growth, "steady_state_s": blocks.seconds,
             "rt_settings": settings, "faults": faults, "backend": backend,
-            "updates_paired": int(ok.sum())}
+            "updates_paired": int(ok.sum()), "stand_ins": stand_ins, "sensor_late": _sensor_late(write_times)}
 
 
 def measure_relay(duration_s: float = 30.0, *, rt: bool = False) -> dict:
     """The floor: the same sensor and far-end processes and ptys, a minimal relay in between.
-    Returns latency stats (ms) over every frame, and how many were later than one period."""
+    Returns latency stats (ms) over every frame (sensor write → far end), how many were later
+    than one period, and the relay's own missed deadlines by the kernel's rule (frames read by
+    the relay, against their timestamps)."""
     frames = walking_frames(duration_s)
     n = len(frames)
-    sensor_proc, reader_proc, s_parent, r_parent, start_evt = _start_children(frames, _reader_process, (n,), rt)
-    sensor_port, reader_port = s_parent.recv(), r_parent.recv()
+    sensor_proc, reader_proc, s_parent, r_parent, start_evt, (sensor_port, reader_port, stand_ins) = \
+        _start_children(frames, _reader_process, (n,))
     link_in = open_sensor(sensor_port)
     link_out = open_sensor(reader_port)  # the same pyserial open as a stimulator port
     fd_in, fd_out = link_in.fileno(), link_out.fileno()
     poller = select.poll()
     poller.register(fd_in, select.POLLIN)
     forwarded = 0
+    taken_ns = np.zeros(n, dtype=np.int64)   # when the relay had read each whole frame
     t_end = time.monotonic() + duration_s + 1.0
     settings = []
     try:
@@ -274,6 +314,7 @@ def measure_relay(duration_s: float = 30.0, *, rt: bool = False) -> dict:
                 data = os.read(fd_in, 4096)
                 if not data:
                     break
+                taken_ns[forwarded // FRAME_LEN: (forwarded + len(data)) // FRAME_LEN] = time.monotonic_ns()
                 os.write(fd_out, data)
                 forwarded += len(data)
     finally:
@@ -290,9 +331,11 @@ def measure_relay(duration_s: float = 30.0, *, rt: bool = False) -> dict:
         reader_proc.join(5)
     m = min(len(arrival), len(write_times))
     latency_ms = (arrival[:m] - write_times[:m]) / 1e6
+    misses, _ = missed_deadlines(taken_ns[: forwarded // FRAME_LEN], int(1e9 / RATE_HZ))
     return {"latency_ms": _stats(latency_ms), "frames": int(m),
             "over_one_period": int(np.count_nonzero(latency_ms > 1000.0 / RATE_HZ)),
-            "rt_settings": settings}
+            "missed_deadlines": misses, "rt_settings": settings, "stand_ins": stand_ins,
+            "sensor_late": _sensor_late(write_times)}
 
 
 class _no_hardening:

@@ -40,9 +40,19 @@ def _latency_pair(seconds: float, relay_s: float, *, rt: bool, loaded: bool) -> 
         print(f"latency ({label}): relay {relay_s:g} s, then the loop {seconds:g} s at 1 kHz …", flush=True)
         relay = latency.measure_relay(relay_s, rt=rt)
         loop = latency.measure(seconds, rt=rt)
-        conditions = {"loadavg_1min_before": round(load_before, 2), "rt": rt,
-                      "cpu_load": hog.description if hog is not None else "none (other users' work only)"}
+        conditions = {"loadavg_1min_before": round(load_before, 2), "loadavg_1min_after": round(os.getloadavg()[0], 2),
+                      "rt": rt, "cpu_load": hog.description if hog is not None else "none (other users' work only)",
+                      "stand_ins": loop["stand_ins"]}
     return {"loop": loop, "relay": relay, "vs_relay": latency.compare(loop, relay), "conditions": conditions}
+
+
+def _floor(pair: dict) -> dict:
+    """What the machine itself cost in the run: the relay's missed deadlines (the kernel's rule
+    on the frames it read) and how late the sensor stand-in wrote (loop run and relay run)."""
+    return {"relay_missed_deadlines": pair["relay"]["missed_deadlines"],
+            "relay_frames": pair["relay"]["frames"],
+            "sensor_stand_in_late_loop_run": _round(pair["loop"]["sensor_late"]),
+            "sensor_stand_in_late_relay_run": _round(pair["relay"]["sensor_late"])}
 
 
 def _targets(pair: dict, idle: bool) -> dict:
@@ -62,7 +72,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="development: 10 s runs, a 10-minute walk, "
                                                           "smaller throughput streams")
     ap.add_argument("--rt", choices=("auto", "yes", "no"), default="auto",
-                    help="also measure under load with real-time hardening (auto: where permitted)")
+                    help="also measure idle and under load with real-time hardening (auto: where permitted)")
     ap.add_argument("--out", default=str(Path(__file__).with_name("results.json")))
     ap.add_argument("--sweep-points", type=int, default=20,
                     help="fes sweep bench: points measured (the 1,000-point time is extrapolated; 0 skips)")
@@ -82,6 +92,7 @@ def main(argv=None) -> int:
     p24 = {"loop": p24_loop, "relay": idle["relay"], "vs_relay": latency.compare(p24_loop, idle["relay"])}
     loaded = _latency_pair(args.latency_s, args.relay_s, rt=False, loaded=True)
     rt_ok = args.rt == "yes" or (args.rt == "auto" and latency.rt_permitted())
+    rt_idle = _latency_pair(args.latency_s, args.relay_s, rt=True, loaded=False) if rt_ok else None
     rt_loaded = _latency_pair(args.latency_s, args.relay_s, rt=True, loaded=True) if rt_ok else None
     print(f"memory: {args.walk_s:g} s of walking fast-forwarded through the loop …", flush=True)
     # a fresh process: the latency runs above locked (mlockall) and faulted in memory here
@@ -117,14 +128,27 @@ def main(argv=None) -> int:
         "latency_baseline_loaded_ms": _round(loaded["relay"]["latency_ms"]),
         "latency_loaded_vs_baseline": _round(loaded["vs_relay"]),
         "missed_deadlines_loaded": loaded["loop"]["missed_deadlines"],
+        "floor": {"idle": _floor(idle), "loaded": _floor(loaded),
+                  "rt_idle": None if rt_idle is None else _floor(rt_idle),
+                  "rt_loaded": None if rt_loaded is None else _floor(rt_loaded),
+                  "note": "relay_missed_deadlines: frames the minimal relay read more than one period late "
+                          "(the kernel's rule); sensor_stand_in_late: the stand-in's own late writes, which "
+                          "count as the loop's misses too"},
         "p24_idle": {"latency_ms": _round(p24_loop["latency_ms"]), "vs_baseline": _round(p24["vs_relay"]),
                      "missed_deadlines": p24_loop["missed_deadlines"], "frames": p24_loop["frames"],
                      "faults": p24_loop["faults"],
                      "note": "same loop on the ScienceMode4 driver and the P24 emulator, against the "
                              "idle relay of the same run"},
         "faults": {"idle": idle["loop"]["faults"], "loaded": loaded["loop"]["faults"],
+                   "rt_idle": None if rt_idle is None else rt_idle["loop"]["faults"],
                    "rt_loaded": None if rt_loaded is None else rt_loaded["loop"]["faults"]},
         "cpu_load": loaded["conditions"]["cpu_load"],
+        "rt_idle": None if rt_idle is None else {
+            "latency_ms": _round(rt_idle["loop"]["latency_ms"]),
+            "latency_baseline_ms": _round(rt_idle["relay"]["latency_ms"]),
+            "vs_baseline": _round(rt_idle["vs_relay"]),
+            "missed_deadlines": rt_idle["loop"]["missed_deadlines"],
+            "settings": rt_idle["loop"]["rt_settings"]},
         "rt_loaded": None if rt_loaded is None else {
             "latency_ms": _round(rt_loaded["loop"]["latency_ms"]),
             "latency_baseline_ms": _round(rt_loaded["relay"]["latency_ms"]),
@@ -136,11 +160,14 @@ def main(argv=None) -> int:
         "rss_growth_kb_per_h": mem["rss_growth_kb_per_h"],
         "memory_walk": mem,
         "conditions": {"idle": idle["conditions"], "loaded": loaded["conditions"],
+                       "rt_idle": None if rt_idle is None else rt_idle["conditions"],
                        "rt_loaded": None if rt_loaded is None else rt_loaded["conditions"],
                        "cpus": os.cpu_count(), "quick": args.quick,
                        "note": "machine shared with other users: absolute figures are noisy; the ratio "
                                "against the relay measured in the same run is the comparison"},
         "targets": {"idle": _targets(idle, True), "p24_idle": _targets(p24, True), "loaded": _targets(loaded, False),
+                    "rt_idle": None if rt_idle is None else {
+                        **_targets(rt_idle, True)},
                     "rt_loaded": None if rt_loaded is None else {
                         **_targets(rt_loaded, False),
                         "zero_missed_deadlines": rt_loaded["loop"]["missed_deadlines"] == 0},
@@ -152,6 +179,13 @@ def main(argv=None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     h = results["at_100_hz"]
+
+    def floor_row(pair):
+        f = _floor(pair)
+        late = f["sensor_stand_in_late_loop_run"]["missed_deadlines"]
+        return ("  machine's floor", f"relay {f['relay_missed_deadlines']} missed",
+                f"of {f['relay_frames']:,} frames; sensor stand-in wrote {late} frames late in the loop's run "
+                f"({pair['conditions']['stand_ins'][0]})")
 
     def lat_row(name, pair):
         a, b, c = pair["loop"]["latency_ms"], pair["relay"]["latency_ms"], pair["vs_relay"]
@@ -174,20 +208,30 @@ def main(argv=None) -> int:
               if lat["faults"] else []),
             ("missed deadlines idle", str(lat["missed_deadlines"]),
              f"of {lat['frames']:,} frames in {lat['duration_s']:g} s at 1 kHz (target 0)"),
+            floor_row(idle),
             lat_row("latency idle, P24", p24),
             ("missed deadlines idle, P24", str(p24_loop["missed_deadlines"]),
              f"of {p24_loop['frames']:,} frames" + (f"; FAULT {p24_loop['faults'][0]}" if p24_loop["faults"] else "")),
             lat_row("latency loaded", loaded),
             *([("  FAULT (run ended)", f"after {loaded['loop']['duration_s']:.1f} s", loaded["loop"]["faults"][0])]
               if loaded["loop"]["faults"] else []),
-            ("missed deadlines loaded", str(loaded["loop"]["missed_deadlines"]), results["cpu_load"])]
+            ("missed deadlines loaded", str(loaded["loop"]["missed_deadlines"]), results["cpu_load"]),
+            floor_row(loaded)]
+    if rt_idle is not None:
+        rows += [lat_row("latency idle --rt", rt_idle),
+                 *([("  FAULT (run ended)", f"after {rt_idle['loop']['duration_s']:.1f} s",
+                     rt_idle["loop"]["faults"][0])] if rt_idle["loop"]["faults"] else []),
+                 ("missed deadlines idle --rt", str(rt_idle["loop"]["missed_deadlines"]),
+                  "target 0; " + next((line for line in rt_idle["loop"]["rt_settings"] if "sched_fifo" in line), "")),
+                 floor_row(rt_idle)]
     if rt_loaded is not None:
         rows += [lat_row("latency loaded --rt", rt_loaded),
                  *([("  FAULT (run ended)", f"after {rt_loaded['loop']['duration_s']:.1f} s",
                      rt_loaded["loop"]["faults"][0])] if rt_loaded["loop"]["faults"] else []),
                  ("missed deadlines loaded --rt", str(rt_loaded["loop"]["missed_deadlines"]),
                   f"target 0; steady-state blocks {rt_loaded['loop']['steady_state_blocks']:+} "
-                  f"over {rt_loaded['loop']['steady_state_s']} s")]
+                  f"over {rt_loaded['loop']['steady_state_s']} s"),
+                 floor_row(rt_loaded)]
     else:
         rows.append(("--rt", "not measured", "SCHED_FIFO not permitted here (CAP_SYS_NICE / rtprio limit)"))
     rows.append(("RSS growth", f"{mem['rss_growth_kb_per_h']:g} kB per walked hour",
