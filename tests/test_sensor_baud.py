@@ -25,7 +25,7 @@ def test_default_is_the_reference_firmwares_baud_everywhere():
     makefile = (REPO / "firmware" / "Makefile").read_text()
     firmware_baud = int(re.search(r"^BAUD\s*\?=\s*(\d+)$", makefile, re.M).group(1))
     assert firmware_baud == SENSOR_BAUD_DEFAULT == 1_000_000
-    for command in ("run", "walk", "train"):
+    for command in ("run", "walk", "train", "live", "calibrate"):
         params = {p.name: p for p in main.commands[command].params}
         assert params["sensor_baud"].default == SENSOR_BAUD_DEFAULT, command
     from fescontrol.tools.calibration import record_walk
@@ -92,3 +92,27 @@ def _with_speed(attrs: list, speed: int) -> list:
     attrs = list(attrs)
     attrs[4] = attrs[5] = speed
     return attrs
+
+
+@pytest.mark.parametrize("command", [["live", "--sensor", "/dev/null", "--port", "0"],
+                                     ["calibrate", "--sensor", "/dev/null", "--profile", "configs/default.yaml"]])
+def test_live_and_calibrate_refuse_a_bad_baud_in_one_line(command):
+    done = _fes(*command, "--sensor-baud", "921601")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip() and not ln.startswith(("Usage: ", "Try '"))]
+    assert len(lines) == 1 and "921601 Bd is not a standard serial rate" in lines[0], done.stderr
+
+
+@pytest.mark.timeout(90)
+def test_calibrate_sets_the_given_baud_on_the_port():
+    controller, device = pty.openpty()
+    try:
+        termios.tcsetattr(device, termios.TCSANOW, _with_speed(termios.tcgetattr(device), termios.B9600))
+        done = _fes("calibrate", "--sensor", os.ttyname(device), "--profile", str(REPO / "configs" / "default.yaml"),
+                    "--seconds", "0.5", "--sensor-baud", "500000")
+        assert "Traceback" not in done.stderr and "recording the walk from" in done.stdout, done.stdout + done.stderr
+        attrs = termios.tcgetattr(device)
+        assert (attrs[4], attrs[5]) == (termios.B500000, termios.B500000)
+    finally:
+        os.close(controller)
+        os.close(device)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from fescontrol.cli.types import DURATION, START_TIME, TCP_PORT, speed_type
+from fescontrol.cli.types import DURATION, SENSOR_BAUD_OPTION, START_TIME, TCP_PORT, speed_type
 from fescontrol.core.profile import Profile, ProfileError, load_profile, profile_to_yaml
 
 STORE_HELP = "profile store folder (versions and history per patient)"
@@ -78,6 +78,7 @@ def _patient(store, patient: str | None, profile: Profile | None = None, require
 @click.option("--side", type=click.Choice(["left", "right"]), help="which foot of the recording")
 @click.option("--seconds", type=DURATION, default=60.0, show_default=True, help="with --sensor: how long to record")
 @click.option("--save-walk", type=click.Path(), help="with --sensor: keep the raw frames (*.fesraw)")
+@SENSOR_BAUD_OPTION
 @click.option("--objective", type=click.Choice(["auto", "reference", "structure"]), default="auto",
               show_default=True, help="reference events when the walk has them, else the gait's structure")
 @click.option("--passes", type=click.IntRange(1, 4), default=2, show_default=True)
@@ -96,8 +97,9 @@ def _patient(store, patient: str | None, profile: Profile | None = None, require
 @click.option("--plot", "plot_path", type=click.Path(), help="write a before/after PNG")
 @click.option("--json", "json_path", type=click.Path(), help="write the figures as JSON")
 @click.option("--kernel", type=click.Choice(["auto", "cython", "python"]), default="auto")
-def calibrate_command(sensor, recording, profile_path, side, seconds, save_walk, objective, passes, check_on, yes,
-                      accept_worse, store, patient, by, note, out_path, plot_path, json_path, kernel) -> None:
+def calibrate_command(sensor, recording, profile_path, side, seconds, save_walk, sensor_baud, objective, passes,
+                      check_on, yes, accept_worse, store, patient, by, note, out_path, plot_path, json_path,
+                      kernel) -> None:
     """Propose trigger thresholds, hysteresis, debounce and timing from a short walk.
 
     Shows the figures of the current and the proposed profile on that walk (steps detected,
@@ -121,7 +123,7 @@ def calibrate_command(sensor, recording, profile_path, side, seconds, save_walk,
               "give --patient ID (versions are kept per patient) or --out FILE")
     if sensor:
         rec, _, live_events = record_walk(sensor, seconds, profile, save_to=save_walk, side=side,
-                                          echo=click.echo)
+                                          echo=click.echo, baudrate=sensor_baud)
         click.echo(f"recorded {rec.duration_s:.1f} s; the live loop detected "
                    f"{sum(e.event == 'heel_off' for e in live_events)} onsets")
     else:
@@ -336,6 +338,7 @@ def profile_show(ref, patient, store) -> None:
 # ----------------------------------------------------------------------------- live
 @click.command("live")
 @click.option("--sensor", help="sensor port (device path, pty or URL)")
+@SENSOR_BAUD_OPTION
 @click.option("--recording", help="replay this walk at real-time speed over a pseudo-terminal")
 @click.option("--side", type=click.Choice(["left", "right"]))
 @click.option("--profile", "profile_path", type=click.Path(exists=True), help="profile YAML")
@@ -352,8 +355,8 @@ def profile_show(ref, patient, store) -> None:
 @click.option("--patient", help="patient id for saved versions (default: the profile's)")
 @click.option("--kernel", type=click.Choice(["auto", "cython", "python"]), default="auto")
 @click.option("--duration", type=DURATION, help="stop after this many seconds")
-def live_command(sensor, recording, side, profile_path, port, host, allow_remote, start_s, speed, stim, store,
-                 patient, kernel, duration) -> None:
+def live_command(sensor, sensor_baud, recording, side, profile_path, port, host, allow_remote, start_s, speed, stim,
+                 store, patient, kernel, duration) -> None:
     """Live view in the browser: signals, events, state and envelope; safe live changes.
 
     The printed URL carries this session's secret token (?token=…); the page refuses every
@@ -382,7 +385,7 @@ def live_command(sensor, recording, side, profile_path, port, host, allow_remote
             _fail(str(err))
         source = f"replay of {rec.name} ({rec.side}) from {start_s:g} s at {speed:g}× real time"
     else:
-        open_fd, close = port_source(sensor)
+        open_fd, close = port_source(sensor, sensor_baud)
         source = f"sensor {sensor}"
     with ExitStack() as stack:
         stimulator = None
