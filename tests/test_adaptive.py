@@ -11,14 +11,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fescontrol.core import limits
-from fescontrol.machine.adaptive import LearningLaw
+from fescontrol.machine.adaptive import LearningLaw, SaturationGuard
 from fescontrol.core.codes import Fault
 from fescontrol.loop.controller import Controller, TraceCollector
 from fescontrol.kernel import COMPILED
 from fescontrol.session.modes import CommandRecord, PatientModes, replay_session
 from fescontrol.core.profile import ProfileError, bundled_profile_path, load_profile, profile_from_dict
 from fescontrol.session.log import LogWriter, SessionLog
-from fescontrol.sim.patient.adaptive import long_walk, reference_target, with_adaptive
+from fescontrol.sim.patient.adaptive import lowest_clear_amplitude, long_walk, reference_target, with_adaptive
 from fescontrol.sim.patient.closed_loop import closed_loop_replay
 from fescontrol.sim.patient.params import BUNDLED_POPULATIONS, draw_population, load_population_spec
 from fescontrol.sim.replay import recording_stream
@@ -63,6 +63,8 @@ def test_bundled_adaptive_profile_is_enabled_and_starts_at_the_patient_minimum()
     ({"gain_ma_per_deg": True}, "gain_ma_per_deg"),
     ({"learning_rate": 0.3}, "learning_rate"),
     ({"swing": {"min_ms": 900, "max_ms": 500}}, "min_ms (900) must be below max_ms"),
+    ({"saturation": {"window": 5}}, "window"),
+    ({"saturation": {**SECTION["saturation"], "window_strides": 2}}, "window_strides"),
 ])
 def test_bad_adaptive_sections_are_refused_with_one_line(change, words):
     data = ADAPTIVE.model_dump(mode="json")
@@ -97,6 +99,100 @@ def test_law_never_leaves_the_bounds_nor_steps_more_than_its_limit(lo, span, gai
         u = nxt
     with pytest.raises(ValueError):
         law.next_amplitude(u, math.nan)
+
+
+# ----- the wind-up guard ---------------------------------------------------------------------------
+
+def _law_and_guard(saturation=True, **change):
+    sec = {**SECTION, **change}
+    if not saturation:
+        sec["saturation"] = None
+    p = with_adaptive(ADAPTIVE, sec, amplitude_min_ma=15, amplitude_max_ma=40)
+    law = LearningLaw(p.adaptive, p.patient)
+    return law, (SaturationGuard(p.adaptive.saturation, law) if saturation else None)
+
+
+def _walk_plant(law, guard, error_of, strides=300, seed=1):
+    """The law (and guard) against a plant error_of(amplitude) + ±3° stride noise."""
+    rng = np.random.default_rng(seed)
+    u, used = law.lo, []
+    for _ in range(strides):
+        e = error_of(u) + float(rng.uniform(-3, 3))
+        nxt = law.next_amplitude(u, e)
+        if guard is not None:
+            nxt = guard.limit(u, e, nxt)
+        used.append(u)
+        u = nxt
+    return np.array(used)
+
+
+@settings(max_examples=200, deadline=None)
+@given(errors=st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=200), window=st.integers(3, 12),
+       span=st.floats(0.1, 10), lift=st.floats(0, 5), probe=st.integers(5, 30), descend=st.floats(0.01, 5),
+       step=st.floats(0.1, 10))
+def test_guard_never_leaves_the_bounds_nor_steps_more_than_the_limit(errors, window, span, lift, probe,
+                                                                       descend, step):
+    law, guard = _law_and_guard(max_step_ma=step, saturation={
+        "window_strides": window, "min_span_ma": span, "min_lift_deg_per_ma": lift, "probe_strides": probe,
+        "descend_ma": descend, "knee_tol_deg": 1.0})
+    u = law.lo
+    for e in errors:
+        law_next = law.next_amplitude(u, e)
+        nxt = guard.limit(u, e, law_next)
+        assert law.lo <= nxt <= law.hi and nxt <= law_next
+        assert abs(nxt - u) <= step + 1e-9
+        u = nxt
+
+
+def test_guard_stops_the_climb_near_the_knee_of_a_saturated_muscle():
+    # the foot lifts 2° per mA up to 26 mA and not at all above: still 6° too low there
+    def plant(u):
+        return 6.0 + 2.0 * (26.0 - min(u, 26.0))
+    law, guard = _law_and_guard()
+    used = _walk_plant(law, guard, plant)
+    assert guard.ceiling_ma is not None and guard.phase in ("descend", "hold", "probe")
+    assert 24.5 <= np.median(used[-100:]) <= 29.5, used[-100:]
+    law, _ = _law_and_guard(saturation=False)
+    assert np.median(_walk_plant(law, None, plant)[-100:]) == 40.0      # without it: wound up
+
+
+def test_guard_leaves_a_foot_that_answers_the_current_alone():
+    def plant(u):
+        return 12.0 - 1.5 * (u - 15.0)       # on target at 23 mA
+    law, guard = _law_and_guard()
+    used_with = _walk_plant(law, guard, plant)
+    law2, _ = _law_and_guard(saturation=False)
+    assert guard.ceiling_ma is None
+    assert np.array_equal(used_with, _walk_plant(law2, None, plant))
+
+
+def test_an_unliftable_patient_is_held_near_saturation_and_the_log_says_so(walk, profile):
+    patient = draw_population(SPEC, 15, n=2)[1].model_copy(update={"max_torque_nm": 1.2})
+    longer = long_walk(walk, 3.0)
+    run = closed_loop_replay(longer, with_adaptive(profile, {**profile.adaptive.model_dump(mode="json")},
+                                                   amplitude_max_ma=40.0), patient, SPEC.gait)
+    records = run.meta["adaptive"]
+    flagged = [r for r in records if r.reason.startswith("saturated")]
+    assert flagged and flagged[-1] is records[-1]
+    saturation_ma = patient.saturation_charge_nc / profile.stimulation.pulse_width_us
+    assert records[-1].next_ma < saturation_ma + 4.0 < 40.0
+    off = closed_loop_replay(longer, with_adaptive(profile, {**profile.adaptive.model_dump(mode="json"),
+                                                             "saturation": None}, amplitude_max_ma=40.0),
+                             patient, SPEC.gait)
+    assert off.meta["adaptive"][-1].next_ma == 40.0
+    assert run.current_ma.sum() < 0.9 * off.current_ma.sum()
+
+
+def test_lowest_clear_amplitude_finds_the_step_of_a_monotone_walk():
+    for need in range(16, 41):
+        for guess in (10.0, 15.2, 22.7, 39.0, 55.0):
+            calls = []
+
+            def run_at(ma, calls=calls, need=need):
+                calls.append(ma)
+                return {"toe_drag_per_100": 0.5 if ma >= need else 30.0}
+            assert lowest_clear_amplitude(run_at, guess, 15.0, 40.0) == need
+            assert len(calls) == len(set(calls)) <= 9
 
 
 # ----- closed loop on random patients and gains ---------------------------------------------------

@@ -411,6 +411,26 @@ class AdaptiveSwing(_Model):
         return self
 
 
+class AdaptiveSaturation(_Model):
+    """The wind-up guard: when the amplitudes of the last ``window_strides`` learning strides
+    spanned at least ``min_span_ma`` and the foot rose less than ``min_lift_deg_per_ma`` per
+    mA over them (least squares of the pitch error on the amplitude), more current no longer
+    lifts the foot (recruitment saturated, or a fatigued muscle at its floor): the learning
+    stops climbing, and the limit comes down ``descend_ma`` per stride from the lowest
+    amplitude of that window until the foot loses more than ``knee_tol_deg`` of the lift it
+    had, then holds there (just below that knee at worst). Fatigue alone moves the amplitude far less than
+    ``min_span_ma`` in a window. Every ``probe_strides`` strides it allows one ``max_step_ma``
+    more; a foot that answers again ends the hold."""
+
+    window_strides: Int = Field(10, ge=3, le=50)
+    min_span_ma: Real = Field(3.0, gt=0.0, le=20.0)
+    min_lift_deg_per_ma: Real = Field(0.5, ge=0.0, le=20.0)
+    probe_strides: Int = Field(60, ge=5, le=100_000)
+    descend_ma: Real = Field(0.25, gt=0.0, le=5.0, description="limit lowered per stride toward the knee, mA")
+    knee_tol_deg: Real = Field(1.0, gt=0.0, le=20.0,
+                               description="mean error rise over 4 strides that marks the knee, deg")
+
+
 class Adaptive(_Model):
     """Stride-to-stride learning of the plateau amplitude from the foot's own pitch in swing
     (run-to-run learning, Seel et al. 2016; docs/adaptive.md). Off unless ``enabled``; when
@@ -430,6 +450,8 @@ class Adaptive(_Model):
                                                 "the lift the next stride needs")
     deadband_deg: Real = Field(0.5, ge=0.0, le=5.0, description="errors this small change nothing, deg")
     swing: AdaptiveSwing | None = None
+    saturation: AdaptiveSaturation | None = Field(None, description="wind-up guard (None: none): stop "
+                                                  "climbing when more current no longer lifts the foot")
     mid_swing_fraction: Real = Field(0.65, ge=0.3, le=0.9,
                                      description="mid-swing as a fraction of the time from the onset "
                                                  "(push-off) to the heel strike")

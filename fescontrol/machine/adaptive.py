@@ -19,6 +19,13 @@ normal, a patient's own intensity change (which wins: it holds for the rest of t
 A short swing with the foot below target is taken as an early toe contact caused by too
 little current, and learned from (one full step up) instead of frozen.
 
+Wind-up guard (``adaptive.saturation``, :class:`SaturationGuard`): an integrating law keeps
+climbing while the foot stays low, also when more current no longer lifts it (recruitment
+saturated, or a fatigued muscle at its floor) — charge and fatigue for nothing. When the
+recent strides show no lift per mA, the climb stops at the lowest amplitude of that window
+(reached from above at most ``max_step_ma`` per stride); the status and every logged stride
+say ``saturated``. One step more is tried every ``probe_strides``; a foot that lifts ends it.
+
 This runs at the event level, once per stride, on the sensor clock; the per-sample pitch
 integration is in the kernel (:mod:`fescontrol.machine.stride_features`). New amplitudes go through
 :meth:`fescontrol.safety.supervisor.SafetySupervisor.request_amplitude`, and the kernel applies
@@ -106,6 +113,93 @@ class LearningLaw:
         return -1 if swing_ms < lo else (1 if swing_ms > hi else 0)
 
 
+#: strides whose mean pitch error tells the descent toward the knee that the foot drops
+KNEE_STRIDES = 4
+
+
+class SaturationGuard:
+    """The wind-up guard alone (see the module docstring). ``ceiling_ma`` is None while the
+    foot answers the current, else the amplitude the learning may not climb above.
+
+    Phases once more current stopped lifting the foot: ``descend`` — the ceiling comes down
+    ``descend_ma`` per stride from the lowest amplitude of the flat window while the foot
+    keeps the lift it had there (mean error of the last KNEE_STRIDES strides within
+    ``knee_tol_deg``); when it drops, the ceiling goes back up above that knee and the phase
+    is ``hold``; after ``probe_strides`` strides ``probe`` allows one ``max_step_ma`` more:
+    a flat window starts a new descent, a foot that lifts per mA again ends the guard.
+
+    Invariant: the amplitude it returns is never above the law's and never below
+    ``min(law's, max(ceiling, used - max_step))``: the step and bound invariants hold."""
+
+    def __init__(self, cfg, law: LearningLaw):
+        self.cfg = cfg
+        self.law = law
+        self.points: deque[tuple[float, float]] = deque(maxlen=int(cfg.window_strides))
+        self.ceiling_ma: float | None = None
+        self.phase = ""
+        self.level_deg = 0.0     # mean error where the current stopped lifting
+        self.recent: deque[float] = deque(maxlen=KNEE_STRIDES)
+        self.since = 0
+
+    @staticmethod
+    def lift_deg_per_ma(points) -> float:
+        """Least-squares lift of the foot per mA (−d error / d amplitude) over ``points``
+        [(amplitude_ma, error_deg)]; NaN when the amplitudes do not vary."""
+        n = len(points)
+        ma = sum(a for a, _ in points) / n
+        me = sum(e for _, e in points) / n
+        var = sum((a - ma) ** 2 for a, _ in points)
+        if var <= 0.0:
+            return math.nan
+        return -sum((a - ma) * (e - me) for a, e in points) / var
+
+    def _window_lift(self) -> float:
+        """The window's lift per mA, NaN while it is not full or spans too little current."""
+        if len(self.points) < self.points.maxlen:
+            return math.nan
+        amps = [a for a, _ in self.points]
+        if max(amps) - min(amps) < self.cfg.min_span_ma:
+            return math.nan
+        return self.lift_deg_per_ma(self.points)
+
+    def _saturated(self) -> None:
+        self.ceiling_ma = min(a for a, _ in self.points)
+        # the lift it kept: the window's upper half of amplitudes (a climb may have crossed
+        # the knee inside the window, and strides below it are lower)
+        upper = sorted(self.points, reverse=True)[:max(1, len(self.points) // 2)]
+        self.level_deg = sum(e for _, e in upper) / len(upper)
+        self.phase = "descend"
+        self.recent.clear()
+        self.since = 0
+
+    def limit(self, used_ma: float, error_deg: float, nxt_ma: float) -> float:
+        """The next amplitude after a stride the law learned from (used, error → nxt)."""
+        cfg = self.cfg
+        self.points.append((used_ma, error_deg))
+        lift = self._window_lift()
+        if self.ceiling_ma is None or self.phase == "probe":
+            if lift <= cfg.min_lift_deg_per_ma:
+                self._saturated()
+            elif lift > cfg.min_lift_deg_per_ma and self.phase == "probe":
+                self.ceiling_ma, self.phase = None, ""
+        elif self.phase == "descend":
+            self.recent.append(error_deg)
+            if len(self.recent) == KNEE_STRIDES and sum(self.recent) / KNEE_STRIDES > self.level_deg + cfg.knee_tol_deg:
+                # the foot dropped: the knee is above; go back over it and hold there
+                self.ceiling_ma = self.law.bounded(self.ceiling_ma + (KNEE_STRIDES + 1) * cfg.descend_ma)
+                self.phase, self.since = "hold", 0
+            else:
+                self.ceiling_ma = self.law.bounded(self.ceiling_ma - cfg.descend_ma)
+        else:
+            self.since += 1
+            if self.since >= cfg.probe_strides:
+                self.ceiling_ma = self.law.bounded(self.ceiling_ma + self.law.max_step)
+                self.phase = "probe"
+        if self.ceiling_ma is None:
+            return nxt_ma
+        return min(nxt_ma, max(self.ceiling_ma, used_ma - self.law.max_step))
+
+
 class AdaptiveStimulation:
     """The learning loop on one controller: fed every logged kernel event (after the gait
     machine handled it), it decides the next stride's amplitude at each heel strike.
@@ -118,6 +212,8 @@ class AdaptiveStimulation:
         self.kernel = kernel
         self.supervisor = supervisor
         self.law = LearningLaw(profile.adaptive, profile.patient)
+        sat = profile.adaptive.saturation
+        self.guard = SaturationGuard(sat, self.law) if sat is not None else None
         self.records: list[AdaptiveStride] | deque[AdaptiveStride] = [] if history is None else deque(maxlen=history)
         self.listeners: list[Callable[[AdaptiveStride], None]] = []
         self.amplitude_ma = self.law.lo          # last good amplitude (what the next stride gets)
@@ -207,7 +303,13 @@ class AdaptiveStimulation:
             return self._record(used, nxt, error, f, "learn", "early contact, foot low")
         self._swings.append(f.swing_ms)
         nxt = self.law.next_amplitude(used, error)
-        self._record(used, nxt, error, f, "hold" if nxt == used else "learn")
+        reason = ""
+        if self.guard is not None:
+            nxt = self.guard.limit(used, error, nxt)
+            if self.guard.ceiling_ma is not None:
+                reason = (f"saturated: more current no longer lifts the foot ({self.guard.phase}, at most "
+                          f"{self.guard.ceiling_ma:.1f} mA)")
+        self._record(used, nxt, error, f, "hold" if nxt == used else "learn", reason)
 
     def _frozen(self, reason: str, f: StrideFeatures | None = None, error: float = math.nan) -> None:
         self._record(float(self.kernel.amplitude_ma), self.amplitude_ma, error, f, "frozen", reason, learn=False)
@@ -226,6 +328,9 @@ class AdaptiveStimulation:
         self.records.append(rec)
         if status == "frozen":
             self.status = f"frozen at {self.amplitude_ma:g} mA: {reason}"
+        elif reason.startswith("saturated"):
+            self.status = (f"saturated at {self.amplitude_ma:.1f} mA: more current no longer lifts the foot "
+                           f"(pitch error {error:+.1f}°)")
         else:
             self.status = f"{status} {self.amplitude_ma:.1f} mA (pitch error {error:+.1f}°)"
         for listener in self.listeners:

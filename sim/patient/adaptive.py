@@ -173,14 +173,60 @@ def _summary(run, profile: Profile, rate_hz: float) -> dict:
             "peak_ma": float(run.current_ma.max()) if len(run.current_ma) else 0.0}
 
 
+#: a pair is liftable when a fixed amplitude at the patient maximum keeps toe drag at or
+#: below this many strides per 100 over the whole walk (the issue's target for the adaptive one)
+LIFTABLE_PER_100 = 1.0
+
+
+def lowest_clear_amplitude(run_at, guess_ma: float, lo_ma: float, hi_ma: float,
+                           per_100: float = LIFTABLE_PER_100) -> float:
+    """The lowest whole-mA amplitude in (lo_ma, hi_ma] whose walk ``run_at(ma)`` (a summary
+    dict) has at most ``per_100`` toe-drag strides per 100: a bracket grown from ``guess_ma``
+    (steps of 2, 4, 8 mA), then bisection. ``hi_ma`` must be clear (the caller checked) and
+    ``lo_ma`` is taken as not clear (the motor threshold); toe drag is taken to fall with the
+    amplitude (recruitment is monotone)."""
+    def clear(ma):
+        return ma >= hi_ma or run_at(ma)["toe_drag_per_100"] <= per_100
+
+    bad, ok = float(np.floor(lo_ma)), float(hi_ma)
+    g = float(min(hi_ma, max(bad + 1.0, np.round(guess_ma))))
+    step = 2.0
+    if clear(g):
+        ok = g
+        while ok - step > bad and clear(ok - step):
+            ok -= step
+            step *= 2.0
+        bad = max(bad, ok - step)
+    else:
+        bad = g
+        while bad + step < ok and not clear(bad + step):
+            bad += step
+            step *= 2.0
+        ok = min(ok, bad + step)
+    while ok - bad > 1.0:
+        mid = float(np.floor((ok + bad) / 2.0))
+        if clear(mid):
+            ok = mid
+        else:
+            bad = mid
+    return ok
+
+
 def compare_on_patient(recording: str, side: str, population: str, seed: int, patient: int, minutes: float,
-                       base_profile: str, adaptive: dict, margin_deg: float, max_ma: float,
-                       high_tries: int = 3) -> dict:
-    """One patient walking ``minutes`` of ``recording`` three times: adaptive (from the
-    patient minimum = the motor threshold, rounded down), fixed at the amplitude the adaptive
-    one learned at minute 0 (strides after convergence), and fixed high enough for the whole
-    walk (from the highest learned amplitude up, 2 mA at a time, ``high_tries`` at most, up to
-    ``max_ma``). Returns plain numbers (runs on a dask worker)."""
+                       base_profile: str, adaptive: dict, margin_deg: float, max_ma: float) -> dict:
+    """One patient walking ``minutes`` of ``recording`` with the adaptive profile (from the
+    patient minimum = the motor threshold, rounded down) and with fixed amplitudes:
+
+    * ``fixed_tuned``: the amplitude the adaptive one learned at minute 0 (the strides after
+      it converged), as an orthotist tunes a fixed profile to the same lift;
+    * ``fixed_max``: the patient maximum ``max_ma``; the pair is *liftable* when it keeps
+      toe drag ≤ :data:`LIFTABLE_PER_100` per 100 strides over the whole walk;
+    * ``fixed_high``: the fixed profile set high enough to avoid toe drag all walk — for a
+      liftable pair the lowest whole-mA amplitude that keeps ≤ 1 per 100
+      (:func:`lowest_clear_amplitude`), else the patient maximum (no lower one does better).
+
+    The fixed runs do not depend on how the adaptive one was tuned except for the search's
+    starting point. Returns plain numbers (runs on a dask worker)."""
     from fescontrol.core.profile import bundled_profile_path, load_profile
     from ..sources import load_recording
     from .closed_loop import closed_loop_replay
@@ -202,23 +248,30 @@ def compare_on_patient(recording: str, side: str, population: str, seed: int, pa
     conv = next((i for i, e in enumerate(errors) if abs(e) <= CONVERGED_DEG), None)
     start = conv if conv is not None else 0
     tuned_ma = float(np.median([r.amplitude_ma for r in recs[start:start + TUNE_STRIDES]]))
-    fixed = closed_loop_replay(walk, with_fixed_amplitude(prof, round(tuned_ma, 1)), p, spec.gait)
-    ad_sum = _summary(ad, prof, walk.rate_hz)
-    high_ma = min(max_ma, float(np.ceil(max(r.amplitude_ma for r in recs))))
-    tries = []
-    for _ in range(high_tries):
-        run = closed_loop_replay(walk, with_fixed_amplitude(prof, high_ma), p, spec.gait)
-        tries.append((high_ma, _summary(run, prof, walk.rate_hz)))
-        if tries[-1][1]["toe_drag_strides"] <= ad_sum["toe_drag_strides"] or high_ma >= max_ma:
-            break
-        high_ma = min(max_ma, high_ma + 2.0)
-    high_ma, high = tries[-1]
+    fixed_runs: dict[float, dict] = {}
+
+    def fixed_at(ma: float) -> dict:
+        ma = round(float(ma), 1)
+        if ma not in fixed_runs:
+            run = closed_loop_replay(walk, with_fixed_amplitude(prof, ma), p, spec.gait)
+            fixed_runs[ma] = _summary(run, prof, walk.rate_hz)
+        return fixed_runs[ma]
+
+    tuned = fixed_at(tuned_ma)
+    at_max = fixed_at(max_ma)
+    liftable = at_max["toe_drag_per_100"] <= LIFTABLE_PER_100
+    # the search starts from what the adaptive one settled at over the last quarter of the walk
+    settled_ma = float(np.median([r.amplitude_ma for r in recs[-max(1, len(recs) // 4):]])) if recs else max_ma
+    high_ma = lowest_clear_amplitude(fixed_at, settled_ma, lo, max_ma) if liftable else float(max_ma)
+    saturated = [r for r in recs if r.reason.startswith("saturated")]
     return {"recording": recording, "patient": patient, "threshold_ma": p.threshold_charge_nc / pw,
             "saturation_ma": p.saturation_charge_nc / pw, "start_ma": lo, "target": target,
-            "convergence_strides": conv, "adaptive": ad_sum,
+            "convergence_strides": conv, "adaptive": _summary(ad, prof, walk.rate_hz),
             "adaptive_amplitude_ma": {"minute0": tuned_ma, "max": max(r.amplitude_ma for r in recs),
                                       "last": recs[-1].amplitude_ma if recs else None},
             "frozen_strides": sum(r.status == "frozen" for r in recs),
-            "fixed_tuned_ma": round(tuned_ma, 1), "fixed_tuned": _summary(fixed, prof, walk.rate_hz),
-            "fixed_high_ma": high_ma, "fixed_high": high, "fixed_high_tries": [t[0] for t in tries],
-            "min_fitness": float(ad.fitness.min())}
+            "saturated_strides": len(saturated),
+            "liftable": liftable, "fixed_max": at_max,
+            "fixed_tuned_ma": round(tuned_ma, 1), "fixed_tuned": tuned,
+            "fixed_high_ma": high_ma, "fixed_high": fixed_at(high_ma),
+            "fixed_runs_ma": sorted(fixed_runs), "min_fitness": float(ad.fitness.min())}
