@@ -7,7 +7,8 @@ configs/adaptive.yaml, its target measured on the recording itself (+4°), each 
 motor threshold. Top: the mid-swing foot pitch the device measured, per stride, against the
 target band (±2°); middle: the simulated foot's true mid-swing pitch against the walker's
 recorded one (toe drag below the dashed line); bottom: the learned amplitude per stride
-over the whole walk (it rises as the muscle fatigues).
+over the whole walk (it rises as the muscle fatigues; flat with a spike every 60 strides
+where the wind-up guard holds near saturation and probes).
 """
 from __future__ import annotations
 
