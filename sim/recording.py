@@ -189,15 +189,16 @@ class Recording:
     # ------------------------------------------------------------------ events
     def reference_swings(self) -> list[tuple[float, float]]:
         """Complete swings ``(toe_off_s, heel_strike_s)`` in time order (see module doc)."""
-        swings = []
-        to = self.toe_off_s
-        hs = self.heel_strike_s
-        for i, t in enumerate(to):
-            nxt = to[i + 1] if i + 1 < len(to) else np.inf
-            j = np.searchsorted(hs, t, side="right")
-            if j < len(hs) and hs[j] < nxt:
-                swings.append((float(t), float(hs[j])))
-        return swings
+        to = np.asarray(self.toe_off_s, dtype=float)
+        hs = np.asarray(self.heel_strike_s, dtype=float)
+        if not len(to) or not len(hs):
+            return []
+        # per toe-off: the first heel strike after it, kept when it comes before the next toe-off
+        j = np.searchsorted(hs, to, side="right")
+        nxt = np.append(to[1:], np.inf)
+        ok = j < len(hs)
+        keep = np.flatnonzero(ok)[hs[j[ok]] < nxt[ok]]
+        return list(zip(to[keep].tolist(), hs[j[keep]].tolist()))
 
     def resampled(self, rate_hz: float) -> "Recording":
         """The same recording linearly interpolated onto ``arange(m) / rate_hz``.

@@ -1,16 +1,18 @@
-"""The scorer's matching (``match_onsets``, bisected) is the plain rule of docs/scoring.md —
+"""The scorer's matching and the reference swings (``match_onsets``, bisected) is the plain rule of docs/scoring.md —
 every onset in order takes the earliest free window that holds it, trying every window —
 on hypothesis windows and onsets and on every bundled walk's real bursts (whole reports)."""
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fescontrol.core.profile import default_profile_for, load_profile
 from fescontrol.sim import scoring
+from fescontrol.sim.recording import Recording
 from fescontrol.sim.replay import replay
 from fescontrol.sim.run import load_any
 from fescontrol.sim.sources import list_bundled
@@ -63,3 +65,28 @@ def test_reports_identical_with_the_plain_matching(name, monkeypatch):
         monkeypatch.undo()
         assert repr(fast) == repr(plain)
         assert fast["swings_detected"] > 0
+
+
+def plain_reference_swings(to, hs):
+    """Recording.reference_swings as written before it was vectorised (the reference)."""
+    swings = []
+    for i, t in enumerate(to):
+        nxt = to[i + 1] if i + 1 < len(to) else np.inf
+        j = np.searchsorted(hs, t, side="right")
+        if j < len(hs) and hs[j] < nxt:
+            swings.append((float(t), float(hs[j])))
+    return swings
+
+
+sorted_times = st.lists(st.integers(0, 2000), unique=True, max_size=40).map(lambda v: np.array(sorted(v)) / 100.0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(to=sorted_times, hs=sorted_times)
+def test_reference_swings_are_the_plain_pairing(to, hs):
+    rec = Recording(name="h", source="synthetic", side="left", rate_hz=100.0, heel_n=np.zeros(2100),
+                    acc_ms2=None, gyro_dps=None, valid=np.ones(2100, bool), toe_off_s=to, heel_strike_s=hs,
+                    heel_off_s=None, quiet_intervals_s=(), meta={}, unscored_intervals_s=())
+    got = rec.reference_swings()
+    assert got == plain_reference_swings(to, hs)
+    assert all(type(x) is float for pair in got for x in pair)
