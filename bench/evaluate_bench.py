@@ -11,6 +11,9 @@ the shared gaitpdb walks (issue 12).
   the measured run unless ``--sweep-points 1000`` (target: <= 15 min for 1,000 points).
 
 Usage: python bench/evaluate_bench.py [--walks 40] [--sweep-points 20] [--full-sweep] [--repeats 5]
+* ``replay_cpu_ms_per_foot``: replay + score of one gaitpdb foot in this process, each delivery
+  to the supervisor singly (the plain path: the baseline of the run) and batched (the default).
+
 (updates the cohort keys of bench/results.json; ``make bench`` writes them with everything else)
 """
 from __future__ import annotations
@@ -87,6 +90,37 @@ def measure_sequential(items: list[RecordingItem]) -> dict:
             "cpu_ms_per_foot": round(1000 * cpu / len(items), 1)}
 
 
+def measure_replay_paths(walks: int = 20, repeats: int = 3) -> dict:
+    """CPU ms per replay + score of a gaitpdb foot (the unit of a sweep) in this process, with
+    each delivery sent to the supervisor singly (the plain path, the baseline of this run) and
+    with a ramp's deliveries checked in one call (``Controller.BATCH_DELIVERIES``, the default);
+    both give identical results (tests/test_batch_delivery.py). Median of ``repeats`` passes."""
+    from fescontrol.loop.controller import Controller
+    from fescontrol.sim.replay import recording_stream, replay
+    from fescontrol.sim.run import load_any
+    from fescontrol.sim.scoring import score
+    profile = load_profile(bundled_profile_path("default"))
+    feet = [load_any(n, s) for n in gaitpdb_names()[:walks] for s in ("left", "right")]
+    streams = [recording_stream(rec)[0].tobytes() for rec in feet]
+    out = {}
+    for label, batch in (("plain_ms", False), ("batched_ms", True)):
+        Controller.BATCH_DELIVERIES = batch
+        passes = []
+        try:
+            for _ in range(repeats):
+                c0 = time.thread_time()
+                for rec, stream in zip(feet, streams):
+                    result = replay(rec, profile, stream=stream)
+                    score(rec, result.bursts_s, faults=[f.text for f in result.faults])
+                passes.append(1000 * (time.thread_time() - c0) / len(feet))
+        finally:
+            Controller.BATCH_DELIVERIES = True
+        out[label] = round(statistics.median(passes), 2)
+    out.update({"feet": len(feet), "batched_vs_plain": round(out["plain_ms"] / out["batched_ms"], 2),
+                "statistic": f"median of {repeats}, thread CPU time"})
+    return out
+
+
 def measure_sweep(points: int, workers: int = 2, block: int | None = None) -> dict:
     from fescontrol.sim.sweep import sweep
     names = gaitpdb_names()
@@ -127,6 +161,9 @@ def measure(walks: int = 40, sweep_points: int = 20, echo=print, repeats: int = 
                                          "conditions": {"cpus": os.cpu_count(), "loadavg_1min_before": load_before,
                                                         "repeats": repeats, "statistic": "median",
                                                         "note": "machine shared with other users"}}}
+    if (shared_gait_data_dir() / "physionet_gaitpdb" / "data").is_dir():
+        echo("replay + score per foot, plain vs batched deliveries …")
+        out["replay_cpu_ms_per_foot"] = measure_replay_paths()
     if sweep_points and (shared_gait_data_dir() / "physionet_gaitpdb" / "data").is_dir():
         echo(f"sweep: {sweep_points} points × every shared gaitpdb walk, 2 workers …")
         out["sweep"] = measure_sweep(sweep_points)
@@ -144,6 +181,11 @@ def rows(results: dict) -> list[tuple[str, str, str]]:
             f"{d1['worker_cpu_ms_per_foot']} ms CPU per foot on the worker "
             f"(= {d1['cpu_bound_feet_per_s_per_worker']} feet/s per unshared core)"),
            ("evaluate, 2 workers", f"{ev['2_workers']} feet/s", f"scaling {ev['scaling']}× (target ≥ 1.7×)")]
+    if "replay_cpu_ms_per_foot" in results:
+        r = results["replay_cpu_ms_per_foot"]
+        out.append(("replay + score, one foot", f"{r['batched_ms']} ms CPU",
+                    f"{r['batched_vs_plain']}× faster than each delivery singly ({r['plain_ms']} ms, same run, "
+                    f"{r['feet']} gaitpdb feet)"))
     if "sweep" in results:
         s = results["sweep"]
         out.append(("sweep, 1,000 points × gaitpdb", f"{s['projected_1000_points_min']} min",
