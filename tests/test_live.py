@@ -157,6 +157,22 @@ def test_invalid_changes_are_refused_whole(profile, walk):
     assert s.test_bursts == [] and s.actions == []
 
 
+def test_the_live_test_burst_has_the_patient_test_burst_minimum(profile, walk):
+    """One test-burst program: the live page refuses exactly what ``fes test-burst`` refuses
+    (ramps plus the plateau margin must fit), and accepts its shortest burst."""
+    from fescontrol.kernel.params import KernelParams
+    from fescontrol.session.modes import PLATEAU_MARGIN_PERIODS, ModeError, test_burst_envelope
+    env, period_us = profile.envelope, KernelParams(profile).period_us
+    shortest = env.ramp_up_ms + env.ramp_down_ms + -(-(PLATEAU_MARGIN_PERIODS + 1) * period_us // 1000)
+    for too_short in (env.ramp_up_ms + env.ramp_down_ms, shortest - 1):
+        with pytest.raises(ModeError):
+            test_burst_envelope(profile, too_short, period_us)
+        with pytest.raises(LiveError, match="duration_ms"):
+            _session(walk, profile).request_test_burst(too_short, by="tester")
+    test_burst_envelope(profile, shortest, period_us)
+    assert _session(walk, profile).request_test_burst(shortest, by="tester").status == "pending"
+
+
 def test_a_test_burst_ends_by_itself_and_walking_resumes(walk, profile):
     s = _session(walk, profile, speed=2.0).start()
     try:
@@ -169,6 +185,14 @@ def test_a_test_burst_ends_by_itself_and_walking_resumes(walk, profile):
         assert (t[on][-1] - t[on][0]) <= 0.6 + 0.011        # never longer than asked
         events = [e for e in s.buffer.events_since(0)[1] if e["t_s"] is not None]
         assert any(e["event"].startswith("test burst") for e in events)
+        # the patient test-burst program: its ramp down is over PLATEAU_MARGIN_PERIODS sample
+        # periods before the kernel's cut-off (the old live program: one or two periods before it;
+        # half a period of slack for where the burst starts on the sample grid)
+        from fescontrol.session.modes import PLATEAU_MARGIN_PERIODS
+        period_s = 1.0 / s.profile.device.sample_rate_hz
+        assert 0.6 - (t[on][-1] - t[on][0]) >= (PLATEAU_MARGIN_PERIODS - 0.5) * period_s
+        during = [e["event"] for e in events if burst.started_t_s <= e["t_s"] <= burst.ended_t_s]
+        assert "ramp_down_done" in during and "max_stim" not in during, during
         _wait(lambda: any(e["event"] == "heel_off" and e["t_s"] > burst.ended_t_s
                           for e in s.buffer.events_since(0)[1] if e["t_s"] is not None), 5, "walking again")
         assert s.snapshot()["fault"] is None

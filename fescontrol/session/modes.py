@@ -169,8 +169,12 @@ class TrainingProgram:
         return max(0, self.end_us - now_us)
 
 
-class TestBurst:
-    """One burst of ``duration_ms`` (ramps included); no rest, no second burst."""
+class TestBurstProgram:
+    """The one test-burst program (patient ``fes test-burst`` and the live view's test burst):
+    one burst of ``envelope.max_stim_us`` (ramps included) whose plateau ends
+    :data:`PLATEAU_MARGIN_PERIODS` sample periods before the kernel's cut-off, so the ramp down
+    completes inside the burst limit; no rest, no second burst. ``envelope`` comes from
+    :func:`test_burst_envelope`, which refuses a duration too short for that."""
 
     def __init__(self, envelope: EnvelopeUs, period_us: int):
         self.envelope = envelope
@@ -280,7 +284,7 @@ class PatientModes:
         self.recorders: list[Callable[[Any], None]] = list(recorders)
         self.period_us = int(self.kernel.p.period_us)
         self.envelope = walking_envelope(self.profile)
-        self.program: TrainingProgram | TestBurst | None = None
+        self.program: TrainingProgram | TestBurstProgram | None = None
         self.training_program: TrainingProgram | None = None
         self.last_training_done = False
         level = self.profile.start_amplitude_ma if start_intensity_ma is None else start_intensity_ma
@@ -367,7 +371,7 @@ class PatientModes:
         envelope = test_burst_envelope(self.profile, duration_ms, self.period_us)
         self._need_standby_and_zero("a test burst")
         self._need_sensor("a test burst")
-        program = TestBurst(envelope, self.period_us)
+        program = TestBurstProgram(envelope, self.period_us)
         self._command("test", value=float(duration_ms))
         self._set_envelope(envelope)
         self.program = program

@@ -20,7 +20,9 @@ returns of the kernel (at most ``WAKE_MS`` apart) the loop thread, and only it:
   profile (fresh detectors that wait for a stance before the next onset, and the
   supervisor's caps from the new profile);
 * runs a test burst at a safe point: walking detection stops, the gait machine's test-burst
-  mode ramps up, holds and ramps down (or, on a machine without that mode, the machine is
+  mode runs the patient's test-burst program (:class:`fescontrol.session.modes.TestBurstProgram`:
+  ramp up, a plateau that ends early enough for the ramp down to complete inside the burst
+  limit, ramp down) (or, on a machine without that mode, the machine is
   paused and the kernel ramps), with the kernel's own max-stimulation cut-off set to
   ``duration_ms`` (≤ the hard cap :data:`fescontrol.core.limits.TEST_BURST_MS_MAX`) so it ends in
   time whatever else happens; a wall-clock guard latches a fault if the output is not back
@@ -45,11 +47,12 @@ import numpy as np
 
 from fescontrol.drivers.sensor_protocol import SENSOR_BAUD_DEFAULT
 
-from fescontrol.core import limits
 from fescontrol.core.profile_diff import Change, profile_changes
 from fescontrol.core.codes import FAULT_TEXT, Fault, Phase
 from fescontrol.loop.controller import Controller, LoggedEvent
+from fescontrol.kernel.params import KernelParams
 from fescontrol.machine.gait import GaitState
+from fescontrol.session.modes import ModeError, TestBurstProgram, test_burst_envelope
 from fescontrol.core.profile import Profile, ProfileError, _allowed, _field_info, profile_from_dict
 
 log = logging.getLogger(__name__)
@@ -207,7 +210,9 @@ class ChangeRecord:
 
 
 @dataclass
-class TestBurst:
+class TestBurstRequest:
+    """A test burst asked for on the live page: who, when, and what became of it."""
+
     duration_ms: int
     asked_wall_s: float
     by: str = ""
@@ -249,7 +254,7 @@ class LiveSession:
         rate = profile.device.sample_rate_hz
         self.buffer = LiveBuffer(int(BUFFER_SECONDS * max(rate, 100.0) * 2.1))
         self.changes: list[ChangeRecord] = []
-        self.test_bursts: list[TestBurst] = []
+        self.test_bursts: list[TestBurstRequest] = []
         self.saved_versions: list[dict] = []
         self.actions: list[ActionRecord] = []     # fault clears and test bursts, who and when
         self._clear_action: ActionRecord | None = None
@@ -265,7 +270,7 @@ class LiveSession:
         self.controllers_built = 0
         self._t0_us: int | None = None
         self._produced_wall: Callable[[float], float | None] | None = None
-        self._burst: TestBurst | None = None
+        self._burst: TestBurstRequest | None = None
         self._fault_seen = 0
         self.started_wall_s = 0.0
 
@@ -312,25 +317,32 @@ class LiveSession:
                  ", ".join(f"{c.path} {c.old}->{c.new}" for c in diff))
         return record
 
-    def request_test_burst(self, duration_ms: int, by: str) -> TestBurst:
+    def _period_us(self) -> int:
+        """The sample period (µs) of the kernel the current profile builds (device.sample_rate_hz
+        is not editable live, so it is the running kernel's too)."""
+        return KernelParams(self.profile).period_us
+
+    def request_test_burst(self, duration_ms: int, by: str) -> TestBurstRequest:
         """Queue one test burst of ``duration_ms`` (ramps of the current profile included),
         asked for by the person ``by`` (required). Logged with who and when.
 
-        Raises :class:`LiveError` for a missing name, a duration that is not an integer
-        number of ms (booleans refused) or outside ramps ≤ x ≤ the hard cap, or a burst
-        already under way.
+        The burst runs the patient's test-burst program
+        (:class:`fescontrol.session.modes.TestBurstProgram`). Raises :class:`LiveError` for a
+        missing name, a duration that is not an integer number of ms (booleans refused) or that
+        ``fes test-burst`` refuses (:func:`fescontrol.session.modes.test_burst_envelope`: the ramps
+        plus the plateau margin ≤ x ≤ the hard cap), or a burst already under way.
         """
         name = person(by, "a test burst")
-        env = self.profile.envelope
-        lo = max(100, env.ramp_up_ms + env.ramp_down_ms)
-        if (isinstance(duration_ms, bool) or not isinstance(duration_ms, int)
-                or not lo <= duration_ms <= limits.TEST_BURST_MS_MAX):
-            raise LiveError(f"test burst duration_ms = {duration_ms!r}; allowed an integer {lo} ≤ x ≤ "
-                            f"{limits.TEST_BURST_MS_MAX} ms (ramp up + ramp down must fit)")
+        if isinstance(duration_ms, bool) or not isinstance(duration_ms, int):
+            raise LiveError(f"test burst duration_ms = {duration_ms!r}; allowed an integer number of ms")
+        try:
+            test_burst_envelope(self.profile, duration_ms, self._period_us())
+        except ModeError as err:
+            raise LiveError(f"test burst duration_ms = {duration_ms!r}: {err}") from None
         with self._lock:
             if self._burst is not None and self._burst.status in ("pending", "running"):
                 raise LiveError("a test burst is already running")
-            burst = TestBurst(duration_ms, time.time(), by=name)
+            burst = TestBurstRequest(duration_ms, time.time(), by=name)
             self._burst = burst
             self.test_bursts.append(burst)
             action = ActionRecord(len(self.actions) + 1, "test burst", name, burst.asked_wall_s,
@@ -572,12 +584,20 @@ class LiveSession:
                 return
             if not (k.level == 0.0 and c.state in SAFE_STATES):
                 return          # wait for the safe point
+            try:       # a change applied since the request may have made the ramps too long for it
+                envelope = test_burst_envelope(self.profile, b.duration_ms, self._period_us())
+            except ModeError as err:
+                b.status = "refused"
+                b.extra["reason"] = str(err)
+                if action is not None:
+                    action.outcome, action.done_wall_s = f"refused: {err}", time.time()
+                return
             b.resumed_walking = c.state == GaitState.STANCE
-            k.set_envelope(env.ramp_up_ms * 1000, env.ramp_down_ms * 1000, b.duration_ms * 1000)
+            envelope.apply(k)
             if hasattr(c.machine, "start_test"):
                 if c.state != GaitState.STANDBY:
                     c.machine.stop()
-                c.machine.start_test(_TestProgram(b.duration_ms - env.ramp_up_ms - env.ramp_down_ms))
+                c.machine.start_test(TestBurstProgram(envelope, self._period_us()))
                 b.extra["via"] = "machine"
             else:
                 if b.resumed_walking:
@@ -608,25 +628,6 @@ class LiveSession:
         elif (time.monotonic() - b.started_mono) * 1000 > b.duration_ms + TEST_BURST_GUARD_MS:
             c.supervisor.latch(Fault.OUTPUT_LIMIT, f"test burst still on after {b.duration_ms} ms "
                                                    f"+ {TEST_BURST_GUARD_MS} ms")
-
-
-class _TestProgram:
-    """The machine's burst program for one test burst: a plateau of ``plateau_ms``, no rest."""
-
-    def __init__(self, plateau_ms: int):
-        self._hold_us = max(1, int(plateau_ms)) * 1000
-
-    def plateau_hold_us(self) -> int:
-        return self._hold_us
-
-    def rest_us(self, now_us: int) -> int:
-        return 1
-
-    def time_left(self, now_us: int) -> bool:
-        return False
-
-    def burst_fits(self, now_us: int) -> bool:
-        return False
 
 
 def fault_text(code: int) -> str:
