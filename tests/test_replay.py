@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from fescontrol.cli import main
 from fescontrol.session.modes import CommandRecord, ModeError, compare_outputs, replay_from_log, replay_session
-from fescontrol.ui.patient_ui import LiveSession, SimulatedDevices
+from fescontrol.ui.patient_ui import PatientSession, SimulatedDevices
 from fescontrol.core.profile import bundled_profile_path, load_profile
 from fescontrol.session.log import SessionLog
 
@@ -74,7 +74,7 @@ def live_db(tmp_path_factory) -> Path:
     db = tmp_path_factory.mktemp("replay") / "s.db"
     profile = load_profile(bundled_profile_path("default"))
     sim = SimulatedDevices("physionet:GaCo01", seconds=10, speed=2.0)
-    session = LiveSession(profile, db_path=db, sim=sim, first="walk", log_frames=True, exit_when_done=True)
+    session = PatientSession(profile, db_path=db, sim=sim, first="walk", log_frames=True, exit_when_done=True)
     session.start()
     try:
         def wait_steps(n: int) -> None:

@@ -30,10 +30,10 @@ def test_default_is_the_reference_firmwares_baud_everywhere():
         assert params["sensor_baud"].default == SENSOR_BAUD_DEFAULT, command
     from fescontrol.tools.calibration import record_walk
     from fescontrol.tools.live.session import port_source
-    from fescontrol.ui.patient_ui import LiveSession
+    from fescontrol.ui.patient_ui import PatientSession
     from fescontrol.loop.runner import open_sensor, run_device
     for func, name in ((open_sensor, "baudrate"), (run_device, "sensor_baud"), (record_walk, "baudrate"),
-                       (port_source, "baudrate"), (LiveSession.__init__, "sensor_baud")):
+                       (port_source, "baudrate"), (PatientSession.__init__, "sensor_baud")):
         assert inspect.signature(func).parameters[name].default == SENSOR_BAUD_DEFAULT, func.__qualname__
 
 

@@ -341,11 +341,11 @@ def test_log_writer_on_a_full_disk_says_so_at_once_drops_the_rest_and_keeps_what
 def _run_sim_walk_until_failure(tmp_path, default_profile, fill_after_steps: int = 2):
     """A real simulated walk (pty sensor, RehaStim2 emulator) whose database stops growing
     after ``fill_after_steps`` steps were committed."""
-    from fescontrol.ui.patient_ui import LiveSession, SimulatedDevices
+    from fescontrol.ui.patient_ui import PatientSession, SimulatedDevices
     from fescontrol.sim.run import load_any
     rec = load_any("physionet:GaCo01", "left")
     sim = SimulatedDevices(rec, name="physionet:GaCo01", side="left", activity="walk", seconds=16, speed=4)
-    session = LiveSession(default_profile, db_path=tmp_path / "s.db", sim=sim, first="walk",
+    session = PatientSession(default_profile, db_path=tmp_path / "s.db", sim=sim, first="walk",
                           exit_when_done=True, implementation="python", log_frames=True)
     frozen = []
     seen = []

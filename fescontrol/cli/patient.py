@@ -87,7 +87,7 @@ def _start_session(first: str | None, *, sensor, stim, profile_path, sim_recordi
                    db_path, log_frames, no_ui, kernel, allow_pure_python, sensor_baud, verbose=False,
                    test_burst_ms=1000, exit_when_done=False, force_headless=False) -> int:
     from fescontrol.kernel import DEFAULT_IMPLEMENTATION
-    from fescontrol.ui.patient_ui import LiveSession, SimulatedDevices, run_with_ui
+    from fescontrol.ui.patient_ui import PatientSession, SimulatedDevices, run_with_ui
     from fescontrol.core.profile import ProfileError, bundled_profile_path, default_profile_for, load_profile
 
     if sim_recording is None and sensor is None:
@@ -124,7 +124,7 @@ def _start_session(first: str | None, *, sensor, stim, profile_path, sim_recordi
         _fail(str(err))
     except (ValueError, FileNotFoundError) as err:
         _fail(f"--sim/--fault: {err}")
-    session = LiveSession(profile, db_path=_db(db_path), sensor=sensor, stim=stim, sim=sim, first=first,
+    session = PatientSession(profile, db_path=_db(db_path), sensor=sensor, stim=stim, sim=sim, first=first,
                           test_burst_ms=test_burst_ms, log_frames=log_frames, implementation=kernel,
                           exit_when_done=exit_when_done or (sim is not None and no_ui),
                           duration_s=duration if sim is None else None, sensor_baud=sensor_baud)

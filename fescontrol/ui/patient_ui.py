@@ -1,10 +1,10 @@
 """The patient's terminal interface and the live session behind it.
 
-Over 400 lines: the patient screen (render, curses and headless UIs) and the LiveSession wiring
+Over 400 lines: the patient screen (render, curses and headless UIs) and the PatientSession wiring
 behind it; they split along that line (ui/ and session/) once the simulator-devices work has
 landed, so that its rebase stays a rename.
 
-:class:`LiveSession` runs one patient session on real ports or on the simulator: it opens
+:class:`PatientSession` runs one patient session on real ports or on the simulator: it opens
 the session log, the stimulator and the sensor (through :mod:`fescontrol.loop.runner`), and
 runs the controller's real-time loop in its own thread. The interface never touches the
 controller: it queues commands, which the loop applies between two kernel calls (in
@@ -249,8 +249,9 @@ class SimulatedDevices:
 FIRST_COMMANDS = ("walk", "train", "test", None)
 
 
-class LiveSession:
-    """One patient session on real ports or the simulator; see the module docstring.
+class PatientSession:
+    """One patient session on real ports or the simulator; see the module docstring. (The
+    orthotist's live view has its own loop session, :class:`fescontrol.tools.live.LiveSession`.)
 
     ``sensor``/``stim`` are as for ``fes run`` (``stim`` may be a backend name such as "emulator", or None for no
     stimulator); ``sim`` replaces both. ``first`` is the mode to start once sensor data
@@ -317,7 +318,7 @@ class LiveSession:
         self.start_refused = ""
 
     # ----- starting ---------------------------------------------------------------------
-    def start(self) -> "LiveSession":
+    def start(self) -> "PatientSession":
         """Open the log, the stimulator and the sensor, then start the loop. Any failure
         closes what was opened and raises (SessionLogError, StimulatorError, OSError…)."""
         try:
@@ -742,7 +743,7 @@ class CursesUI:
 
     REFRESH_S = 0.1
 
-    def __init__(self, session: LiveSession):
+    def __init__(self, session: PatientSession):
         self.session = session
         self._fault_seq = 0
         self._log_alert_seq = 0
@@ -850,7 +851,7 @@ class HeadlessUI:
     ``show_commits`` also one per commit of the session log (several per step: off by
     default; the end line says what was saved)."""
 
-    def __init__(self, session: LiveSession, echo: Callable[[str], None] = print, show_commits: bool = False):
+    def __init__(self, session: PatientSession, echo: Callable[[str], None] = print, show_commits: bool = False):
         self.session = session
         self.echo = echo
         self.show_commits = show_commits
@@ -912,7 +913,7 @@ class HeadlessUI:
         return 1 if status.fault_active or self.session.start_refused else 0
 
 
-def run_with_ui(session: LiveSession, *, ui: str = "curses", echo: Callable[[str], None] = print,
+def run_with_ui(session: PatientSession, *, ui: str = "curses", echo: Callable[[str], None] = print,
                 verbose: bool = False) -> int:
     """Start the session, run the interface until the patient quits, close everything.
     ``verbose`` (headless only): also a line per commit of the session log."""
@@ -952,5 +953,5 @@ def run_with_ui(session: LiveSession, *, ui: str = "curses", echo: Callable[[str
     return code
 
 
-__all__ = ["LiveSession", "SimulatedDevices", "SensorTee", "Status", "CursesUI", "HeadlessUI", "render",
+__all__ = ["PatientSession", "SimulatedDevices", "SensorTee", "Status", "CursesUI", "HeadlessUI", "render",
            "patient_fault_message", "run_with_ui"]
