@@ -25,7 +25,6 @@ import csv
 import glob
 import io
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,26 +191,11 @@ class FootResult:
     cpu_seconds: float = 0.0         # CPU time of the task's thread (independent of machine load)
 
 
-_RECORDING_CACHE: dict = {}
-_RECORDING_CACHE_MAX = 600
-
-
 def load_cached(source: str, side: str):
-    """:func:`fescontrol.sim.run.load_any` with a per-process cache (a sweep replays each recording
-    once per parameter block); keyed by path, foot, size and modification time."""
-    from .run import load_any
-    try:
-        st = os.stat(source)
-        key = (os.path.abspath(source), side, st.st_size, st.st_mtime_ns)
-    except OSError:
-        key = (source, side)
-    rec = _RECORDING_CACHE.get(key)
-    if rec is None:
-        rec = load_any(source, side)
-        if len(_RECORDING_CACHE) >= _RECORDING_CACHE_MAX:
-            _RECORDING_CACHE.pop(next(iter(_RECORDING_CACHE)))
-        _RECORDING_CACHE[key] = rec
-    return rec
+    """:func:`fescontrol.sim.load.load_any` with its per-process cache (a sweep replays each
+    recording once per parameter block)."""
+    from .load import load_any
+    return load_any(source, side, cache=True)
 
 
 def evaluate_foot(source: str, side: str, subject: str | None, profile=None,

@@ -17,6 +17,7 @@ import numpy as np
 
 from fescontrol.core.profile import default_profile_for, load_profile
 from .faults import FaultError, apply_sensor_faults, parse_fault
+from .load import load_any  # the one recording loader (callers of fes sim's import it from here)
 from .recording import RecordingError
 from .replay import ReplayResult, check_channels, recording_stream, replay
 from .scoring import format_table, score
@@ -24,31 +25,6 @@ from .scoring import format_table, score
 
 class RecordingLoadError(RecordingError):
     """A recording could not be loaded (missing file, bad format); the message says why."""
-
-
-def load_any(recording: str, side: str):
-    """A bundled/short name, a file path (any supported format, including the generic CSV of
-    docs/recordings.md), or ``synthetic:<scenario>``.
-
-    Raises :class:`~fescontrol.sim.recording.RecordingError` (a file that is not a recording, an
-    unknown scenario) or FileNotFoundError (no such name or file), each naming the
-    recording and what is accepted.
-    """
-    try:
-        if recording.startswith("synthetic:"):
-            from .synthetic import SCENARIOS, named_scenario
-            name = recording.split(":", 1)[1]
-            if name not in SCENARIOS:
-                raise RecordingError(f"recording {recording!r}: unknown synthetic scenario; known: "
-                                     + ", ".join(f"synthetic:{n}" for n in SCENARIOS))
-            return named_scenario(name, side=side)
-        from .sources import load_recording
-        return load_recording(recording, side=side)
-    except RecordingError:
-        raise
-    except (ValueError, IndexError, EOFError, UnicodeDecodeError) as err:
-        # a loader found a file it cannot read as its format (wrong columns, text in numbers, ...)
-        raise RecordingError(f"recording {recording!r}: {err}") from None
 
 
 def recordings_listing() -> str:

@@ -10,8 +10,9 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fescontrol.sim.sources.frames import recording_from_frames
 from fescontrol.tools.calibration import (AXES, Axis, CalibrationError, Calibrator, gait_structure, load_walk,
-                                    record_walk, recording_from_frames)
+                                    record_walk)
 from fescontrol.cli import main
 from fescontrol.core.profile import (TriggerMode, bundled_profile_path, default_profile_for, load_profile,
                                 profile_from_dict)

@@ -162,7 +162,7 @@ def _check_window(_ctx, _param, value):
 
 @main.command("sim", epilog="Recordings, sources, faults, --realtime and the JSON keys: docs/simulator.md.")
 @click.option("--recording", required=True,
-              help="bundled name (see --list-recordings), synthetic:NAME or a recording file path")
+              help="bundled name (see --list-recordings), synthetic:NAME, a recording file path or *.fesraw frames")
 @click.option("--list-recordings", is_flag=True, is_eager=True, expose_value=False, callback=_list_recordings,
               help="list the recording names available here, then exit")
 @click.option("--list-faults", is_flag=True, is_eager=True, expose_value=False, callback=_list_faults,

@@ -431,7 +431,7 @@ def live_command(sensor, sensor_baud, recording, side, profile_path, port, host,
 @click.argument("session_id", metavar="[SESSION]", required=False)
 @click.option("--db", "db_path", type=click.Path(dir_okay=False),
               help="session database for SESSION (default: $FES_DB, else ~/.local/share/fescontrol/sessions.db)")
-@click.option("--recording", help="bundled name, file path or synthetic:NAME")
+@click.option("--recording", help="bundled name, file path, *.fesraw or synthetic:NAME")
 @click.option("--side", type=click.Choice(["left", "right"]))
 @click.option("--profile", "profile_path", type=click.Path(exists=True))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),

@@ -56,9 +56,6 @@ from fescontrol.drivers.sensor_protocol import SENSOR_BAUD_DEFAULT
 from fescontrol.core.profile import Profile, ProfileError, TriggerMode, profile_from_dict
 from fescontrol.core.profile_diff import Change, profile_changes
 
-#: Raw sensor frames as they came off the port (docs/protocol.md), one file per walk.
-WALK_FILE_SUFFIX = ".fesraw"
-
 
 class CalibrationError(ValueError):
     """The walk cannot be used for calibration (no walking found, channels missing, …)."""
@@ -147,68 +144,11 @@ MIN_ACTIVITY = {"heel": 20.0, "tilt": 20.0}   # N, deg/s: below this nothing wal
 
 
 # ----------------------------------------------------------------------------- walks
-def recording_from_frames(data: bytes, *, name: str = "device", side: str = "left"):
-    """A :class:`fescontrol.sim.recording.Recording` from raw sensor bytes (wire frames).
-
-    Frames are placed by their sequence number; lost frames become invalid samples
-    (interpolated). The rate is the median frame interval of the sensor clock. The
-    recording has no reference events (calibration then uses the structure objective).
-    """
-    from fescontrol.drivers import sensor_protocol as sp
-    from fescontrol.sim.recording import SOURCES, Recording
-
-    parser = sp.FrameParser()
-    frames = parser.feed(bytes(data))
-    if len(frames) < 2:
-        raise CalibrationError(f"{name}: fewer than 2 valid sensor frames "
-                               f"({parser.counters.crc_errors} CRC errors)")
-    seq = np.array([f.seq for f in frames], dtype=np.int64)
-    ts = np.array([f.timestamp_us for f in frames], dtype=np.int64)
-    idx = np.concatenate([[0], np.cumsum((np.diff(seq) & 0xFFFF))])
-    dts = np.diff(ts) & 0xFFFFFFFF
-    steps = np.diff(idx)
-    period_us = float(np.median(dts[steps > 0] / steps[steps > 0]))
-    if not period_us > 0:
-        raise CalibrationError(f"{name}: the sensor clock does not advance")
-    n = int(idx[-1]) + 1
-    flags = np.bitwise_or.reduce([f.flags for f in frames])
-    valid = np.zeros(n, dtype=bool)
-    valid[idx] = True
-    grid = np.arange(n)
-
-    def fill(values: np.ndarray) -> np.ndarray:
-        if values.ndim == 1:
-            return np.interp(grid, idx, values)
-        return np.stack([np.interp(grid, idx, values[:, k]) for k in range(values.shape[1])], 1)
-
-    heel = acc = gyro = None
-    if flags & sp.FLAG_HEEL_PRESENT:
-        heel = fill(np.array([f.heel_force for f in frames], float) * sp.HEEL_N_PER_COUNT)
-    if flags & sp.FLAG_IMU_PRESENT:
-        acc = fill(np.array([f.acc for f in frames], float) * sp.ACC_MS2_PER_COUNT)
-        gyro = fill(np.array([f.gyro for f in frames], float) * sp.GYRO_DPS_PER_COUNT)
-    # "device" is the honest source name; older sim.recording versions only know their sources
-    source = "device" if "device" in SOURCES else "synthetic"
-    return Recording(name=name, source=source, side=side, rate_hz=round(1e6 / period_us, 3),
-                     heel_n=heel, acc_ms2=acc, gyro_dps=gyro, valid=valid,
-                     toe_off_s=np.zeros(0), heel_strike_s=np.zeros(0),
-                     heel_off_s=None if heel is None else np.zeros(0), quiet_intervals_s=(),
-                     meta={"origin": "sensor frames", "frames": len(frames),
-                           "first_timestamp_us": int(frames[0].timestamp_us),
-                           "crc_errors": parser.counters.crc_errors})
-
-
-def load_walk(name_or_path: str, side: str | None = None):
-    """A walk by bundled short name, file path (any loader format, or raw ``.fesraw`` frames)
-    or ``synthetic:<scenario>``."""
-    text = str(name_or_path)
-    if text.endswith(WALK_FILE_SUFFIX):
-        return recording_from_frames(Path(text).read_bytes(), name=Path(text).stem, side=side or "left")
-    if text.startswith("synthetic:"):
-        from fescontrol.sim.synthetic import named_scenario
-        return named_scenario(text.split(":", 1)[1], side=side or "left")
-    from fescontrol.sim.sources import load_recording
-    return load_recording(text, side=side)
+def load_walk(name_or_path: str | Path, side: str | None = None):
+    """A walk: :func:`fescontrol.sim.load.load_any` (bundled short name, file path of any loader
+    format, raw ``.fesraw`` frames or ``synthetic:<scenario>``; the one recording loader)."""
+    from fescontrol.sim.load import load_any
+    return load_any(name_or_path, side)
 
 
 def has_reference(recording) -> bool:
@@ -249,6 +189,7 @@ def record_walk(port: str, seconds: float, profile: Profile, *, save_to: str | N
     if save_to:
         Path(save_to).write_bytes(bytes(raw))
         echo(f"raw walk saved: {save_to} ({len(raw)} bytes)")
+    from fescontrol.sim.sources.frames import recording_from_frames
     rec = recording_from_frames(bytes(raw), name=f"walk from {port}", side=side or profile.side)
     return rec, bytes(raw), list(controller.events)
 
@@ -649,4 +590,4 @@ def calibration_json(cal: Calibrator) -> str:
 
 __all__ = ["AXES", "Axis", "CalibrationError", "Calibrator", "Change", "GaitStructure", "WalkFigures",
            "calibrate", "calibration_json", "format_figures", "gait_structure", "has_reference",
-           "load_walk", "plot_before_after", "profile_changes", "record_walk", "recording_from_frames"]
+           "load_walk", "plot_before_after", "profile_changes", "record_walk"]

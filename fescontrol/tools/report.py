@@ -331,10 +331,11 @@ def write_session_report(session_id: str | int, out_dir: str | Path, *, db_path=
     signal = signal_label = None
     t_sig = None
     if src["raw"]:
-        from fescontrol.tools.calibration import CalibrationError, recording_from_frames
+        from fescontrol.sim.recording import RecordingError
+        from fescontrol.sim.sources.frames import recording_from_frames
         try:
             rec = recording_from_frames(src["raw"], name=report.recording, side=report.side)
-        except CalibrationError:
+        except RecordingError:
             rec = None
         if rec is not None:
             t_sig = rec.meta["first_timestamp_us"] / 1e6 + np.arange(rec.n_samples) / rec.rate_hz
