@@ -45,12 +45,13 @@ SKIP_RULES = [
 ]
 #: Commands that run until Ctrl-C: started, waited for until they serve, then interrupted.
 UNTIL_INTERRUPTED = {"live": "http://127.0.0.1:"}
-#: A real-time command (its simulated sensor and stimulator are threads of the same process) that
+#: A real-time command (its simulated sensor and stimulator are threads of the same process:
+#: fessim:// at speed > 0, --realtime, fes walk/train/test-burst --sim) that
 #: ends in one of these wall-clock faults is run once more: on a machine loaded by other test
 #: processes, the simulator can be starved past stale_ms and the loop then latches the fault, as
 #: it must. A command that fails twice, or fails otherwise, is a failure.
 WALL_CLOCK_FAULTS = re.compile(r"sensor_stale|clock_drift|no acknowledgement for .* within")
-REAL_TIME = re.compile(r"fessim://\S*speed=(?!0\b)|--realtime(?!.*--speed 0\b)")
+REAL_TIME = re.compile(r"fessim://\S*speed=(?!0\b)|--realtime(?!.*--speed 0\b)|fes (walk|train|test-burst) --sim")
 #: at most this share of the documented commands may be skipped
 MAX_SKIPPED_FRACTION = 0.4
 
@@ -143,6 +144,9 @@ def test_only_real_time_commands_are_retried_and_only_for_wall_clock_faults():
     assert REAL_TIME.search("fes run --sensor 'fessim://physionet:GaCo01?side=left&speed=1' --stim emulator")
     assert not REAL_TIME.search("fes run --sensor 'fessim://physionet:GaCo01?side=left&speed=0' --stim emulator")
     assert not REAL_TIME.search("fes sim --recording physionet:GaCo01 --json out/demo.json")
+    # the patient commands on the simulator replay over a pty in real time too
+    assert REAL_TIME.search("fes walk --sim physionet:GaCo01 --no-ui --speed 4 --duration 20 --log-frames")
+    assert not REAL_TIME.search("fes walk --sensor /dev/ttyUSB0 --stim /dev/ttyUSB1")
     assert WALL_CLOCK_FAULTS.search("fault latched: sensor_stale: sensor data stale (no valid frame in time)")
     assert not WALL_CLOCK_FAULTS.search("profile configs/x.yaml: unknown key 'amplitude'")
 
