@@ -52,7 +52,9 @@ assert _PAYLOAD.size == PAYLOAD_LEN
 
 
 def crc16_ccitt(data: bytes | bytearray | memoryview, crc: int = 0xFFFF) -> int:
-    """CRC-16/CCITT-FALSE: polynomial 0x1021, initial 0xFFFF, no reflection, no final xor."""
+    """CRC-16/CCITT-FALSE: polynomial 0x1021, initial 0xFFFF, no reflection, no final xor.
+
+    ``crc`` continues a running CRC. Returns 0..0xFFFF; never raises for bytes-like input."""
     for byte in data:
         crc ^= byte << 8
         for _ in range(8):
@@ -63,7 +65,13 @@ def crc16_ccitt(data: bytes | bytearray | memoryview, crc: int = 0xFFFF) -> int:
 
 @dataclass
 class SensorFrame:
-    """One decoded frame, in raw counts (scale with the *_PER_COUNT constants)."""
+    """One decoded frame, in raw counts (scale with the *_PER_COUNT constants).
+
+    ``seq`` 0..0xFFFF (wraps), ``timestamp_us`` device clock µs 0..0xFFFFFFFF (wraps),
+    ``flags`` FLAG_* bits, ``heel_force`` / ``heel_raw`` 0..0xFFFF, ``acc`` / ``gyro`` /
+    ``tilt`` int16 counts in the sensor's body frame (module doc). A channel whose FLAG_*_PRESENT
+    bit is clear carries zeros that mean nothing.
+    """
 
     seq: int
     timestamp_us: int
@@ -77,6 +85,7 @@ class SensorFrame:
 
     @property
     def heel_n(self) -> float:
+        """The heel force in N (0.1 N per count)."""
         return self.heel_force * HEEL_N_PER_COUNT
 
 
@@ -114,7 +123,8 @@ def frame_from_units(seq: int, timestamp_us: int, *, heel_n: float | None = None
 
 
 def encode_frame(frame: SensorFrame) -> bytes:
-    """Frame bytes ready for the wire."""
+    """Frame bytes ready for the wire (FRAME_LEN bytes, CRC included). ``seq`` and
+    ``timestamp_us`` wrap; raises struct.error for another field outside its range."""
     payload = _PAYLOAD.pack(frame.version, frame.flags, frame.seq & 0xFFFF,
                             frame.timestamp_us & 0xFFFFFFFF, frame.heel_force, frame.heel_raw,
                             *frame.acc, *frame.gyro, frame.tilt, 0)
@@ -124,6 +134,10 @@ def encode_frame(frame: SensorFrame) -> bytes:
 
 @dataclass
 class ParserCounters:
+    """What a :class:`FrameParser` has seen: whole valid ``frames``, frames dropped for a bad
+    ``crc_errors`` or a wrong ``length_errors`` byte, and ``garbage_bytes`` skipped (every byte
+    not part of a valid frame). Counts only grow."""
+
     frames: int = 0
     crc_errors: int = 0
     length_errors: int = 0
@@ -143,6 +157,8 @@ class FrameParser:
     _buf: bytearray = field(default_factory=bytearray)
 
     def feed(self, data: bytes) -> list[SensorFrame]:
+        """Append ``data`` (any split of the stream) and return every whole, CRC-checked frame
+        now complete, in order; an incomplete tail is kept for the next call. Never raises."""
         self._buf += data
         frames = []
         while True:
@@ -203,7 +219,10 @@ def encode_frames(seq, timestamp_us, flags, heel_force, acc, gyro, tilt=None, he
     """Many frames at once (numpy), byte-identical to :func:`encode_frame` per frame.
 
     Arguments are arrays of raw counts of one length n (acc and gyro shaped (n, 3)).
-    Returns an (n, FRAME_LEN) uint8 array; ``.tobytes()`` is the wire stream.
+    Returns an (n, FRAME_LEN) uint8 array; ``.tobytes()`` is the wire stream. ``seq`` and
+    ``timestamp_us`` wrap like the device's; other counts are stored as given (the caller
+    keeps them in range, e.g. with :func:`counts_from_units`). Raises ValueError when the
+    arrays' lengths or shapes disagree.
     """
     import numpy as np
 
@@ -237,7 +256,10 @@ def encode_frames(seq, timestamp_us, flags, heel_force, acc, gyro, tilt=None, he
 def counts_from_units(heel_n=None, acc_ms2=None, gyro_dps=None, n: int | None = None):
     """Raw counts and flags (numpy arrays) from physical units; None = channel absent.
 
-    Out-of-range IMU values are clipped and flagged FLAG_IMU_SATURATED per sample.
+    Out-of-range IMU values are clipped and flagged FLAG_IMU_SATURATED per sample; the heel
+    force is clipped to 0..0xFFFF counts. N, m/s² and deg/s in (arrays of n and (n, 3)); out
+    ``(flags uint8 (n,), heel (n,), acc (n, 3), gyro (n, 3))`` int64 counts. ``n`` defaults to
+    the length of the first channel given; the IMU counts only when both acc and gyro are.
     """
     import numpy as np
 

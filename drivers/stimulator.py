@@ -139,6 +139,15 @@ class Stimulator(abc.ABC):
 
     def __init__(self, port: str, *, channels: Sequence[int] = (1,), frequency_hz: float = 40.0,
                  ack_timeout_s: float = 0.1, keepalive_interval_s: float = 0.3, **options: Any):
+        """Configure, do not open (no I/O here: :meth:`open` does the handshake).
+
+        ``port`` a path or ``serial_for_url`` URL ("" for a backend with ``NEEDS_PORT`` False);
+        ``channels`` distinct 1-based channel numbers (kept sorted); ``frequency_hz`` the pulse
+        frequency, Hz, > 0; ``ack_timeout_s`` how long an acknowledgement may take, s, in
+        (0, 1]; ``keepalive_interval_s`` the keep-alive period, s, in (0,
+        :data:`MAX_KEEPALIVE_INTERVAL_S`] (the device watchdog fires after 1.2 s of silence).
+        Raises ValueError naming the argument and what is allowed.
+        """
         chans = tuple(channels)
         if not chans or any(not isinstance(c, int) or isinstance(c, bool) or c < 1 for c in chans):
             raise ValueError(f"channels={list(chans)!r}; allowed a non-empty list of 1-based channel numbers")
@@ -423,11 +432,18 @@ class Stimulator(abc.ABC):
 
     @abc.abstractmethod
     def _handshake(self) -> None:
-        """Blocking: bring the device to the initialised state (used by open and recover)."""
+        """Blocking: bring the device to the initialised state (used by open and recover;
+        up to ~1.5 s). Raises StimulatorInitError, or any StimulatorError (the caller wraps it
+        in StimulatorInitError)."""
 
     @abc.abstractmethod
     def _send_output(self, levels: Mapping[int, tuple[int, int]]) -> None:
-        """Send {channel: (current_ma int, pulse_width_us)} for every configured channel."""
+        """Send {channel: (current_ma int, pulse_width_us)} for every configured channel.
+
+        Never blocks (register the acknowledgement with ``_expect``; ``poll`` checks it). The
+        currents are whole mA already rounded DOWN by ``set_output`` and already checked against
+        the inhibit; send exactly them, never more. Raises ValueError (before writing) for a
+        value outside the device's range, StimulationFault("disconnected") for a failed port."""
 
     @abc.abstractmethod
     def _send_keepalive(self) -> None:
@@ -436,11 +452,14 @@ class Stimulator(abc.ABC):
 
     @abc.abstractmethod
     def _send_stop(self) -> None:
-        """Send zero current on every channel, then stop; may register acks."""
+        """Send zero current on every channel, then stop; may register acks. Must work while
+        inhibited or faulted (a stop is never refused); may raise StimulatorError or OSError
+        (``stop`` logs them and carries on)."""
 
     @abc.abstractmethod
     def _handle_bytes(self, data: bytes) -> None:
-        """Decode received bytes; call _ack_received / _device_fault for what they say."""
+        """Decode received bytes (any split, garbage included); call _ack_received /
+        _device_fault for what they say. Malformed bytes are counted or logged, not raised."""
 
     def _on_reconnect(self) -> None:
         """Hook: the port was reopened after a disconnect (reset protocol state)."""
@@ -601,7 +620,8 @@ def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
 
 
 def known_stimulators() -> list[str]:
-    """Names accepted by get_stimulator_class (built-ins and entry points)."""
+    """Names accepted by get_stimulator_class (built-ins and entry points), sorted. Imports
+    no backend; never raises."""
     return sorted(set(BACKENDS) | set(_entry_points()))
 
 

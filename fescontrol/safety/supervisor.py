@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FaultRecord:
-    """One latched fault. ``t_us`` is sensor time; ``wall_s`` is time.time() for logs."""
+    """One latched fault. ``t_us`` is sensor time (µs, the kernel clock when it latched);
+    ``wall_s`` is time.time() for logs, ``monotonic_s`` time.monotonic() (s). Immutable."""
 
     reason: Fault
     detail: str
@@ -53,6 +54,7 @@ class FaultRecord:
 
     @property
     def text(self) -> str:
+        """``reason_name: what it means (detail)``, one line for logs and screens."""
         return f"{self.reason.name.lower()}: {FAULT_TEXT.get(self.reason, '')}" + (
             f" ({self.detail})" if self.detail else "")
 
@@ -60,9 +62,15 @@ class FaultRecord:
 class SafetySupervisor:
     """Checks and forwards outputs; latches faults; clears them only on request.
 
-    ``kernel`` is the per-sample kernel (either twin), ``machine`` the gait
+    ``kernel`` is the per-sample kernel (compiled or Python build), ``machine`` the gait
     machine, ``stimulator`` a :class:`fescontrol.drivers.stimulator.Stimulator` or None
     (outputs are then only checked and recorded, as in a batch simulation).
+
+    Units: currents mA, pulse widths µs, charge µC, times µs of the sensor clock unless named
+    ``_s``. The caps come from ``profile`` (the profile's amplitude of each channel) within
+    :mod:`fescontrol.core.limits`; nothing here widens them. It takes no lock: call it from the
+    control loop's thread (the live view and the patient UI queue their commands to it).
+    Constructing it raises nothing and sends nothing.
     """
 
     def __init__(self, profile: Profile, kernel, machine, stimulator=None):
@@ -98,7 +106,7 @@ class SafetySupervisor:
 
     @property
     def fault(self) -> FaultRecord | None:
-        """The latched fault, or None."""
+        """The latched fault (the last one recorded while the kernel's fault is set), or None."""
         return self.faults[-1] if self.kernel.fault else None
 
     # ----- output ---------------------------------------------------------------------
@@ -107,7 +115,12 @@ class SafetySupervisor:
         """Why this output of one channel is not allowed, or None when it is. ``max_ma`` is the
         channel's own highest current (default: ``stimulation.amplitude_ma`` within the cap).
         Every check but the latched-fault one is monotone in ``current_ma``: a current between
-        0 and one that passes passes too (``begin_batch`` relies on it)."""
+        0 and one that passes passes too (``begin_batch`` relies on it).
+
+        ``current_ma`` mA, ``pulse_width_us`` µs. Checks: finite and ≥ 0, ≤ ``max_ma`` and
+        ≤ ``limits.AMPLITUDE_MAX_MA``, pulse width within the limits, charge per phase (µC) within
+        its cap, no current while a fault is latched (skipped with ``fault_free``). Pure: changes
+        and latches nothing, never raises."""
         max_ma = self._max_ma if max_ma is None else max_ma
         if not math.isfinite(current_ma) or current_ma < 0.0:
             return f"current {current_ma!r} mA is not a finite, non-negative number"
@@ -125,8 +138,9 @@ class SafetySupervisor:
     def check_outputs(self, currents_ma, *, fault_free: bool = False) -> str | None:
         """Why this output of every channel (mA, kernel channel order) is not allowed, or None:
         each channel's own checks (``check_output``, naming the channel when there are several)
-        and the charge per second summed over the channels. ``fault_free``: the output was asked
-        for on a sample with no fault latched (the batch check of ``flush_batch``)."""
+        and the charge per second summed over the channels (µC/s, ≤
+        ``limits.TOTAL_CHARGE_RATE_MAX_UC_PER_S``). ``fault_free``: the output was asked for on a
+        sample with no fault latched (the batch check of ``flush_batch``). Pure, never raises."""
         several = len(self.channels) > 1
         total_uc_per_s = 0.0
         for (channel, pulse_width_us, max_ma), current_ma in zip(self.channels, currents_ma):
@@ -140,7 +154,8 @@ class SafetySupervisor:
         return None
 
     def present_outputs_ma(self) -> tuple[float, ...]:
-        """The kernel's present current of every channel (mA, kernel channel order)."""
+        """The kernel's present current of every channel (mA, kernel channel order; one value per
+        entry of :attr:`channels`). Never raises."""
         k = self.kernel
         if len(self.channels) == 1:
             return (k.current_ma,)
@@ -148,7 +163,13 @@ class SafetySupervisor:
 
     def deliver(self) -> None:
         """Send the kernel's present output to the stimulator, if it passes every check (every
-        channel, all together: a refusal on one latches OUTPUT_LIMIT, which zeroes them all)."""
+        channel, all together: a refusal on one latches OUTPUT_LIMIT, which zeroes them all).
+
+        The controller calls it when the kernel's ``deliver_due`` is set. Checked, never clamped:
+        what reaches ``Stimulator.set_output`` is exactly the kernel's output or nothing. A
+        stimulator error latches STIMULATOR instead of raising. Counts :attr:`deliveries` and calls
+        the delivery listeners for an output that was passed on; an exception of a listener
+        propagates (the controller latches EXCEPTION, which zeroes the output)."""
         currents = self.present_outputs_ma()
         if self.kernel.fault and not any(currents):
             # the fault path already sent zero current and Stop; nothing more goes out
@@ -232,7 +253,7 @@ class SafetySupervisor:
         """A plateau amplitude asked for by the event level (adaptive stimulation): passed to
         the kernel (which applies it while the output is zero) only when it is finite and
         within [low_ma, high_ma] and the caps; otherwise nothing is changed and OUTPUT_LIMIT
-        latches (checked, never clamped). Returns True when passed on."""
+        latches (checked, never clamped). Returns True when passed on. mA; never raises."""
         top = min(high_ma, self._max_ma)
         if not (math.isfinite(amplitude_ma) and low_ma <= amplitude_ma <= top):
             self.latch(Fault.OUTPUT_LIMIT, f"amplitude {amplitude_ma!r} mA asked for, allowed "
@@ -251,7 +272,8 @@ class SafetySupervisor:
         control loop only: the device keeps stimulating while any packet arrives, so a
         keep-alive must stop when this loop stops. A stimulator that stops answering is a
         STIMULATOR fault within keepalive_ms + ack_timeout_ms (if the loop calls this by
-        ``service_due_in_us``)."""
+        ``service_due_in_us``). Never raises a stimulator error: each one latches STIMULATOR
+        (and the next :meth:`clear` redoes the handshake). No stimulator: does nothing."""
         if self.stimulator is None:
             return
         from fescontrol.drivers.stimulator import StimulationFault, StimulatorError
@@ -270,7 +292,8 @@ class SafetySupervisor:
 
     def service_due_in_us(self, now_s: float | None = None) -> int | None:
         """Microseconds until ``service()`` must run next (an acknowledgement deadline or
-        the keep-alive), None when there is no stimulator. The loop bounds its wait by it."""
+        the keep-alive), None when there is no stimulator or nothing is due; ≥ 0. ``now_s``
+        time.monotonic() (default: now). The loop bounds its wait by it. Never raises."""
         if self.stimulator is None:
             return None
         due = self.stimulator.next_deadline_s(keepalive=not self.kernel.fault)
@@ -281,7 +304,13 @@ class SafetySupervisor:
 
     # ----- faults ---------------------------------------------------------------------
     def latch(self, reason: Fault, detail: str = "") -> None:
-        """Zero output now, stop the stimulator, enter FAULT. First reason wins in the kernel."""
+        """Zero output now, stop the stimulator, enter FAULT. First reason wins in the kernel.
+
+        On return: the kernel's output is zero and its fault set; the stimulator got zero and
+        Stop (best effort, ``Stimulator.stop`` never raises) and is inhibited, so it refuses
+        current on its own too; a :class:`FaultRecord` is kept for the first reason only. Safe to
+        call again while latched. The stop and the fault listeners run even when the machine
+        raises; a listener's exception is logged, not raised."""
         already = bool(self.kernel.fault)
         self.kernel.latch_fault(int(reason))
         reason = Fault(self.kernel.fault)
@@ -296,7 +325,8 @@ class SafetySupervisor:
             self._tell_fault(reason)
 
     def on_kernel_fault(self) -> None:
-        """The kernel latched a fault on a sample: record it, stop, enter FAULT."""
+        """The kernel latched a fault on a sample: record it (with what the kernel measured),
+        stop, enter FAULT; the same guarantees as :meth:`latch`."""
         reason = Fault(self.kernel.fault)
         if not self.faults or self.faults[-1].t_us != self.kernel.t_us or self.faults[-1].reason != reason:
             self.faults.append(FaultRecord(reason, self._kernel_fault_detail(reason), self.kernel.t_us))
@@ -348,7 +378,12 @@ class SafetySupervisor:
             self.stimulator.stop()  # zero current, then Stop; best effort, never raises
 
     def clear(self, person: str, note: str = "") -> None:
-        """A person clears the latched fault. The machine returns to STANDBY (output zero)."""
+        """A person clears the latched fault. The machine returns to STANDBY (output zero).
+
+        ``person`` the name of who cleared it (logged with ``note``). Nothing is latched: does
+        nothing. Raises ValueError without a name, and a StimulatorError (StimulatorInitError
+        when the stimulator's new handshake fails); in both cases the fault stays latched. A fault never clears by
+        itself, and clearing starts no stimulation."""
         if not self.kernel.fault:
             return
         if not person:
