@@ -73,6 +73,10 @@ def one(which: str, where: str, implementation: str, samples: int, rate_hz: floa
     """Samples/s of one build (``new`` or ``old``) on the throughput stream, best of 3."""
     sys.path.insert(0, os.path.join(ROOT, "bench"))
     import throughput
+
+    from fescontrol.loop import controller
+    # the old twins cannot batch a ramp's deliveries (a82a514): both builds take the per-delivery path
+    controller.Controller.BATCH_DELIVERIES = False
     if which == "old":
         use_baseline(where, implementation)
     data, n, _ = throughput.recorded_heel_stream(samples, None if rate_hz == 100.0 else rate_hz)
@@ -90,6 +94,7 @@ def same_outputs(where: str, samples: int = 60_000) -> dict:
     profile = load_profile(bundled_profile_path("default"))
     sys.path.insert(0, where)
     from k1base._kernel import CyKernel as old
+    cmod.Controller.BATCH_DELIVERIES = False      # as in one(): the old twins cannot batch
     out = {}
     new_make = cmod.make_kernel
     for which, make in (("new", new_make),
