@@ -65,7 +65,7 @@ cdef class Kernel:
     cdef readonly object p
     # input buffer (a bytearray) and parser counters
     cdef uint8_t[::1] buf
-    cdef int[::1] crc_table
+    cdef int[::1] crc_table, crc_table2, crc_table3, crc_table4
     cdef int buf_start, buf_end
     cdef readonly int64_t crc_errors, length_errors, garbage_bytes
     # event queue (an array.array("i") ring)
@@ -140,7 +140,7 @@ cdef class Kernel:
     @cython.locals(got=int, ret=int)
     cdef int _process(self) noexcept nogil
     cdef int _deliver_batched(self) noexcept nogil
-    @cython.locals(crc=uint32_t, i=int)
+    @cython.locals(crc=uint32_t, i=int, end=int)
     cdef int _crc16(self, int start, int n) noexcept nogil
     @cython.locals(i=int, end=int, b=int, v=int64_t)
     cdef int _next_frame(self) noexcept nogil
