@@ -223,11 +223,13 @@ def _start_children(frames, far_end, far_args):
     return sensor, far, s_parent, f_parent, start_evt, (sensor_port, far_port, stand_ins)
 
 
-def measure(duration_s: float = 60.0, *, rt: bool = False, backend: str = "rehastim2") -> dict:
+def measure(duration_s: float = 60.0, *, rt: bool = False, backend: str = "rehastim2",
+            raw: bool = False) -> dict:
     """The device loop for ``duration_s`` at 1 kHz on the stimulator ``backend`` (one of
     :data:`BACKENDS`, driven through its emulator; ValueError otherwise). Returns latency stats (ms), missed
     deadlines, frames, lateness p99 (µs) and the allocated-block growth of the steady state
-    (from 5 s in to the end)."""
+    (from 5 s in to the end). ``raw``: also ``raw`` = the paired outputs' frame index, the sensor
+    stand-in's write time and the emulator's parse time (monotonic ns), for bench/phases.py."""
     if backend not in BACKENDS:
         raise ValueError(f"backend {backend!r}: allowed {', '.join(BACKENDS)}")
     profile = bench_profile()
@@ -275,8 +277,11 @@ def measure(duration_s: float = 60.0, *, rt: bool = False, backend: str = "rehas
     n = min(delivered.n, len(update_times))
     frame_idx = np.rint((delivered.t_us[:n] - FIRST_TS_US) / 1000.0).astype(int)
     ok = frame_idx < len(write_times)
-    latency_ms = (np.array(update_times[:n])[ok] * 1e9 - write_times[frame_idx[ok]]) / 1e6
-    return {"latency_ms": _stats(latency_ms), "missed_deadlines": int(kernel.missed_deadlines),
+    update_ns = np.rint(np.array(update_times[:n]) * 1e9).astype(np.int64)
+    latency_ms = (update_ns[ok] - write_times[frame_idx[ok]]) / 1e6
+    extra = {"raw": {"frame": frame_idx[ok], "written_ns": write_times[frame_idx[ok]],
+                     "parsed_ns": update_ns[ok]}} if raw else {}
+    return {**extra, "latency_ms": _stats(latency_ms), "missed_deadlines": int(kernel.missed_deadlines),
             "frames": int(kernel.frames), "frames_lost": int(kernel.frames_lost),
             "duration_s": float(kernel.frames / RATE_HZ),
             "lateness_p99_us": _hist_percentile(kernel.lateness_hist, 99),

@@ -61,6 +61,7 @@ class RehaStim2(Stimulator):
         self.handshake_timeout_s = float(handshake_timeout_s)
         self._init_frame(0)                      # validates channels, frequency, t2 now
         self._decoder = sm.FrameDecoder()
+        self._updates: dict[tuple[tuple[int, int], ...], tuple[bytes, str]] = {}   # see _update_of
         self._pkt = 0                            # last host PKT used
         self._needs_init_ack = True              # the device is (or may be) sending Init
         self._initialised = False                # device believed in channel-list init/run mode
@@ -133,23 +134,43 @@ class RehaStim2(Stimulator):
         log.debug("InitAck sent for Init pkt %d", self._init_pkt_seen)
 
     def _send_output(self, levels: Mapping[int, tuple[int, int]]) -> None:
-        settings = [(sm.PulseMode.SINGLE, levels[ch][1], levels[ch][0]) for ch in self.channels]
-        pkt = self._pkt
-        frames: list[tuple[bytes, tuple[int, int], str]] = []
-        if not self._initialised:
-            pkt = (pkt + 1) % 256
-            frames.append((self._init_frame(pkt), (sm.Command.INIT_CHANNEL_LIST_MODE_ACK, pkt),
-                           f"InitChannelListMode pkt {pkt}"))
-        pkt = (pkt + 1) % 256
-        summary = ", ".join(f"ch{ch} {levels[ch][0]} mA {levels[ch][1]} µs" for ch in self.channels)
-        frames.append((sm.start_channel_list_mode(pkt, settings),   # ValueError before any write
-                       (sm.Command.START_CHANNEL_LIST_MODE_ACK, pkt), f"StartChannelListMode pkt {pkt} ({summary})"))
+        key = tuple([levels[ch] for ch in self.channels])     # (current mA, pulse width µs) per channel
+        update = self._updates.get(key)
+        if update is None:
+            update = self._update_of(key)                     # ValueError before any write
+        payload, summary = update
+        pkt = (self._pkt + 1) % 256
+        if self._initialised:
+            frame = sm.encode_stuffed_frame(pkt, sm.Command.START_CHANNEL_LIST_MODE, payload)
+            self._pkt = pkt
+            self._write(frame)
+            self._expect((sm.Command.START_CHANNEL_LIST_MODE_ACK, pkt), ("StartChannelListMode pkt %d (%s)", pkt,
+                                                                        summary))
+            self._running = True
+            return
+        init_pkt, pkt = pkt, (pkt + 1) % 256
+        frames = self._init_frame(init_pkt) + sm.encode_stuffed_frame(pkt, sm.Command.START_CHANNEL_LIST_MODE, payload)
         self._pkt = pkt
-        self._write(b"".join(frame for frame, _, _ in frames))
-        for _, key, what in frames:
-            self._expect(key, what)
+        self._write(frames)
+        self._expect((sm.Command.INIT_CHANNEL_LIST_MODE_ACK, init_pkt), f"InitChannelListMode pkt {init_pkt}")
+        self._expect((sm.Command.START_CHANNEL_LIST_MODE_ACK, pkt), ("StartChannelListMode pkt %d (%s)", pkt, summary))
         self._initialised = True
         self._running = True
+
+    #: distinct outputs whose payload is kept (one channel at a fixed pulse width has at most 127)
+    UPDATE_CACHE_MAX = 1024
+
+    def _update_of(self, key: tuple[tuple[int, int], ...]) -> tuple[bytes, str]:
+        """The stuffed StartChannelListMode payload and its text for ``key`` (current mA, pulse
+        width µs per channel, as ``set_output`` built them: ints, rounded down), validated by
+        the codec (ValueError outside the device's range); kept for the next output of the same
+        values, up to UPDATE_CACHE_MAX of them."""
+        payload = sm.start_channel_list_payload([(sm.PulseMode.SINGLE, pw, current) for current, pw in key])
+        summary = ", ".join(f"ch{ch} {current} mA {pw} µs" for ch, (current, pw) in zip(self.channels, key))
+        update = (sm.stuff(payload), summary)
+        if len(self._updates) < self.UPDATE_CACHE_MAX:
+            self._updates[key] = update
+        return update
 
     def _send_keepalive(self) -> None:
         # GetStimulationMode, not Watchdog: the device answers it, so silence is a timeout

@@ -147,11 +147,28 @@ def encode_frame(pkt: int, cmd: int, data: bytes | Iterable[int] = b"") -> bytes
     """
     _check_byte("pkt", pkt)
     _check_byte("cmd", cmd)
-    body = stuff(bytes((pkt, cmd)) + bytes(data))
+    return encode_stuffed_frame(pkt, cmd, stuff(bytes(data)))
+
+
+_STUFFED_BYTE = tuple(stuff(bytes((b,))) for b in range(256))
+_STOP_BYTE = bytes((STOP,))
+
+
+def encode_stuffed_frame(pkt: int, cmd: int, stuffed_data: bytes) -> bytes:
+    """``encode_frame(pkt, cmd, data)`` for a payload given already stuffed (``stuff(data)``):
+    the same bytes (stuffing is byte by byte, so the body is ``stuff(pkt, cmd) + stuff(data)``).
+    For a payload sent again and again (the control loop's output update) it is stuffed once.
+    Raises ValueError for a ``pkt`` or ``cmd`` that is not a byte, or a body over 255 bytes."""
+    _check_byte("pkt", pkt)
+    _check_byte("cmd", cmd)
+    body = _STUFFED_BYTE[pkt] + _STUFFED_BYTE[cmd] + stuffed_data
     if len(body) > 255:
         raise ValueError(f"stuffed frame body is {len(body)} bytes; allowed at most 255")
-    return (bytes((START, STUFF, crc8(body) ^ STUFF_KEY, STUFF, len(body) ^ STUFF_KEY))
-            + body + bytes((STOP,)))
+    crc = 0
+    table = _CRC_TABLE
+    for byte in body:
+        crc = table[crc ^ byte]
+    return bytes((START, STUFF, crc ^ STUFF_KEY, STUFF, len(body) ^ STUFF_KEY)) + body + _STOP_BYTE
 
 
 def signed_byte(value: int) -> int:
@@ -311,6 +328,12 @@ def check_pulse(pulse_width_us: int, current_ma: int) -> None:
 def start_channel_list_mode(pkt: int, settings: Sequence[tuple[int, int, int]]) -> bytes:
     """StartChannelListMode (start or update): one (mode, pulse_width_us, current_ma) per
     initialised channel, in ascending channel order. Mode 0 single, 1 doublet, 2 triplet."""
+    return encode_frame(pkt, Command.START_CHANNEL_LIST_MODE, start_channel_list_payload(settings))
+
+
+def start_channel_list_payload(settings: Sequence[tuple[int, int, int]]) -> bytes:
+    """The (unstuffed) data of ``start_channel_list_mode``: 4 bytes per (mode, pulse_width_us,
+    current_ma). Raises the same ValueError, naming the value and the allowed range."""
     if not settings or len(settings) > MAX_CHANNELS:
         raise ValueError(f"{len(settings)} channel settings; allowed 1..{MAX_CHANNELS}")
     data = bytearray()
@@ -319,7 +342,7 @@ def start_channel_list_mode(pkt: int, settings: Sequence[tuple[int, int, int]]) 
             raise ValueError(f"mode={mode!r}; allowed 0 (single), 1 (doublet), 2 (triplet)")
         check_pulse(pulse_width_us, current_ma)
         data += bytes((int(mode), pulse_width_us >> 8, pulse_width_us & 0xFF, current_ma))
-    return encode_frame(pkt, Command.START_CHANNEL_LIST_MODE, data)
+    return bytes(data)
 
 
 def single_pulse(pkt: int, channel: int, pulse_width_us: int, current_ma: int) -> bytes:

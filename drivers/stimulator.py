@@ -18,15 +18,20 @@ Time: every deadline uses ``time.monotonic()`` (seconds).
 from __future__ import annotations
 
 import abc
+import array
+import fcntl
 import importlib
 import importlib.metadata
 import logging
 import math
+import os
+import termios
 import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, Hashable, Mapping, Sequence
 
 import serial
+from serial import serialposix
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +105,45 @@ class ChannelOutput:
     pulse_width_us: int
 
 
-@dataclass
 class _PendingAck:
-    key: Hashable
-    what: str
-    deadline_s: float  # time.monotonic()
+    """An acknowledgement still expected: ``key``, what was sent (for messages), the deadline
+    (time.monotonic() s). ``what`` may be given as ``(format, *args)``: it is then formatted
+    with ``%`` only when a message needs it (the loop sends an update every output)."""
+
+    __slots__ = ("key", "deadline_s", "_what")
+
+    def __init__(self, key: Hashable, what: str | tuple, deadline_s: float):
+        self.key = key
+        self.deadline_s = deadline_s
+        self._what = what
+
+    @property
+    def what(self) -> str:
+        what = self._what
+        if not isinstance(what, str):
+            what = self._what = what[0] % what[1:]
+        return what
+
+    def __repr__(self) -> str:
+        return f"_PendingAck({self.key!r}, {self.what!r}, {self.deadline_s!r})"
+
+
+_NO_LEVEL = (0, 0)   # (current mA, pulse width µs) of a channel an update does not name
+
+
+def _posix_fd(port: Any) -> int | None:
+    """The file descriptor of a plain POSIX pyserial port opened non-blocking (pyserial always
+    opens it so), whose reads and writes the driver may do itself with one system call; None for
+    any other port (a URL handler, a subclass with its own read/write): it goes through pyserial."""
+    cls = type(port)
+    if not (isinstance(port, serialposix.Serial) and cls.read is serialposix.Serial.read
+            and cls.write is serialposix.Serial.write):
+        return None
+    try:
+        fd = port.fileno()
+        return fd if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK else None
+    except (OSError, ValueError, serial.SerialException):
+        return None
 
 
 # --------------------------------------------------------------------------- the ABC
@@ -168,6 +207,8 @@ class Stimulator(abc.ABC):
         self.keepalive_interval_s = float(keepalive_interval_s)
         self.serial_options: dict[str, Any] = dict(options)
         self._port: Any = None
+        self._fd: int | None = None      # _posix_fd(self._port): reads and writes without pyserial
+        self._waiting = array.array("i", [0])   # FIONREAD's answer, written in place
         self._pending: list[_PendingAck] = []
         self._errors: list[StimulatorError] = []
         self._fault: StimulationFault | None = None
@@ -217,24 +258,31 @@ class Stimulator(abc.ABC):
         acknowledgements already due are checked, so none goes out after one is overdue.
         """
         self._require_session()
-        levels: dict[int, tuple[int, int]] = {ch: (0, 0) for ch in self.channels}
-        seen: set[int] = set()
+        levels: dict[int, tuple[int, int] | None] = dict.fromkeys(self.channels)
         for out in outputs:
-            if out.channel not in levels:
-                raise ValueError(f"channel {out.channel!r} is not configured; configured channels: "
+            channel = out.channel
+            if channel not in levels:
+                raise ValueError(f"channel {channel!r} is not configured; configured channels: "
                                  f"{list(self.channels)}")
-            if out.channel in seen:
-                raise ValueError(f"channel {out.channel} appears twice in one update")
-            seen.add(out.channel)
+            if levels[channel] is not None:
+                raise ValueError(f"channel {channel} appears twice in one update")
             current = out.current_ma
-            if (not isinstance(current, (int, float)) or isinstance(current, bool)
+            if (type(current) is not float and (not isinstance(current, (int, float)) or isinstance(current, bool))
                     or not math.isfinite(current) or current < 0):
-                raise ValueError(f"channel {out.channel}: current_ma={current!r}; allowed a finite value >= 0 mA")
-            if not isinstance(out.pulse_width_us, int) or isinstance(out.pulse_width_us, bool):
-                raise ValueError(f"channel {out.channel}: pulse_width_us={out.pulse_width_us!r}; "
+                raise ValueError(f"channel {channel}: current_ma={current!r}; allowed a finite value >= 0 mA")
+            pulse_width_us = out.pulse_width_us
+            if type(pulse_width_us) is not int and (not isinstance(pulse_width_us, int)
+                                                    or isinstance(pulse_width_us, bool)):
+                raise ValueError(f"channel {channel}: pulse_width_us={pulse_width_us!r}; "
                                  f"allowed an integer number of µs")
-            levels[out.channel] = (math.floor(current), out.pulse_width_us)
-        if any(level[0] > 0 for level in levels.values()):
+            levels[channel] = (math.floor(current), pulse_width_us)
+        with_current = False
+        for channel, level in levels.items():
+            if level is None:
+                levels[channel] = _NO_LEVEL
+            elif level[0] > 0:
+                with_current = True
+        if with_current:
             if self._inhibited is None:
                 self._service()          # an overdue acknowledgement raises (and inhibits) here
             if self._inhibited is not None:
@@ -367,14 +415,19 @@ class Stimulator(abc.ABC):
         acknowledgement deadline or keep-alive due time; None when there is none."""
         if self._port is None or not self._session_open:
             return None
-        due = [p.deadline_s for p in self._pending]
+        due = None
+        for pending in self._pending:
+            if due is None or pending.deadline_s < due:
+                due = pending.deadline_s
         if keepalive and self._last_sent_s is not None and self._fault is None:
             if self.KEEPALIVE_WHEN_BUSY:
                 last = self._last_keepalive_s if self._last_keepalive_s is not None else self._last_sent_s
             else:
                 last = max(self._last_sent_s, self._last_keepalive_s or 0.0)
-            due.append(last + self.keepalive_interval_s)
-        return min(due) if due else None
+            keepalive_due = last + self.keepalive_interval_s
+            if due is None or keepalive_due < due:
+                due = keepalive_due
+        return due
 
     def close(self) -> None:
         """Close the port (no stop: use ``stop()`` first, or the context manager). Idempotent."""
@@ -471,8 +524,10 @@ class Stimulator(abc.ABC):
             self._port = serial.serial_for_url(self.port, **settings)
         except (serial.SerialException, OSError, ValueError) as exc:
             raise StimulatorInitError(f"cannot open stimulator port {self.port!r}: {exc}") from exc
+        self._fd = _posix_fd(self._port)
 
     def _close_port(self) -> None:
+        self._fd = None
         port, self._port = self._port, None
         if port is not None:
             try:
@@ -481,11 +536,22 @@ class Stimulator(abc.ABC):
                 log.debug("closing %s: %s", self.port, exc)
 
     def _write(self, frame: bytes) -> None:
-        """Write one frame; a failed port latches a "disconnected" fault and raises it."""
+        """Write one frame; a failed port latches a "disconnected" fault and raises it. On a
+        plain POSIX port one ``os.write`` takes the whole frame when the port has room (pyserial
+        adds a select and timeout bookkeeping to every write); whatever it does not take goes
+        through pyserial, with the port's write timeout."""
         if self._port is None:
             raise StimulatorError("stimulator is not open")
         try:
-            self._port.write(frame)
+            fd = self._fd
+            written = 0
+            if fd is not None:
+                try:
+                    written = os.write(fd, frame)
+                except BlockingIOError:
+                    written = 0
+            if written < len(frame):
+                self._port.write(frame[written:] if written else frame)
         except serial.SerialTimeoutException as exc:
             raise StimulatorTimeoutError(f"write to {self.port!r} blocked: {exc}") from exc
         except (serial.SerialException, OSError) as exc:
@@ -495,7 +561,27 @@ class Stimulator(abc.ABC):
         self._last_sent_s = time.monotonic()
 
     def _read_available(self) -> bytes:
-        """Whatever bytes are waiting (never blocks); a failed port latches "disconnected"."""
+        """Whatever bytes are waiting (never blocks); a failed port latches "disconnected".
+        On a plain POSIX port as pyserial's ``in_waiting`` + ``read`` do it, without pyserial's
+        select and timeout bookkeeping: the waiting count (FIONREAD; a hung-up port fails here),
+        then one ``os.read`` of that many bytes (none returned = disconnected, as pyserial says)."""
+        fd = self._fd
+        if fd is not None:
+            try:
+                waiting = self._waiting
+                fcntl.ioctl(fd, termios.FIONREAD, waiting, True)
+                if not waiting[0]:
+                    return b""
+                data = os.read(fd, waiting[0])
+                if not data:
+                    raise serial.SerialException("device reports readiness to read but returned no data "
+                                                 "(device disconnected or multiple access on port?)")
+                return data
+            except BlockingIOError:
+                return b""
+            except (serial.SerialException, OSError) as exc:
+                self._link_lost(exc)
+                return b""
         try:
             port = self._port
             data = bytearray()
@@ -551,7 +637,7 @@ class Stimulator(abc.ABC):
         data = self._read_available() if self._port is not None else b""
         if data:
             self._handle_bytes(data)
-        if raise_timeouts:
+        if raise_timeouts and self._pending:
             now = time.monotonic()
             for pending in [p for p in self._pending if now > p.deadline_s]:
                 self._pending.remove(pending)

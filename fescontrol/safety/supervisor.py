@@ -37,6 +37,9 @@ from dataclasses import dataclass, field
 from fescontrol.core import limits
 from fescontrol.core.codes import FAULT_TEXT, Fault
 from fescontrol.core.profile import Profile
+from fescontrol.drivers.stimulator import ChannelOutput as _ChannelOutput
+from fescontrol.drivers.stimulator import StimulationFault as _StimulationFault
+from fescontrol.drivers.stimulator import StimulatorError as _StimulatorError
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +96,7 @@ class SafetySupervisor:
         self._pulse_width_us = ch.pulse_width_us
         self._max_ma = min(ch.amplitude_ma, limits.AMPLITUDE_MAX_MA)
         self._frequency_hz = ch.frequency_hz
-        #: (stimulator channel, pulse width µs, highest current mA) per kernel channel index
-        self.channels: tuple[tuple[int, int, float], ...] = (
+        self.channels = (
             (ch.channel, ch.pulse_width_us, self._max_ma),
             *((c.channel, c.pulse_width_us, min(c.amplitude_ma, limits.AMPLITUDE_MAX_MA))
               for c in profile.extra_channels))
@@ -103,6 +105,23 @@ class SafetySupervisor:
         #: called as listener(t_us, currents_ma) after every output that reached the stimulator,
         #: with one current per channel in ``channels`` order
         self.channel_delivery_listeners: list = []
+
+    @property
+    def channels(self) -> tuple[tuple[int, int, float], ...]:
+        """(stimulator channel, pulse width µs, highest current mA) per kernel channel index."""
+        return self._channels
+
+    @channels.setter
+    def channels(self, channels: tuple[tuple[int, int, float], ...]) -> None:
+        self._channels = tuple(channels)
+        #: deliver()'s fast path (one channel): every current in 0..this passes ``check_outputs``
+        #: while no fault is latched, because its top does and every check but the fault one is
+        #: monotone in the current (as ``begin_batch`` relies on); -1 when the top itself fails
+        self._checked_top_ma = -1.0
+        top = self._channels[0][2]
+        if (len(self._channels) == 1 and math.isfinite(top) and top >= 0.0
+                and self.check_outputs((top,), fault_free=True) is None):
+            self._checked_top_ma = top
 
     @property
     def fault(self) -> FaultRecord | None:
@@ -170,17 +189,26 @@ class SafetySupervisor:
         stimulator error latches STIMULATOR instead of raising. Counts :attr:`deliveries` and calls
         the delivery listeners for an output that was passed on; an exception of a listener
         propagates (the controller latches EXCEPTION, which zeroes the output)."""
+        k = self.kernel
+        current_ma = k.current_ma
+        if 0.0 <= current_ma <= self._checked_top_ma and not k.fault:
+            # one channel, no fault, within the range checked when ``channels`` was set:
+            # check_outputs passes it (monotone checks), so this is the send below without the
+            # per-call checks (tests/test_output_path.py proves both paths send the same)
+            self._send((current_ma,))
+            k.mark_delivered()
+            return
         currents = self.present_outputs_ma()
-        if self.kernel.fault and not any(currents):
+        if k.fault and not any(currents):
             # the fault path already sent zero current and Stop; nothing more goes out
-            self.kernel.mark_delivered()
+            k.mark_delivered()
             return
         problem = self.check_outputs(currents)
         if problem:
             self.latch(Fault.OUTPUT_LIMIT, problem)
             return
         self._send(currents)
-        self.kernel.mark_delivered()
+        k.mark_delivered()
 
     # ----- batch replays: the deliveries of a ramp in one checked call ------------------
     def begin_batch(self) -> bool:
@@ -225,29 +253,30 @@ class SafetySupervisor:
         self.kernel.set_delivery_ceiling(-1.0)
         self.flush_batch()
 
-    def _send(self, currents_ma) -> None:
-        if any(c > 0.0 for c in currents_ma) and self.kernel.fault:
+    def _send(self, currents_ma: tuple[float, ...]) -> None:
+        k = self.kernel
+        if k.fault and any(c > 0.0 for c in currents_ma):
             # last gate before the driver (deliver() already refused it)
             self.latch(Fault.OUTPUT_LIMIT, "current asked for while a fault is latched")
             return
         current_ma = currents_ma[0]
         self.deliveries += 1
         self.last_delivered_ma = current_ma
-        self.last_delivered_channels_ma = tuple(currents_ma)
-        if self.stimulator is not None:
+        self.last_delivered_channels_ma = currents_ma
+        stimulator = self.stimulator
+        if stimulator is not None:
             self._stopped = False
-            from fescontrol.drivers.stimulator import ChannelOutput, StimulatorError
             try:
-                self.stimulator.set_output([ChannelOutput(channel, c, pulse_width_us) for (channel, pulse_width_us, _),
-                                            c in zip(self.channels, currents_ma)])
-            except StimulatorError as err:
+                stimulator.set_output([_ChannelOutput(channel, c, pulse_width_us)
+                                       for (channel, pulse_width_us, _), c in zip(self.channels, currents_ma)])
+            except _StimulatorError as err:
                 self._stimulator_needs_recover = True
                 self.latch(Fault.STIMULATOR, str(err))
                 return
         for listener in self.delivery_listeners:
-            listener(self.kernel.t_us, current_ma)
+            listener(k.t_us, current_ma)
         for listener in self.channel_delivery_listeners:
-            listener(self.kernel.t_us, self.last_delivered_channels_ma)
+            listener(k.t_us, currents_ma)
 
     def request_amplitude(self, amplitude_ma: float, low_ma: float, high_ma: float) -> bool:
         """A plateau amplitude asked for by the event level (adaptive stimulation): passed to
@@ -274,19 +303,19 @@ class SafetySupervisor:
         STIMULATOR fault within keepalive_ms + ack_timeout_ms (if the loop calls this by
         ``service_due_in_us``). Never raises a stimulator error: each one latches STIMULATOR
         (and the next :meth:`clear` redoes the handshake). No stimulator: does nothing."""
-        if self.stimulator is None:
+        stimulator = self.stimulator
+        if stimulator is None:
             return
-        from fescontrol.drivers.stimulator import StimulationFault, StimulatorError
         try:
-            self.stimulator.poll()
+            stimulator.poll()
             if not self.kernel.fault:
                 # no keep-alive while faulted: should Stop not have been taken, the device's
                 # own watchdog ends any stimulation
-                self.stimulator.keepalive()
-        except StimulationFault as err:
+                stimulator.keepalive()
+        except _StimulationFault as err:
             self._stimulator_needs_recover = True
             self.latch(Fault.STIMULATOR, f"{getattr(err, 'reason', 'error')}: {err}")
-        except StimulatorError as err:
+        except _StimulatorError as err:
             self._stimulator_needs_recover = True
             self.latch(Fault.STIMULATOR, str(err))
 
