@@ -7,7 +7,14 @@
 (d) a heel sensor with a 30 N preload (added to a real walk): the flat swing plateau makes the
     preload the floor, with the bursts delivered with and without the plateau rule.
 
-Usage:  python bench/detection_figures.py [--out docs/detection-rules.png]   (needs ../shared)
+docs/detection-tilt-rules.png, the tilt rules of issue 11 on IPOL walks:
+(e) the late onset of a first step without a visible push-off;
+(f) the raised onset threshold no longer takes the heel-strike slap of a missed step for a
+    push-off (bursts with and without the two rules in each panel);
+(g) turning in place: the stance yaw rate above late_stance_yaw_dps holds late onsets back.
+
+Usage:  python bench/detection_figures.py [--out docs/detection-rules.png]
+        [--tilt-out docs/detection-tilt-rules.png]   (needs ../shared)
 """
 from __future__ import annotations
 
@@ -51,13 +58,81 @@ def thresholds(rec, profile, t0_s: float, t1_s: float):
     return np.array(out)
 
 
+def tilt_trace(rec, profile, t0_s: float, t1_s: float):
+    """Per sample over [t0_s, t1_s) of the (pure-Python) kernel: filtered toe-up rate, the onset
+    threshold in use (deg/s, positive), |yaw rate| and the stance's largest |yaw rate|."""
+    frames, _ = recording_stream(rec)
+    c = Controller(profile, implementation="python")
+    c.start()
+    c.feed(frames[:int(t0_s * rec.rate_hz)].tobytes())
+    tl = profile.trigger.tilt
+    out = []
+    for f in frames[int(t0_s * rec.rate_hz):int(t1_s * rec.rate_hz)]:
+        c.feed(f.tobytes())
+        k = c.kernel
+        thr = tl.onset_rate_dps
+        if tl.adapt_fraction > 0 and k.tilt_push_learned >= tl.learn_strides:
+            thr = min(tl.onset_rate_dps, max(tl.onset_min_dps, tl.adapt_fraction * k.tilt_push_peak))
+        if tl.onset_raise_fraction > 0 and k.tilt_push_learned >= tl.learn_strides:
+            thr = max(thr, min(tl.onset_max_dps, tl.onset_raise_fraction * k.tilt_push_peak))
+        out.append((k.pitch_lp, thr, abs(k.yaw_lp), k.tilt_stance_yaw))
+    return np.array(out)
+
+
+def tilt_figure(out: str, plt) -> None:
+    tilt = load_profile(ROOT / "configs" / "walkaide_tilt.yaml")
+    data = tilt.model_dump(mode="json")
+    data["trigger"]["tilt"].update(late_onset_dps=0.0, onset_raise_fraction=0.0)
+    before = profile_from_dict(data, "figure")
+    fig, axes = plt.subplots(3, 1, figsize=(10, 12))
+    for ax, (name, side, t0, t1, title) in zip(axes, [
+            ("ipol:1-4", "right", 3.5, 8.0, "(e) first step, no visible push-off: a late onset when the toes rise"),
+            ("ipol:8-6", "left", 13.8, 17.5, "(f) the heel-strike slap of a missed step is under the raised threshold"),
+            ("ipol:5-2", "right", 13.0, 17.5,
+             "(g) U-turn: no onset (grey: a pivot's toe-down); the stance pivots, so no late onset either")]):
+        rec = load_any(name, side)
+        tr = tilt_trace(rec, tilt, t0, t1)
+        t = t0 + np.arange(len(tr)) / rec.rate_hz
+        ax.plot(t, tr[:, 0], "k", lw=1, label="toe-up rate (filtered), deg/s")
+        ax.plot(t, -tr[:, 1], "b", lw=1, label="onset threshold (−), raised for this walker")
+        ax.axhline(tilt.trigger.tilt.late_onset_dps, color="c", lw=1, ls="--", label="late-onset threshold")
+        ax.plot(t, tr[:, 3], "g", lw=1, label="stance |yaw rate| max")
+        ax.axhline(tilt.trigger.tilt.late_stance_yaw_dps, color="g", lw=0.8, ls=":",
+                   label="late_stance_yaw_dps")
+        for to, hs in rec.reference_swings():
+            if hs > t0 and to < t1:
+                ax.axvspan(max(to, t0), min(hs, t1), color="m", alpha=0.08)
+        for prof, lo, hi, color in ((tilt, 0.06, 0.12, "orange"), (before, 0.0, 0.06, "grey")):
+            for a, b in replay(rec, prof).bursts_s:
+                if b > t0 and a < t1:
+                    ax.axvspan(max(a, t0), min(b, t1), ymin=lo, ymax=hi, color=color, alpha=0.8)
+        ut = rec.meta.get("uturn_boundaries_s")
+        for u in ut or ():
+            if t0 < u < t1:
+                ax.axvline(u, color="r", lw=0.6)
+        ax.set_xlim(t0, t1)
+        ax.set_ylim(-400, 450)
+        ax.set_title(f"{title} — {name} {side}\nmagenta: reference swings; red: U-turn; orange: bursts "
+                     f"(shipped), grey: bursts (no late onset, threshold not raised)", fontsize=9)
+        ax.legend(loc="upper right", fontsize=7)
+        ax.set_xlabel("s")
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    print(out)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "docs" / "detection-rules.png"))
+    ap.add_argument("--tilt-out", default=str(ROOT / "docs" / "detection-tilt-rules.png"))
+    ap.add_argument("--only-tilt", action="store_true", help="draw only the tilt figure")
     args = ap.parse_args(argv)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    tilt_figure(args.tilt_out, plt)
+    if args.only_tilt:
+        return 0
     base = load_profile(ROOT / "configs" / "default.yaml")
     fig, axes = plt.subplots(4, 1, figsize=(10, 14.5))
     fixed = _variant(base, floor_max_fraction=0.0, on_max_fraction=0.95, floor_flat_n=0.0)

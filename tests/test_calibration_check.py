@@ -15,9 +15,10 @@ from fescontrol.tools.calibration import Calibrator, load_walk
 from fescontrol.tools.calibration_check import check_out_of_sample
 from fescontrol.tools.profile_store import ProfileStore
 
-#: IPOL subject 7: the calibration fitted on trial 1 (left foot) lowers the tilt onset rate,
-#: which helps trial 1 and costs swings and precision on trial 4
-FIT, WORSE, FINE = "ipol:7-1", "ipol:7-4", "ipol:7-6"
+#: IPOL subject 1: the calibration fitted on trial 1 (left foot, objective 0.82 -> 0.94) costs
+#: trial 2 a fifth of its objective (1.0 -> 0.81) and leaves trial 4 as it was (1.0). (Subject 7
+#: of the earlier test needs no calibration since the late onsets of issue 11: no change proposed.)
+FIT, WORSE, FINE = "ipol:1-1", "ipol:1-2", "ipol:1-4"
 needs_shared = pytest.mark.skipif(not {FIT, WORSE, FINE} <= set(list_available()),
                                   reason="../shared/gait-data (IPOL) is not present")
 

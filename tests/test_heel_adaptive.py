@@ -84,13 +84,17 @@ def test_tilt_thresholds_follow_weak_push_offs(kernel_impl):
                        swing_peak_dps=90, stride_length_m=0.8, clearance_m=0.04)
     rec = synthesize([Stand(3), Walk(40, 90, weak), WeightShift(10), Stand(3)], seed=1)
     adaptive = load_profile(Path(__file__).resolve().parent.parent / "configs" / "walkaide_tilt.yaml")
-    fixed = profile_with("walkaide_tilt", trigger={"tilt": {"adapt_fraction": 0.0}})
+    # fixed thresholds and no late onsets (tests/test_tilt_adaptive.py): the profile of issue 5
+    fixed = profile_with("walkaide_tilt", trigger={"tilt": {"adapt_fraction": 0.0, "late_onset_dps": 0.0}})
     got = score(rec, replay(rec, adaptive, implementation=kernel_impl).bursts_s)
     before = score(rec, replay(rec, fixed, implementation=kernel_impl).bursts_s)
     assert before.swings_detected == 0
     # all but the cold-start strides (learn_strides) are found; nothing while standing or shifting weight
     assert got.swings_detected >= got.swings_reference - adaptive.trigger.tilt.learn_strides
     assert got.quiet_onsets["total"] == 0
+    # after the cold start (found late, in the swing) at the push-off, in the onset window
+    in_window = round(got.onset_in_window_fraction * got.swings_detected)
+    assert in_window >= got.swings_reference - adaptive.trigger.tilt.learn_strides
 
 
 @pytest.mark.timeout(60)

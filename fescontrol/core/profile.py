@@ -244,6 +244,19 @@ class TiltTrigger(_Model):
                                 description="the adapted swing threshold never goes below this, deg/s")
     learn_strides: Int = Field(3, ge=1, le=20,
                                description="strides learned before the thresholds adapt (cold start: fixed)")
+    onset_raise_fraction: Real = Field(0.25, ge=0.0, le=1.0,
+                                       description="the onset threshold rises to this fraction of the walker's "
+                                                   "recent push-off peak (never above onset_max_dps): a heel-strike "
+                                                   "slap is not a push-off of a strong walker; 0: off")
+    onset_max_dps: Real = Field(80.0, ge=10.0, le=500.0,
+                                description="the raised onset threshold never goes above this, deg/s")
+    late_onset_dps: Real = Field(50.0, ge=0.0, le=500.0,
+                                 description="tilt mode: a toe-up rate above this (and above disarm_rate_dps) "
+                                             "with no push-off seen is a weak step's swing: onset then, if the "
+                                             "stance before it did not pivot; 0: off (deg/s)")
+    late_stance_yaw_dps: Real = Field(100.0, ge=5.0, le=1000.0,
+                                      description="a late onset needs |yaw rate| below this throughout the quiet "
+                                                  "stance before it: a foot pivoting in a turn is not stepping (deg/s)")
 
     @model_validator(mode="after")
     def _order(self) -> "TiltTrigger":

@@ -50,6 +50,7 @@ cdef class Kernel:
     cdef double tilt_onset_dps, tilt_swing_dps, tilt_strike_dps, tilt_stance_dps, tilt_filter_hz
     cdef double tilt_disarm_dps, tilt_max_yaw_ratio, tilt_adapt_fraction, tilt_onset_min_dps, tilt_swing_min_dps
     cdef int tilt_learn_strides
+    cdef double tilt_onset_raise_fraction, tilt_onset_max_dps, tilt_late_onset_dps, tilt_late_stance_yaw_dps
     cdef int foot_on
     cdef double foot_flat_dps
     cdef int64_t foot_flat_us
@@ -97,6 +98,9 @@ cdef class Kernel:
     cdef readonly int heel_strides_learned, heel_pending
     cdef readonly double tilt_push_min, tilt_swing_max, tilt_push_peak, tilt_swing_peak
     cdef readonly int tilt_push_learned, tilt_swing_learned
+    # late onset of a weak push-off: the stance's largest |yaw rate| since it became quiet, a disarm to follow
+    cdef readonly double tilt_stance_yaw
+    cdef readonly int tilt_late, tilt_late_ok, late_onsets
     cdef readonly double delivered_ma
     cdef readonly int64_t last_deliver_us
     cdef public int deliver_due
@@ -148,7 +152,7 @@ cdef class Kernel:
     cdef void _cut(self) noexcept nogil
     @cython.locals(dt_us=int64_t, gap=int64_t, on_us=int64_t, flags=int, queue_before=int,
                    heel=double, pitch=double, yaw=double, decayed=double, thr_off=double, thr_on=double,
-                   w=double, m=double, cand=double, span=double, onset_thr=double, swing_thr=double,
+                   w=double, m=double, cand=double, span=double, onset_thr=double, swing_thr=double, ay=double,
                    heel_edge_off=int, heel_edge_on=int, tilt_edge_onset=int, tilt_edge_strike=int,
                    heel_onset=int, onset=int, strike=int, ready=int, cut=int, ph=int, ts=int, i=int,
                    mask=int, k=int, stride_onset=int, stride_strike=int)

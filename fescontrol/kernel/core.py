@@ -244,6 +244,10 @@ class Kernel:
         self.tilt_onset_min_dps = p.tilt_onset_min_dps
         self.tilt_swing_min_dps = p.tilt_swing_min_dps
         self.tilt_learn_strides = p.tilt_learn_strides
+        self.tilt_onset_raise_fraction = p.tilt_onset_raise_fraction
+        self.tilt_onset_max_dps = p.tilt_onset_max_dps
+        self.tilt_late_onset_dps = p.tilt_late_onset_dps
+        self.tilt_late_stance_yaw_dps = p.tilt_late_stance_yaw_dps
         self.stale_us = p.stale_us
         self.startup_grace_us = p.startup_grace_us
         self.max_missing = p.max_missing
@@ -374,6 +378,10 @@ class Kernel:
         self.tilt_swing_peak = 0.0
         self.tilt_push_learned = 0
         self.tilt_swing_learned = 0
+        self.tilt_stance_yaw = 0.0
+        self.tilt_late = 0
+        self.tilt_late_ok = 1
+        self.late_onsets = 0
         self.stride = STRIDE_LOCKOUT
         self.delivered_ma = 0.0
         self.last_deliver_us = 0
@@ -468,6 +476,7 @@ class Kernel:
         self.stride = STRIDE_LOCKOUT
         self.tilt_state = TILT_STANCE_WAIT
         self.tilt_timer_us = 0
+        self.tilt_late = 0
         if not enabled:     # walking paused or stopped: timed bursts not begun are dropped, others ramp down
             for i in range(1, self.n_channels):
                 if self.timed_state[i] == TIMED_WAIT:
@@ -748,6 +757,7 @@ class Kernel:
             self.stride = STRIDE_LOCKOUT
         self.tilt_state = TILT_STANCE_WAIT
         self.tilt_timer_us = 0
+        self.tilt_late = 0
         if not self.max_stim_sent:
             self.max_stim_sent = 1
             self._queue(EV_MAX_STIM)
@@ -926,25 +936,55 @@ class Kernel:
             if self.tilt_swing_learned >= self.tilt_learn_strides:
                 swing_thr = _min(self.tilt_swing_dps, _max(self.tilt_swing_min_dps,
                                                            self.tilt_adapt_fraction * self.tilt_swing_peak))
+        # ... and above the profile's for a strong walker (never above onset_max_dps): the slap
+        # of a heel strike after a step nobody saw (60-100 deg/s) is not the push-off of a walker
+        # whose push-offs peak at 300-600 deg/s
+        if self.tilt_onset_raise_fraction > 0.0 and self.tilt_push_learned >= self.tilt_learn_strides:
+            onset_thr = _max(onset_thr, _min(self.tilt_onset_max_dps,
+                                             self.tilt_onset_raise_fraction * self.tilt_push_peak))
+        ay = abs(self.yaw_lp)
         ts = self.tilt_state
         if ts == TILT_STANCE_WAIT:
-            if -self.tilt_stance_dps < w < self.tilt_stance_dps:
+            if self.tilt_late and w > self.tilt_late_onset_dps:
+                # the toes keep rising after a stance that did not pivot: a weak step's swing
+                # (its push-off stayed under the threshold); onset now, late, in the swing
+                self.tilt_late = 0
+                self.tilt_state = TILT_SWING
+                self.tilt_timer_us = 0
+                self.tilt_swing_max = w
+                self.late_onsets += 1
+                tilt_edge_onset = 1
+            elif -self.tilt_stance_dps < w < self.tilt_stance_dps:
+                if w < self.tilt_strike_dps:
+                    self.tilt_late = 0
+                if self.tilt_timer_us == 0 or ay > self.tilt_stance_yaw:
+                    self.tilt_stance_yaw = ay
                 self.tilt_timer_us += dt_us
                 if self.tilt_timer_us >= self.tilt_min_stance_us:
                     self.tilt_state = TILT_ARMED
                     self.tilt_timer_us = 0
                     self.tilt_push_min = 0.0
+                    self.tilt_late = 0
             else:
                 self.tilt_timer_us = 0
+                if w < self.tilt_strike_dps:
+                    self.tilt_late = 0
         elif ts == TILT_ARMED:
             if w < self.tilt_push_min:
                 self.tilt_push_min = w
+            if ay > self.tilt_stance_yaw:
+                self.tilt_stance_yaw = ay
             if w > self.tilt_disarm_dps:
                 # toes rising without a detected push-off: a missed (weak) swing; wait for
-                # the next stance rather than take its heel-strike spike for a push-off
+                # the next stance rather than take its heel-strike spike for a push-off --
+                # or, in tilt mode after a stance without pivoting, follow it for a late onset
                 self.tilt_state = TILT_STANCE_WAIT
                 self.tilt_timer_us = 0
                 self._learn_push(-self.tilt_push_min)
+                if (self.mode_tilt and self.tilt_late_onset_dps > 0.0 and self.tilt_late_ok
+                        and self.tilt_stance_yaw <= self.tilt_late_stance_yaw_dps):
+                    self.tilt_late = 1
+                self.tilt_late_ok = 1
             elif w < -onset_thr and abs(self.yaw_lp) <= -w * self.tilt_max_yaw_ratio:
                 # toes down faster than the foot turns about the vertical: a push-off, not a pivot
                 self.tilt_timer_us += dt_us
@@ -965,9 +1005,11 @@ class Kernel:
                 self.tilt_swing_max = w
             elif self.tilt_timer_us >= self.tilt_swing_wait_us:
                 # no swing after the "push-off" (a heel-strike spike, a stumble): end the
-                # stride now instead of stimulating through the next real push-off
+                # stride now instead of stimulating through the next real push-off. Where the
+                # foot is now is unknown (maybe still in the air): no late onset in the next stance
                 self.tilt_state = TILT_STANCE_WAIT
                 self.tilt_timer_us = 0
+                self.tilt_late_ok = 0
                 tilt_edge_strike = 1
         else:  # TILT_SWING
             self.tilt_timer_us += dt_us
@@ -977,6 +1019,7 @@ class Kernel:
                 self.tilt_state = TILT_STANCE_WAIT
                 self.tilt_timer_us = 0
                 tilt_edge_strike = 1
+                self.tilt_late_ok = 1
                 self._learn_swing(self.tilt_swing_max)
                 if self.heel_same_us > 0 and (flags & FLAG_IMU_PRESENT):
                     # a whole stride seen by the IMU while the heel reading did not move
@@ -984,6 +1027,7 @@ class Kernel:
             elif self.tilt_timer_us >= self.max_stim_us:
                 self.tilt_state = TILT_STANCE_WAIT
                 self.tilt_timer_us = 0
+                self.tilt_late_ok = 0
         if heel_edge_on and not self.mode_heel and not self.mode_tilt and self.tilt_state >= TILT_ONSET:
             # heel+tilt: the heel loading ends any stride the tilt detector still follows
             self.tilt_state = TILT_STANCE_WAIT

@@ -83,6 +83,11 @@ class KernelParams:
         self.tilt_onset_min_dps = tilt.onset_min_dps
         self.tilt_swing_min_dps = tilt.swing_min_dps
         self.tilt_learn_strides = tilt.learn_strides
+        self.tilt_onset_raise_fraction = tilt.onset_raise_fraction
+        self.tilt_onset_max_dps = tilt.onset_max_dps
+        # a late onset fires once the toe-up rate passes both the disarm and the late threshold
+        self.tilt_late_onset_dps = max(tilt.late_onset_dps, tilt.disarm_rate_dps) if tilt.late_onset_dps > 0 else 0.0
+        self.tilt_late_stance_yaw_dps = tilt.late_stance_yaw_dps
         self.stale_us = dev.stale_ms * 1000
         #: wall time allowed before the session's first valid frame (never less than stale_ms)
         self.startup_grace_us = max(SENSOR_STARTUP_GRACE_MS * 1000, self.stale_us)

@@ -1,0 +1,112 @@
+"""The tilt detector and weak or unseen steps (issue 11), causally, from a cold start.
+
+* late onset: a step whose push-off stays under every onset threshold is found when the toes
+  rise into the swing (``late_onset_dps``), but not after a stance in which the foot pivoted
+  (``late_stance_yaw_dps``: turning, not stepping) nor right after a stride the detector did not
+  see end (the foot may still be landing: a stair);
+* raised onset threshold: for a strong walker the onset threshold rises with its own push-off
+  peak (``onset_raise_fraction``, at most ``onset_max_dps``), so the slap of a heel strike after
+  a step nobody saw does not start a burst.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from fescontrol.core.profile import ProfileError, profile_from_dict
+from fescontrol.sim.replay import replay
+from fescontrol.sim.scoring import score
+from fescontrol.sim.synthetic import GaitPattern, Stand, Walk, synthesize
+
+from .conftest import profile_with
+
+#: a walker whose push-off is invisible to the IMU (-15 deg/s) but who swings the foot
+NO_PUSH = GaitPattern(swing_fraction=0.36, heel_off_lead_s=0.06, heel_peak_n=400, pushoff_dip_dps=-15,
+                      swing_peak_dps=200, stride_length_m=0.9, clearance_m=0.05)
+
+
+def _tilt(**tilt):
+    return profile_with("walkaide_tilt", trigger={"tilt": tilt}) if tilt else profile_with("walkaide_tilt")
+
+
+def _score(rec, profile, kernel_impl):
+    res = replay(rec, profile, implementation=kernel_impl)
+    return score(rec, res.bursts_s, faults=[f.text for f in res.faults])
+
+
+def _with_yaw_in_stance(rec, yaw_dps: float):
+    """``rec`` with the foot turning about the vertical at ``yaw_dps`` through each stance
+    (heel strike + 0.1 s .. next toe-off - 0.05 s): a foot pivoting while it bears weight."""
+    gyro = np.array(rec.gyro_dps, dtype=float)
+    t = np.arange(rec.n_samples) / rec.rate_hz
+    for hs, to in zip(rec.heel_strike_s[:-1], rec.toe_off_s[1:]):
+        gyro[(t >= hs + 0.1) & (t <= to - 0.05), 2] = yaw_dps
+    return replace(rec, gyro_dps=gyro)
+
+
+@pytest.mark.timeout(60)
+def test_a_step_without_a_visible_push_off_gets_a_late_onset(kernel_impl):
+    rec = synthesize([Stand(3), Walk(30, 95, NO_PUSH), Stand(3)], seed=2)
+    before = _score(rec, _tilt(late_onset_dps=0.0), kernel_impl)
+    got = _score(rec, _tilt(), kernel_impl)
+    assert before.swings_detected == 0
+    assert got.swings_detected == got.swings_reference       # from the first step: no cold start
+    assert got.false_onsets == 0 and got.quiet_onsets["total"] == 0
+    # late, in the swing: after toe-off, well before the heel strike
+    errors = np.asarray(got.onset_errors_ms_all)
+    assert np.all(errors > 0) and np.all(errors < 250)
+
+
+@pytest.mark.timeout(60)
+def test_no_late_onset_after_a_stance_in_which_the_foot_pivoted(kernel_impl):
+    rec = _with_yaw_in_stance(synthesize([Stand(3), Walk(30, 95, NO_PUSH), Stand(3)], seed=2), 150.0)
+    # only the first step, from the standing start (no pivot before it)
+    assert _score(rec, _tilt(), kernel_impl).swings_detected == 1
+    # the pivot is what holds it back: allowed to pivot, the same steps are found
+    assert _score(rec, _tilt(late_stance_yaw_dps=1000.0), kernel_impl).swings_detected >= 20
+
+
+@pytest.mark.timeout(60)
+def test_a_heel_strike_slap_is_not_a_strong_walkers_push_off(kernel_impl):
+    """After strong strides (push-off peaks learned at ~290 deg/s) a single toe-down slap of
+    ~66 deg/s after the 15 Hz filter while the walker stands (the landing of a step the IMU did
+    not see as a swing) starts no burst (threshold 0.25 x 290 = 72 deg/s); with the threshold
+    not raised (60 deg/s) it does."""
+    rec = synthesize([Stand(3), Walk(12, 105), Stand(6)], seed=3)
+    gyro = np.array(rec.gyro_dps, dtype=float)
+    t = np.arange(rec.n_samples) / rec.rate_hz
+    t_slap = rec.duration_s - 3.0
+    bump = np.clip(1.0 - np.abs(t - t_slap) / 0.04, 0.0, None)   # 80 ms triangle
+    gyro[:, 1] += 88.0 * bump                                    # toe-down: +gyro y
+    rec = replace(rec, gyro_dps=gyro)
+    raised = _score(rec, _tilt(), kernel_impl)
+    fixed = _score(rec, _tilt(onset_raise_fraction=0.0), kernel_impl)
+    assert fixed.quiet_onsets["standing"] == 1
+    assert raised.quiet_onsets["total"] == 0
+    assert raised.swings_detected == fixed.swings_detected == raised.swings_reference
+
+
+@pytest.mark.timeout(120)
+def test_no_late_onset_on_stairs_or_in_the_quiet_scenarios(kernel_impl):
+    """Stairs: the toe-up of the foot settling after a landing the detector did not see (its
+    swing stayed under the swing threshold) is not a late swing. Turning in place, sitting,
+    standing, weight shifting: no onset at all."""
+    from fescontrol.sim.synthetic import named_scenario
+    profile = _tilt()
+    for name in ("stairs", "mixed", "turn", "sit", "weight_shift"):
+        for side in ("left", "right"):
+            got = _score(named_scenario(name, side), profile, kernel_impl)
+            assert got.false_onsets == 0, (name, side)
+            assert got.quiet_onsets["total"] == 0, (name, side)
+            assert got.swings_detected == got.swings_reference, (name, side)
+
+
+def test_the_new_tilt_fields_are_bounded():
+    data = profile_with("walkaide_tilt").model_dump(mode="json")
+    for field, bad in (("onset_raise_fraction", 1.5), ("onset_max_dps", 5.0), ("late_onset_dps", -1.0),
+                       ("late_stance_yaw_dps", 0.0)):
+        bad_data = {**data, "trigger": {**data["trigger"], "tilt": {**data["trigger"]["tilt"], field: bad}}}
+        with pytest.raises(ProfileError, match=field):
+            profile_from_dict(bad_data, "bad")
