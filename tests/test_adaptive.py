@@ -101,6 +101,46 @@ def test_law_never_leaves_the_bounds_nor_steps_more_than_its_limit(lo, span, gai
         law.next_amplitude(u, math.nan)
 
 
+@settings(max_examples=300, deadline=None)
+@given(errors=st.lists(st.tuples(st.floats(-1e6, 1e6), st.floats(-1e6, 1e6)), min_size=1, max_size=50),
+       gain=st.floats(0.001, 5), beyond=st.floats(1, 40), step=st.floats(0.01, 10))
+def test_band_law_never_leaves_the_bounds_nor_steps_more_than_its_limit(errors, gain, beyond, step):
+    p = with_adaptive(ADAPTIVE, {**SECTION, "max_step_ma": step,
+                                 "band": {"gain_ma_per_deg": gain, "proportional_beyond_deg": beyond}},
+                      amplitude_min_ma=15, amplitude_max_ma=40)
+    law = LearningLaw(p.adaptive, p.patient)
+    u = law.lo
+    for e, med in errors:
+        nxt = law.next_amplitude(u, e, med)
+        assert law.lo <= nxt <= law.hi and abs(nxt - u) <= step + 1e-12
+        u = nxt
+
+
+def _walk_cycle(law, unreachable, strides=600, median_of=5):
+    """A 14-stride walk cycle: the foot lifts 1.5°/mA (on target at 23 mA) with ±2° stride
+    noise, except in the ``unreachable`` strides of each cycle, which stay 4° low whatever the
+    current (the walker's own stride there). The median as AdaptiveStimulation keeps it."""
+    rng = np.random.default_rng(3)
+    noise = rng.uniform(-2, 2, 14)
+    u, used, recent = law.lo, [], []
+    for k in range(strides):
+        e = 4.0 if k % 14 in unreachable else 1.5 * (23.0 - u) + noise[k % 14]
+        recent = (recent + [e])[-median_of:]
+        nxt = law.next_amplitude(u, e, float(np.median(recent)))
+        used.append(u)
+        u = nxt
+    return np.array(used)
+
+
+def test_strides_no_current_lifts_do_not_ratchet_the_band_law_up():
+    law, _ = _law_and_guard(saturation=False)                     # the bundled band, median of 5
+    band = _walk_cycle(law, {3, 9})
+    assert 21.5 <= np.median(band[-200:]) <= 24.5, band[-200:]
+    old, _ = _law_and_guard(saturation=False, band=None, decrease_fraction=0.25)
+    ratchet = _walk_cycle(old, {3, 9}, median_of=1)                  # the law before the band
+    assert np.median(ratchet[-200:]) > np.median(band[-200:]) + 1.0
+
+
 # ----- the wind-up guard ---------------------------------------------------------------------------
 
 def _law_and_guard(saturation=True, **change):

@@ -442,6 +442,25 @@ class AdaptiveSaturation(_Model):
     descend_ma: Real = Field(0.25, gt=0.0, le=5.0, description="limit lowered per stride toward the knee, mA")
     knee_tol_deg: Real = Field(1.0, gt=0.0, le=20.0,
                                description="mean error rise over 4 strides that marks the knee, deg")
+    creep_window_strides: Int | None = Field(None, ge=10, le=400,
+                                             description="also test this many last learning strides "
+                                                         "(None: no): a climb too slow to span "
+                                                         "min_span_ma in window_strides")
+
+
+class AdaptiveBand(_Model):
+    """The band near target (docs/adaptive.md, "The band"). A stride whose foot is more than
+    ``proportional_beyond_deg`` below target moves the amplitude by the proportional law at
+    once (the climb from the conservative start, a lost lift). Within the band only the
+    median error of the last ``adaptive.error_median_strides`` learning strides moves it, at
+    ``gain_ma_per_deg``, up and down alike: the amplitude settles where half the strides are
+    above target, and the strides of a walk that no current lifts to target (a few in every
+    cycle of a walker's strides) no longer ratchet it up."""
+
+    gain_ma_per_deg: Real = Field(..., gt=0.0, le=5.0, description="mA per degree of median error in the band")
+    proportional_beyond_deg: Real = Field(..., ge=1.0, le=40.0,
+                                          description="a stride this far below target: the proportional "
+                                                      "law, deg")
 
 
 class Adaptive(_Model):
@@ -462,7 +481,13 @@ class Adaptive(_Model):
                                                 "of the gain: a stride's own variation must not take away "
                                                 "the lift the next stride needs")
     deadband_deg: Real = Field(0.5, ge=0.0, le=5.0, description="errors this small change nothing, deg")
+    error_median_strides: Int = Field(1, ge=1, le=9,
+                                      description="the median error of this many last learning strides "
+                                                  "sets the change (1: the stride's own): one stride the "
+                                                  "walker happened to lift high or low moves nothing")
     swing: AdaptiveSwing | None = None
+    band: AdaptiveBand | None = Field(None, description="near target, step toward a share of strides below "
+                                      "target instead of the proportional law (None: proportional throughout)")
     saturation: AdaptiveSaturation | None = Field(None, description="wind-up guard (None: none): stop "
                                                   "climbing when more current no longer lifts the foot")
     mid_swing_fraction: Real = Field(0.65, ge=0.3, le=0.9,

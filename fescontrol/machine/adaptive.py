@@ -9,6 +9,11 @@ the foot reached corrects the amplitude of the next stride,
               g = gain when e_k > 0, decrease_fraction · gain when e_k < 0
     u_{k+1} = clip(u_k + Δ_k, amplitude_min_ma, amplitude_max_ma)
 
+With ``error_median_strides`` N a decrease follows the median error of the last N learning
+strides; with ``band`` a stride less than ``proportional_beyond_deg`` below target moves the
+amplitude only by ``band.gain · median`` (decreases × decrease_fraction), so strides that
+no current lifts do not ratchet it up (docs/adaptive.md, "the band").
+
 The larger of the two errors decides, so the amplitude settles at the least current that
 brings both points up to their targets. Invariants (tests/test_adaptive.py, hypothesis):
 ``u`` never leaves the patient bounds; consecutive strides' amplitudes never differ by more
@@ -81,6 +86,7 @@ class LearningLaw:
         self.max_step = float(cfg.max_step_ma)
         self.deadband = float(cfg.deadband_deg)
         self.decrease_fraction = float(cfg.decrease_fraction)
+        self.band = cfg.band
 
     def error_deg(self, f: StrideFeatures) -> float:
         t = self.cfg.target
@@ -89,10 +95,22 @@ class LearningLaw:
             e = max(e, t.late_swing_deg - f.late_swing_deg)
         return e
 
-    def next_amplitude(self, amplitude_ma: float, error_deg: float) -> float:
-        """u + clip(gain·e, ±max_step), kept in [lo, hi]. ValueError for a non-finite error."""
+    def next_amplitude(self, amplitude_ma: float, error_deg: float, median_deg: float | None = None) -> float:
+        """u + clip(gain·e, ±max_step), kept in [lo, hi]; with a band, near target a fixed
+        step by the sign of e. A decrease by the proportional law follows ``median_deg`` (the
+        median error of the last strides), not one stride. ValueError for a non-finite error."""
         if not math.isfinite(error_deg):
             raise ValueError(f"pitch error {error_deg!r} is not a finite number")
+        med = error_deg if median_deg is None else median_deg
+        b = self.band
+        if b is not None and error_deg <= b.proportional_beyond_deg:
+            far = float(b.proportional_beyond_deg)
+            step = float(b.gain_ma_per_deg) * min(far, max(-far, med))
+            if step < 0.0:
+                step *= self.decrease_fraction
+            return self.bounded(amplitude_ma + min(self.max_step, max(-self.max_step, step)))
+        if error_deg <= 0.0:
+            error_deg = min(0.0, med)
         step = 0.0 if abs(error_deg) <= self.deadband else self.gain * error_deg
         if step < 0.0:
             step *= self.decrease_fraction
@@ -135,6 +153,8 @@ class SaturationGuard:
         self.cfg = cfg
         self.law = law
         self.points: deque[tuple[float, float]] = deque(maxlen=int(cfg.window_strides))
+        creep = cfg.creep_window_strides
+        self.long: deque[tuple[float, float]] | None = deque(maxlen=int(creep)) if creep else None
         self.ceiling_ma: float | None = None
         self.phase = ""
         self.level_deg = 0.0     # mean error where the current stopped lifting
@@ -153,20 +173,30 @@ class SaturationGuard:
             return math.nan
         return -sum((a - ma) * (e - me) for a, e in points) / var
 
-    def _window_lift(self) -> float:
+    def _window_lift(self, points=None) -> float:
         """The window's lift per mA, NaN while it is not full or spans too little current."""
-        if len(self.points) < self.points.maxlen:
+        points = self.points if points is None else points
+        if len(points) < points.maxlen:
             return math.nan
-        amps = [a for a, _ in self.points]
+        amps = [a for a, _ in points]
         if max(amps) - min(amps) < self.cfg.min_span_ma:
             return math.nan
-        return self.lift_deg_per_ma(self.points)
+        return self.lift_deg_per_ma(points)
 
-    def _saturated(self) -> None:
-        self.ceiling_ma = min(a for a, _ in self.points)
+    def _pinned(self) -> bool:
+        """The whole window at the patient maximum with the foot below target on most strides."""
+        if len(self.points) < self.points.maxlen:
+            return False
+        if any(a < self.law.hi - 1e-6 for a, _ in self.points):
+            return False
+        return sum(e > 0.0 for _, e in self.points) * 2 > len(self.points)
+
+    def _saturated(self, points=None) -> None:
+        points = self.points if points is None else points
+        self.ceiling_ma = min(a for a, _ in points)
         # the lift it kept: the window's upper half of amplitudes (a climb may have crossed
         # the knee inside the window, and strides below it are lower)
-        upper = sorted(self.points, reverse=True)[:max(1, len(self.points) // 2)]
+        upper = sorted(points, reverse=True)[:max(1, len(points) // 2)]
         self.level_deg = sum(e for _, e in upper) / len(upper)
         self.phase = "descend"
         self.recent.clear()
@@ -176,12 +206,31 @@ class SaturationGuard:
         """The next amplitude after a stride the law learned from (used, error → nxt)."""
         cfg = self.cfg
         self.points.append((used_ma, error_deg))
+        if self.long is not None:
+            self.long.append((used_ma, error_deg))
         lift = self._window_lift()
         if self.ceiling_ma is None or self.phase == "probe":
+            creep = math.nan
+            if self.ceiling_ma is None and self.long is not None and not lift <= cfg.min_lift_deg_per_ma:
+                creep = self._window_lift(self.long)
             if lift <= cfg.min_lift_deg_per_ma:
                 self._saturated()
+            elif self.ceiling_ma is None and self._pinned():
+                # at the patient maximum for a whole window and the foot still below target:
+                # no spread of amplitudes to fit, but no current left either; look for the knee below
+                self._saturated()
+            elif creep <= cfg.min_lift_deg_per_ma:
+                # a slow climb: too little current per short window to see, no lift over the long one
+                self._saturated(self.long)
             elif lift > cfg.min_lift_deg_per_ma and self.phase == "probe":
                 self.ceiling_ma, self.phase = None, ""
+            elif self.phase == "probe":
+                self.since += 1
+                if self.since >= cfg.window_strides:
+                    # the step more showed no lift per mA (often none at all: the amplitude sat
+                    # at the probed limit): back to the limit before the probe
+                    self.ceiling_ma = self.law.bounded(self.ceiling_ma - self.law.max_step)
+                    self.phase, self.since = "hold", 0
         elif self.phase == "descend":
             self.recent.append(error_deg)
             if len(self.recent) == KNEE_STRIDES and sum(self.recent) / KNEE_STRIDES > self.level_deg + cfg.knee_tol_deg:
@@ -194,7 +243,7 @@ class SaturationGuard:
             self.since += 1
             if self.since >= cfg.probe_strides:
                 self.ceiling_ma = self.law.bounded(self.ceiling_ma + self.law.max_step)
-                self.phase = "probe"
+                self.phase, self.since = "probe", 0
         if self.ceiling_ma is None:
             return nxt_ma
         return min(nxt_ma, max(self.ceiling_ma, used_ma - self.law.max_step))
@@ -222,6 +271,7 @@ class AdaptiveStimulation:
         self.patient_hold = False
         self.status = "waiting for the first stride"
         self._swings: deque[float] = deque(maxlen=SWING_HISTORY)
+        self._errors: deque[float] = deque(maxlen=int(profile.adaptive.error_median_strides))
         self._open = False
         self._onset_lost = 0
         self._onset_t_us = 0
@@ -238,6 +288,7 @@ class AdaptiveStimulation:
         self.walks += 1
         self.patient_hold = False
         self._open = False
+        self._errors.clear()
         self._request(self.amplitude_ma)
         self.status = f"learning from {self.amplitude_ma:g} mA"
 
@@ -302,7 +353,8 @@ class AdaptiveStimulation:
             nxt = self.law.bounded(used + self.law.max_step)
             return self._record(used, nxt, error, f, "learn", "early contact, foot low")
         self._swings.append(f.swing_ms)
-        nxt = self.law.next_amplitude(used, error)
+        self._errors.append(error)
+        nxt = self.law.next_amplitude(used, error, self._median_error())
         reason = ""
         if self.guard is not None:
             nxt = self.guard.limit(used, error, nxt)
@@ -310,6 +362,13 @@ class AdaptiveStimulation:
                 reason = (f"saturated: more current no longer lifts the foot ({self.guard.phase}, at most "
                           f"{self.guard.ceiling_ma:.1f} mA)")
         self._record(used, nxt, error, f, "hold" if nxt == used else "learn", reason)
+
+    def _median_error(self) -> float:
+        """The median of the last ``error_median_strides`` learning strides' errors (all
+        there are at the start of a walk; the stride's own with 1)."""
+        e = sorted(self._errors)
+        n = len(e)
+        return e[n // 2] if n % 2 else 0.5 * (e[n // 2 - 1] + e[n // 2])
 
     def _frozen(self, reason: str, f: StrideFeatures | None = None, error: float = math.nan) -> None:
         self._record(float(self.kernel.amplitude_ma), self.amplitude_ma, error, f, "frozen", reason, learn=False)
