@@ -105,6 +105,43 @@ def bursts_from_trace(t_us: np.ndarray, current_ma: np.ndarray) -> list[tuple[fl
     return [(float(t_s[a]), float(t_s[min(b, last)])) for a, b in zip(starts, stops)]
 
 
+#: what a batch replay keeps of the kernel trace (``replay(..., trace=...)``): every field;
+#: only ``t_us`` and ``current_ma`` (enough for the bursts and ``fes sim``'s delivered figures);
+#: or no trace, only the bursts (a sweep)
+TRACE_KEEP = ("all", "current", "none")
+
+
+class BurstCollector:
+    """A trace sink that keeps only the delivered bursts, chunk by chunk: the same bursts as
+    :func:`bursts_from_trace` of the whole trace (an onset at the first sample with current
+    > 0, the offset at the first zero sample after it, or at the last sample when the trace
+    ends on), without keeping the trace."""
+
+    def __init__(self):
+        self.parts: dict = {}        # no trace (as an empty TraceCollector)
+        self.edges: list[int] = []   # t_us of onset, offset, onset, ... (sensor clock)
+        self.on = False
+        self.last_t_us = 0
+
+    def __call__(self, trace: dict, n: int) -> None:
+        if n <= 0:
+            return
+        t_us = trace["t_us"][:n]
+        on = np.asarray(trace["current_ma"][:n]) > 0.0
+        before = np.empty(n, dtype=bool)
+        before[0] = self.on
+        before[1:] = on[:-1]
+        self.edges.extend(np.asarray(t_us)[np.flatnonzero(on != before)].tolist())
+        self.on = bool(on[-1])
+        self.last_t_us = int(t_us[n - 1])
+
+    def bursts_s(self, t0_us: int) -> list[tuple[float, float]]:
+        """(onset, offset) s from ``t0_us``, computed as :func:`build_result` does."""
+        edges = self.edges + [self.last_t_us] if self.on else self.edges
+        t0_s = t0_us / 1e6
+        return [(a / 1e6 - t0_s, b / 1e6 - t0_s) for a, b in zip(edges[0::2], edges[1::2])]
+
+
 def kernel_counters(controller: Controller, *, realtime: bool = False) -> dict[str, int]:
     """The one counters set: :data:`COUNTERS` (and :data:`REALTIME_COUNTERS` when
     ``realtime``) of ``controller``'s kernel and supervisor, as plain ints."""
@@ -119,15 +156,23 @@ def kernel_counters(controller: Controller, *, realtime: bool = False) -> dict[s
 
 
 def replay_controller(profile: Profile, *, implementation: str = "auto", stimulator=None,
-                      dispatch: str = "transitions") -> tuple[Controller, TraceCollector]:
+                      dispatch: str = "transitions", trace: str = "all",
+                      events: bool = True) -> tuple[Controller, TraceCollector | BurstCollector]:
     """A controller for a replay whose whole trace is collected (not yet started).
 
     ``dispatch`` is the gait machine's: "transitions" (the device's, the default: real-time
     replays keep it) or "table" (cheap, for batch replays); both give identical results
-    (tests/test_gait_dispatch.py)."""
+    (tests/test_gait_dispatch.py). ``trace`` is one of :data:`TRACE_KEEP` ("none": a
+    :class:`BurstCollector`); ``events`` False keeps no event log (``controller.events``
+    stays empty; the machine, the supervisor and the bursts are unchanged). ValueError for
+    another ``trace``."""
+    if trace not in TRACE_KEEP:
+        raise ValueError(f"trace {trace!r}; allowed: {', '.join(TRACE_KEEP)}")
     controller = Controller(profile, stimulator=stimulator, implementation=implementation,
-                            trace_capacity=TRACE_CAPACITY, dispatch=dispatch)
-    collector = TraceCollector()
+                            trace_capacity=TRACE_CAPACITY, dispatch=dispatch,
+                            event_history=None if events else 0)
+    collector = (BurstCollector() if trace == "none"
+                 else TraceCollector(("t_us", "current_ma") if trace == "current" else None))
     controller.trace_sink = collector
     return controller, collector
 
@@ -138,6 +183,8 @@ def build_result(controller: Controller, collector: TraceCollector, *, t0_us: in
     """The result of a finished replay. ``bursts_s`` default: from the collected trace,
     seconds from ``t0_us``; ``counters`` default: :func:`kernel_counters`."""
     trace = collector.arrays() if collector.parts else {}
+    if bursts_s is None and isinstance(collector, BurstCollector):
+        bursts_s = collector.bursts_s(t0_us)
     if bursts_s is None:
         t0_s = t0_us / 1e6
         bursts_s = ([(a - t0_s, b - t0_s) for a, b in bursts_from_trace(trace["t_us"], trace["current_ma"])]
@@ -150,13 +197,15 @@ def build_result(controller: Controller, collector: TraceCollector, *, t0_us: in
 
 def replay_bytes(profile: Profile, stream: bytes, *, implementation: str = "auto", chunk_bytes: int = 4096,
                  progress: Callable[[int], None] | None = None, progress_bytes: int = 1 << 16,
-                 dispatch: str = "table") -> ReplayResult:
+                 dispatch: str = "table", trace: str = "all", events: bool = True) -> ReplayResult:
     """Push a sensor byte ``stream`` (frames of docs/protocol.md, first timestamp
     :data:`T0_US`) through a fresh controller, batch (the device's own kernel, machine and
     supervisor, no stimulator) and return the result. The kernel takes ``chunk_bytes`` per
     call; ``progress(n_bytes)`` is called after each ``progress_bytes`` piece when given.
-    ``dispatch`` as for :func:`replay_controller` ("table" here: a batch replay)."""
-    controller, collector = replay_controller(profile, implementation=implementation, dispatch=dispatch)
+    ``dispatch``, ``trace`` and ``events`` as for :func:`replay_controller` (dispatch "table"
+    here: a batch replay)."""
+    controller, collector = replay_controller(profile, implementation=implementation, dispatch=dispatch,
+                                              trace=trace, events=events)
     controller.FEED_CHUNK_BYTES = chunk_bytes
     controller.start()
     if progress is None:
@@ -173,16 +222,20 @@ def replay_bytes(profile: Profile, stream: bytes, *, implementation: str = "auto
 
 def replay(recording, profile: Profile, *, implementation: str = "auto", stream: bytes | None = None,
            chunk_bytes: int = 4096, progress: Callable[[int], None] | None = None,
-           progress_bytes: int = 1 << 16, dispatch: str = "table") -> ReplayResult:
+           progress_bytes: int = 1 << 16, dispatch: str = "table", trace: str = "all",
+           events: bool = True) -> ReplayResult:
     """Run the whole recording (or a prepared byte ``stream``) through a controller.
 
     Burst times are seconds from the recording's first sample. Raises ProfileError when the
     profile's trigger mode needs a channel the recording lacks. ``progress`` as for
-    :func:`replay_bytes`; ``dispatch`` as for :func:`replay_controller` ("table" here).
+    :func:`replay_bytes`; ``dispatch``, ``trace`` and ``events`` as for
+    :func:`replay_controller` ("table" here). A sweep scores only the bursts (``trace="none",
+    events=False``); ``fes evaluate`` needs the current and the events (``trace="current"``).
     """
     check_channels(recording, profile)
     if stream is None:
         frames, _ = recording_stream(recording)
         stream = frames.tobytes()
     return replay_bytes(profile, stream, implementation=implementation, chunk_bytes=chunk_bytes,
-                        progress=progress, progress_bytes=progress_bytes, dispatch=dispatch)
+                        progress=progress, progress_bytes=progress_bytes, dispatch=dispatch,
+                        trace=trace, events=events)

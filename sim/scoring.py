@@ -80,13 +80,63 @@ class DetectionReport:
         return asdict(self)
 
 
+#: above this many values numpy's partition beats a Python sort; below it numpy's per-call
+#: overhead (~25 µs per percentile) was a tenth of a sweep replay. Both give the same bits.
+_NUMPY_FROM = 1000
+
+
+def _exact_in_python(values: Sequence[float]) -> list[float] | None:
+    """``values`` sorted, when :func:`_percentile` and :func:`_median` may compute numpy's
+    figures themselves: fewer than ``_NUMPY_FROM`` finite values with no negative zero (the
+    order of equal zeros, and so the sign of a zero result, is numpy's own); else None."""
+    if len(values) >= _NUMPY_FROM or not all(map(math.isfinite, values)):
+        return None
+    s = sorted(values)
+    lo = bisect.bisect_left(s, 0.0)
+    if any(math.copysign(1.0, z) < 0 for z in s[lo:bisect.bisect_right(s, 0.0)]):
+        return None
+    return s
+
+
+def _percentile(s: list[float], q: float) -> float:
+    """``numpy.percentile(s, q)`` (method "linear") of a list from :func:`_exact_in_python`,
+    step by step as numpy's ``_quantile`` and ``_lerp`` compute it (same floating-point
+    operations in the same order; tests/test_scoring_stats.py compares the bits)."""
+    n = len(s)
+    virtual = (n - 1) * (q / 100)
+    prev = math.floor(virtual)
+    nxt = prev + 1
+    if virtual >= n - 1:
+        prev = nxt = -1
+    a, b = s[prev], s[nxt]
+    t = virtual - prev
+    diff = b - a
+    return b - diff * (1 - t) if t >= 0.5 else a + diff * t
+
+
+def _median(s: list[float]) -> float:
+    """``numpy.median`` of a list from :func:`_exact_in_python` (the mean of the middle one or two)."""
+    h = len(s) // 2
+    return s[h] / 1 if len(s) % 2 else (s[h - 1] + s[h]) / 2
+
+
 def _stats(values: Sequence[float], absolute_p95: bool = True) -> dict:
-    v = np.asarray(values, float)
-    if v.size == 0:
+    if len(values) == 0:
         return {"median": math.nan, "iqr": math.nan, "p95": math.nan, "n": 0}
-    q25, q50, q75 = np.percentile(v, [25, 50, 75])
-    p95 = np.percentile(np.abs(v) if absolute_p95 else v, 95)
-    return {"median": float(q50), "iqr": float(q75 - q25), "p95": float(p95), "n": int(v.size)}
+    s = _exact_in_python(values)
+    if s is None:
+        v = np.asarray(values, float)
+        q25, q50, q75 = np.percentile(v, [25, 50, 75])
+        p95 = np.percentile(np.abs(v) if absolute_p95 else v, 95)
+    else:
+        q25, q50, q75 = _percentile(s, 25), _percentile(s, 50), _percentile(s, 75)
+        p95 = _percentile(sorted(map(abs, s)) if absolute_p95 else s, 95)
+    return {"median": float(q50), "iqr": float(q75 - q25), "p95": float(p95), "n": len(values)}
+
+
+def _median_of(values: Sequence[float]) -> float:
+    s = _exact_in_python(values)
+    return float(np.median(values)) if s is None else float(_median(s))
 
 
 def _in_any(t: float, intervals: Iterable[tuple]) -> bool:
@@ -219,7 +269,6 @@ def _report(*, name, n_ref, detected, false_times, quiet, errors, after, coverag
             bursts, ignored, excluded, scored_s, rules, recordings) -> DetectionReport:
     n_false = len(false_times)
     lo, hi = rules.in_window_ms
-    err = np.asarray(errors, float)
     aft = _stats(after, absolute_p95=False)
     return DetectionReport(
         name=name,
@@ -230,8 +279,9 @@ def _report(*, name, n_ref, detected, false_times, quiet, errors, after, coverag
         false_onsets=n_false,
         false_onsets_per_min=n_false / (scored_s / 60.0) if scored_s > 0 else math.nan,
         onset_error_ms=_stats(errors),
-        onset_in_window_fraction=float(np.mean((err >= lo) & (err <= hi))) if err.size else math.nan,
-        swing_coverage_median=float(np.median(coverage)) if coverage else math.nan,
+        # numpy's mean of booleans is the exact count over n, correctly rounded, as here
+        onset_in_window_fraction=sum(1 for e in errors if lo <= e <= hi) / len(errors) if len(errors) else math.nan,
+        swing_coverage_median=_median_of(coverage) if len(coverage) else math.nan,
         stim_after_heel_strike_ms={"median": aft["median"], "p95": aft["p95"], "n": aft["n"]},
         quiet_onsets=dict(quiet),
         faults=faults,

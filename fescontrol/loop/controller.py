@@ -44,7 +44,9 @@ class Controller:
     def __init__(self, profile: Profile, *, stimulator=None, implementation: str = "auto",
                  trace_capacity: int = 0, event_history: int | None = None, dispatch: str = "transitions"):
         """``event_history`` bounds :attr:`events` to the newest N (a device running for hours
-        must not grow; listeners still see every event); None keeps all (replays, reports).
+        must not grow; listeners still see every event); None keeps all (replays, reports);
+        0 keeps none (a sweep: no :class:`LoggedEvent` is built unless a listener or the
+        adaptive stimulation takes it).
         ``dispatch`` is the gait machine's (:class:`~fescontrol.machine.gait.GaitMachine`):
         "transitions" for the device, "table" (same table, cheaper) for batch replays."""
         self.profile = profile
@@ -53,6 +55,7 @@ class Controller:
         self.supervisor = SafetySupervisor(profile, self.kernel, self.machine, stimulator)
         self.events: list[LoggedEvent] | deque[LoggedEvent] = (
             [] if event_history is None else deque(maxlen=event_history))
+        self._keep_events = event_history != 0
         self.event_listeners: list[Callable[[LoggedEvent], None]] = []
         self.trace_sink: Callable[[dict, int], None] | None = None
         self.kernel.request_amplitude(profile.start_amplitude_ma)
@@ -121,7 +124,8 @@ class Controller:
                 name = "fault"
             else:
                 name = self.machine.on_kernel_event(code)
-            self._log(name)
+            if self._keep_events or self.adaptive is not None or self.event_listeners:
+                self._log(name)
 
     def _log(self, name: str) -> None:
         entry = LoggedEvent(self.kernel.t_us, name, self.machine.state._value_)   # _value_: no descriptor
@@ -202,14 +206,16 @@ class Controller:
 
 
 class TraceCollector:
-    """Collects the kernel trace of a whole replay into growing numpy arrays."""
+    """Collects the kernel trace of a whole replay into growing numpy arrays: every field, or
+    only ``fields`` (names of the kernel trace) when given."""
 
-    def __init__(self):
+    def __init__(self, fields=None):
         self.parts: dict[str, list[np.ndarray]] = {}
+        self.fields = None if fields is None else tuple(fields)
 
     def __call__(self, trace: dict, n: int) -> None:
-        for name, arr in trace.items():
-            self.parts.setdefault(name, []).append(np.array(arr[:n], copy=True))
+        for name in (trace if self.fields is None else self.fields):
+            self.parts.setdefault(name, []).append(np.array(trace[name][:n], copy=True))
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {name: np.concatenate(parts) for name, parts in self.parts.items()}
