@@ -13,8 +13,13 @@ docs/detection-tilt-rules.png, the tilt rules of issue 11 on IPOL walks:
     push-off (bursts with and without the two rules in each panel);
 (g) turning in place: the stance yaw rate above late_stance_yaw_dps holds late onsets back.
 
+docs/detection-reference.png, the gaitpdb reference checked (issue 11):
+(h) an insole that keeps 14-55 N through swing: the fixed 20 N contact threshold calls most of
+    its swings stance, the load-relative one (6 % of the foot's stance load) does not.
+
 Usage:  python bench/detection_figures.py [--out docs/detection-rules.png]
-        [--tilt-out docs/detection-tilt-rules.png]   (needs ../shared)
+        [--tilt-out docs/detection-tilt-rules.png] [--reference-out docs/detection-reference.png]
+        (needs ../shared)
 """
 from __future__ import annotations
 
@@ -121,15 +126,54 @@ def tilt_figure(out: str, plt) -> None:
     print(out)
 
 
+def reference_figure(out: str, plt) -> None:
+    """(h): JuPt26_04 left, total force with both contact thresholds, the reference swings
+    each gives and the bursts the shipped profile delivered."""
+    from fescontrol.sim.sources.physionet import TOTAL_COLUMN, contact_threshold_n, load_physionet, read_physionet
+    rec = load_any("physionet:JuPt26_04", "left")
+    total = read_physionet(rec.meta["path"])[:, TOTAL_COLUMN["left"]]
+    fixed = load_physionet(rec.meta["path"], "left", name=rec.name, load_threshold_n=20.0)
+    t0, t1 = 20.0, 32.0
+    i0, i1 = int(t0 * rec.rate_hz), int(t1 * rec.rate_hz)
+    fig, ax = plt.subplots(figsize=(10, 3.8))
+    t = np.arange(i0, i1) / rec.rate_hz
+    ax.plot(t, total[i0:i1], "k", lw=1, label="total force of the foot, N")
+    ax.plot(t, rec.heel_n[i0:i1], color="0.6", lw=1, label="heel sensor, N")
+    ax.axhline(20.0, color="r", lw=1, ls="--", label="fixed 20 N contact threshold")
+    ax.axhline(contact_threshold_n(total), color="b", lw=1, ls="--",
+               label="load-relative threshold (6 % of the stance load)")
+    for r, y, c in ((fixed, 0.92, "r"), (rec, 0.86, "b")):
+        for to, hs in r.reference_swings():
+            if t0 < to < t1:
+                ax.axvspan(to, hs, ymin=y, ymax=y + 0.05, color=c, alpha=0.7)
+    for a, b in replay(rec, load_profile(ROOT / "configs" / "default.yaml")).bursts_s:
+        if b > t0 and a < t1:
+            ax.axvspan(max(a, t0), min(b, t1), ymin=0, ymax=0.05, color="orange", alpha=0.7)
+    ax.set_ylim(0, 200)
+    ax.set_xlim(t0, t1)
+    ax.set_title("(h) JuPt26_04 left: swings under each reference (red bars: fixed 20 N, blue: load-relative);"
+                 "\norange: bursts of the shipped heel profile", fontsize=9)
+    ax.legend(loc="center right", fontsize=7)
+    ax.set_xlabel("s")
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    print(out)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "docs" / "detection-rules.png"))
     ap.add_argument("--tilt-out", default=str(ROOT / "docs" / "detection-tilt-rules.png"))
+    ap.add_argument("--reference-out", default=str(ROOT / "docs" / "detection-reference.png"))
     ap.add_argument("--only-tilt", action="store_true", help="draw only the tilt figure")
+    ap.add_argument("--only-reference", action="store_true", help="draw only the reference figure")
     args = ap.parse_args(argv)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    reference_figure(args.reference_out, plt)
+    if args.only_reference:
+        return 0
     tilt_figure(args.tilt_out, plt)
     if args.only_tilt:
         return 0

@@ -9,7 +9,9 @@ Rules (full text and rationale: docs/scoring.md):
 * Excluded swings (not scored): partial swings cut by the file edges, swings outside the
   recording, swings with a run of invalid (dropped) samples of >= 0.05 s in
   ``[toe_off - 0.3 s, heel_strike]``. A burst matched to one, or an unmatched burst whose
-  onset is in an excluded swing's window or in ``rec.unscored_intervals_s``, is IGNORED.
+  onset is in an excluded swing's window or in ``rec.unscored_intervals_s``, is IGNORED;
+  so is an unmatched burst whose onset is within the match window (0.6 s) of the file's end
+  and outside the quiet intervals (the toe-off it would match may come after the end).
 * Every other unmatched burst is a FALSE ONSET; false onsets whose onset lies in a quiet
   interval are also counted in ``quiet_onsets`` by kind (a subset, not an addition).
 """
@@ -229,17 +231,19 @@ def score(rec: Recording, bursts: Sequence[Burst], faults: Sequence[Any] = (),
     ignored = sum(1 for j in match_of_swing if excluded[j])
     false_times = []
     quiet = {kind: 0 for kind in QUIET_KINDS}
+    end_window = rec.duration_s - rules.onset_window_before_s
     for k in unmatched:
         onset = bursts[k][0]
+        kind = next((kind for a, b, kind in rec.quiet_intervals_s if a <= onset < b), None)
         if _in_any(onset, rec.unscored_intervals_s) or any(
-                excluded[j] and lo <= onset < hi for j, (lo, hi) in enumerate(windows)):
+                excluded[j] and lo <= onset < hi for j, (lo, hi) in enumerate(windows)) or (
+                onset >= end_window and kind is None):
+            # the last rule: the toe-off this onset would match may lie after the file's end
             ignored += 1
             continue
         false_times.append(onset)
-        for a, b, kind in rec.quiet_intervals_s:
-            if a <= onset < b:
-                quiet[kind] += 1
-                break
+        if kind is not None:
+            quiet[kind] += 1
     quiet["total"] = sum(quiet.values())
 
     union = merge_intervals(bursts)

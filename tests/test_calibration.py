@@ -342,9 +342,9 @@ def _profile_file(tmp_path, patient="P7", base="default", replace=()):
 
 
 def test_cli_accept_flag_stores_without_asking_and_no_input_stores_nothing(tmp_path):
-    # a profile with room for calibration on this walk: heel-off at 4 % of the peak, no delay
-    profile = _profile_file(tmp_path, replace=[("off_fraction: 0.02", "off_fraction: 0.04"),
-                                               ("max_onset_delay_ms: 200", "max_onset_delay_ms: 0")])
+    # a profile with room for calibration on this walk: heel-off at 4 % of the peak (the
+    # shipped value), no delay
+    profile = _profile_file(tmp_path, replace=[("max_onset_delay_ms: 200", "max_onset_delay_ms: 0")])
     store = tmp_path / "store"
     args = ["calibrate", "--recording", "physionet:SiPt02", "--side", "right", "--profile", str(profile),
             "--store", str(store), "--json", str(tmp_path / "cal.json"), "--plot", str(tmp_path / "cal.png")]

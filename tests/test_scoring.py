@@ -132,6 +132,18 @@ def test_unscored_invalid_and_partial_swings_are_ignored() -> None:
     assert strict.swings_reference == 10
 
 
+def test_an_onset_in_the_last_match_window_of_the_file_is_not_scored_unless_quiet() -> None:
+    # the walk goes on past the file's end: the toe-off an onset 0.5 s before the end would
+    # match may lie after it (docs/scoring.md rule 5); 0.7 s before the end it is false
+    rec = make_rec(quiet=((0.0, 1.5, "standing"),))
+    rep = score(rec, bursts_for(SWINGS) + [(19.5, 19.9)])
+    assert rep.false_onsets == 0 and rep.ignored_onsets == 1 and rep.swing_precision == 1.0
+    assert score(rec, bursts_for(SWINGS) + [(19.3, 19.9)]).false_onsets == 1
+    # standing until the end: the reference does vouch for that, the onset stays false
+    rep = score(make_rec(), bursts_for(SWINGS) + [(19.5, 19.9)])
+    assert rep.false_onsets == 1 and rep.quiet_onsets["standing"] == 1
+
+
 def test_faults_passed_through_and_pooling() -> None:
     a = score(make_rec(name="a"), bursts_for(SWINGS), faults=["SENSOR_STALE at 3.2 s"])
     b = score(make_rec(name="b"), bursts_for(SWINGS[:5], onset_ms=+10) + [(16.0, 16.2)])

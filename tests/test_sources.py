@@ -108,7 +108,9 @@ def test_physionet_heel_and_events(physionet_recs, name, side) -> None:
     assert 0.25 < np.median(sw[:, 1] - sw[:, 0]) < 0.6
     fs = rec.rate_hz
     inner = np.array([rec.heel_n[int(to * fs) + 5:int(hs * fs) - 5].max(initial=0) for to, hs in sw])
-    assert np.mean(inner == 0) > 0.85 and np.mean(inner < 20) > 0.97, "heel not unloaded in swing"
+    # shuffling steps that unload the foot under 6 % of its load are swings too (the reference
+    # of sim/sources/physionet.py): their heel may keep a few N (GaPt03 shuffles)
+    assert np.mean(inner == 0) > 0.8 and np.mean(inner < 20) > 0.97, "heel not unloaded in swing"
     lead = rec.toe_off_s - rec.heel_off_s
     assert np.nanmin(lead) >= 0 and 0.1 < np.nanmedian(lead) < 0.5
     assert np.isfinite(rec.heel_off_s).mean() > 0.95
@@ -125,10 +127,19 @@ def test_physionet_contact_edges_exact(physionet_recs) -> None:
 
 
 def test_physionet_standing_at_start_is_quiet(physionet_recs) -> None:
-    rec = physionet_recs[("physionet:GaCo01", "left")]
-    a, b, kind = rec.quiet_intervals_s[0]
+    from fescontrol.sim.sources.physionet import load_physionet
+    # with a fixed 20 N contact threshold GaCo01 starts with 1.8 s of standing ...
+    path = BUNDLED_DIR / "physionet_gaitpdb" / "GaCo01_01.txt.gz"
+    fixed = load_physionet(path, "left", load_threshold_n=20.0)
+    a, b, kind = fixed.quiet_intervals_s[0]
     assert (a, kind) == (0.0, "standing") and b > 1.0
-    assert b <= rec.toe_off_s[0] - 0.3 + 1e-9
+    assert b <= fixed.toe_off_s[0] - 0.3 + 1e-9
+    # ... whose end is the first step: the insole's flat 25-38 N residual while the foot is in
+    # the air (its heel reads a flat ~20 N), under 6 % of the foot's ~1000 N load, so the
+    # relative reference calls it the first swing, and standing before it lasts < 1 s
+    rec = physionet_recs[("physionet:GaCo01", "left")]
+    assert rec.meta["load_threshold_n"] > 40 and abs(rec.toe_off_s[0] - 0.81) < 0.02
+    assert fixed.toe_off_s[0] > 2.0 and all(q[0] > 1.0 for q in rec.quiet_intervals_s)
 
 
 def test_physionet_any_path_and_gz_transparent(tmp_path, physionet_recs) -> None:

@@ -7,7 +7,17 @@ format is accepted (``*.txt`` or ``*.txt.gz``); nothing is subject specific.
 
 Reference events, from the foot's TOTAL force (exact contact: ~0 N in swing):
 
-1. loaded = total >= ``load_threshold_n`` (20 N); loaded blips shorter than
+1. loaded = total >= the contact threshold: ``load_threshold_n`` when given, else
+   max(``min_load_threshold_n`` (20 N), ``contact_load_fraction`` (6 %) × the 95th percentile
+   of the foot's total force, i.e. of its stance load). Why relative: some insoles keep a
+   residual on their sensors through swing (JuPt26: the total reads 14–55 N in swing while
+   the other foot carries the body, its stance load ~1000 N), so a fixed 20 N calls those
+   swings stance and the device's onsets in them false. A foot carrying under 6 % of its
+   own stance load (~4 kg of a 70 kg walker) is not bearing weight; 6 % sits above the
+   largest swing residual seen (~5 %). For a clean insole (0 N in swing) the edges are
+   refined to the contact edge anyway (step 2); what changes there is that a dip to
+   20–60 N lasting ``min_swing_s`` counts as a (short) swing. The threshold uses the whole
+   file (the reference is offline; the device never sees it). Loaded blips shorter than
    ``min_stance_s`` inside a swing are noise, unloaded dips shorter than ``min_swing_s``
    are not swings (both are merged into their surroundings);
 2. each unloaded run is a swing. Its edges are moved to the contact edge: toe-off = the
@@ -19,7 +29,7 @@ Reference events, from the foot's TOTAL force (exact contact: ~0 N in swing):
    force was last above ``max(heel_off_min_n, heel_off_fraction × stance heel peak)``
    (5 N, 5 %); NaN when the heel never got above it.
 
-Quiet intervals: both feet loaded (>= 20 N, same cleaning) for at least
+Quiet intervals: both feet loaded (each over its own contact threshold, same cleaning) for at least
 ``standing_min_s`` (1 s) is "standing" (quiet standing, the turns at the walkway ends,
 shuffling on the spot), minus reference swings ± 0.3 s. No IMU in this database.
 """
@@ -71,8 +81,16 @@ def loaded_mask(total_n: np.ndarray, rate_hz: float, load_threshold_n: float,
     return fill_short_runs(loaded, False, int(round(min_swing_s * rate_hz)))
 
 
+def contact_threshold_n(total_n: np.ndarray, min_threshold_n: float = 20.0,
+                        load_fraction: float = 0.06) -> float:
+    """The reference's contact threshold for one foot (N): max(``min_threshold_n``,
+    ``load_fraction`` × the 95th percentile of its total force) (module doc, step 1)."""
+    return max(float(min_threshold_n), float(load_fraction) * float(np.percentile(total_n, 95)))
+
+
 def load_physionet(path: str | Path, side: str = "left", *, name: str | None = None,
-                   load_threshold_n: float = 20.0, min_swing_s: float = 0.15,
+                   load_threshold_n: float | None = None, min_load_threshold_n: float = 20.0,
+                   contact_load_fraction: float = 0.06, min_swing_s: float = 0.15,
                    min_stance_s: float = 0.10, contact_zero_n: float = 2.0,
                    refine_max_s: float = 0.10, heel_off_min_n: float = 5.0,
                    heel_off_fraction: float = 0.05, standing_min_s: float = 1.0) -> Recording:
@@ -84,8 +102,11 @@ def load_physionet(path: str | Path, side: str = "left", *, name: str | None = N
     n = data.shape[0]
     total = data[:, TOTAL_COLUMN[side]]
     heel = np.clip(data[:, HEEL_COLUMN[side]], 0.0, None)
-    args = (rate, load_threshold_n, min_stance_s, min_swing_s)
-    loaded = loaded_mask(total, *args)
+    other_total = data[:, TOTAL_COLUMN["right" if side == "left" else "left"]]
+    threshold_n, other_threshold_n = (
+        contact_threshold_n(t, min_load_threshold_n, contact_load_fraction)
+        if load_threshold_n is None else float(load_threshold_n) for t in (total, other_total))
+    loaded = loaded_mask(total, rate, threshold_n, min_stance_s, min_swing_s)
 
     refine = int(round(refine_max_s * rate))
     starts, ends = bool_runs(~loaded)
@@ -113,8 +134,7 @@ def load_physionet(path: str | Path, side: str = "left", *, name: str | None = N
 
     rec_to = toe_off_i / rate
     rec_hs = heel_strike_i / rate
-    other = "right" if side == "left" else "left"
-    both = loaded & loaded_mask(data[:, TOTAL_COLUMN[other]], *args)
+    both = loaded & loaded_mask(other_total, rate, other_threshold_n, min_stance_s, min_swing_s)
     bs, be = bool_runs(both)
     min_len = int(round(standing_min_s * rate))
     quiet = [(a / rate, b / rate, "standing") for a, b in zip(bs, be) if b - a >= min_len]
@@ -129,7 +149,7 @@ def load_physionet(path: str | Path, side: str = "left", *, name: str | None = N
         "group": {"Co": "control", "Pt": "parkinsons"}.get(m["group"]) if m else None,
         "licence": "ODC-By 1.0 (PhysioNet gaitpdb 1.0.0, Hausdorff et al.)",
         "events_from": "total force of the foot (contact edges), heel-off from the heel sensor",
-        "load_threshold_n": load_threshold_n, "min_swing_s": min_swing_s,
+        "load_threshold_n": threshold_n, "min_swing_s": min_swing_s,
         "min_stance_s": min_stance_s, "contact_zero_n": contact_zero_n,
         "refine_max_s": refine_max_s, "heel_off_min_n": heel_off_min_n,
         "heel_off_fraction": heel_off_fraction, "standing_min_s": standing_min_s,
