@@ -64,27 +64,30 @@ def _targets(pair: dict, idle: bool) -> dict:
     return out
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--latency-s", type=float, default=60.0, help="real-time loop run length (s)")
-    ap.add_argument("--relay-s", type=float, default=30.0, help="baseline relay run length (s)")
-    ap.add_argument("--walk-s", type=float, default=3600.0, help="fast-forwarded walk for memory growth (s)")
-    ap.add_argument("--quick", action="store_true", help="development: 10 s runs, a 10-minute walk, "
-                                                          "smaller throughput streams")
-    ap.add_argument("--rt", choices=("auto", "yes", "no"), default="auto",
-                    help="also measure idle and under load with real-time hardening (auto: where permitted)")
-    ap.add_argument("--out", default=str(Path(__file__).with_name("results.json")))
-    ap.add_argument("--sweep-points", type=int, default=20,
-                    help="fes sweep bench: points measured (the 1,000-point time is extrapolated; 0 skips)")
-    args = ap.parse_args(argv)
-    if args.quick:
-        args.latency_s, args.relay_s, args.walk_s = 10.0, 10.0, 600.0
-    print("throughput: replaying a recorded walk through both kernels (1 kHz and 100 Hz) …", flush=True)
-    scale = 10 if args.quick else 1
-    tp = throughput.measure(rate_hz=1000.0, cython_samples=400_000 // scale, python_samples=40_000 // scale)
-    tp100 = throughput.measure(rate_hz=None, cython_samples=200_000 // scale, python_samples=20_000 // scale)
-    print("throughput: one channel vs two channels (configs/two_channel.yaml), compiled kernel …", flush=True)
-    tp2 = throughput.measure_channels(samples=400_000 // scale)
+def _floor_row(pair):
+    f = _floor(pair)
+    late = f["sensor_stand_in_late_loop_run"]["missed_deadlines"]
+    return ("  machine's floor", f"relay {f['relay_missed_deadlines']} missed",
+            f"of {f['relay_frames']:,} frames; sensor stand-in wrote {late} frames late in the loop's run "
+            f"({pair['conditions']['stand_ins'][0]})")
+
+
+def _lat_row(name, pair):
+    a, b, c = pair["loop"]["latency_ms"], pair["relay"]["latency_ms"], pair["vs_relay"]
+    return (name, "{p50:.3f} / {p99:.3f} / {max:.3f} ms".format(**a),
+            "relay {p50:.3f} / {p99:.3f} / {max:.3f} ms".format(**b)
+            + f"; p99 {c['p99_diff_ms']:+.3f} ms, {c['p99_ratio']:.2f}× (target ≤ 1 ms and ≤ 1.5×)")
+
+
+def _fault_rows(pair):
+    loop = pair["loop"]
+    return [("  FAULT (run ended)", f"after {loop['duration_s']:.1f} s", loop["faults"][0])] if loop["faults"] else []
+
+
+def _realtime_part(args) -> tuple[dict, list, dict]:
+    """The real-time part of `make bench`: the latency pairs (idle, idle on the P24 backend,
+    under the hog, and both with --rt where permitted) and the RSS growth of a fast-forwarded
+    walk. Returns (its keys of bench/results.json, its table rows, the idle pair's conditions)."""
     idle = _latency_pair(args.latency_s, args.relay_s, rt=False, loaded=False)
     print(f"latency (idle, P24): the loop {args.latency_s:g} s at 1 kHz on the ScienceMode4 driver "
           f"and the P24 emulator …", flush=True)
@@ -100,22 +103,7 @@ def main(argv=None) -> int:
                              capture_output=True, text=True, check=True)
     mem = json.loads(mem_run.stdout.strip().splitlines()[-1])
     lat = idle["loop"]
-    print("evaluate/sweep: fes evaluate on CSV walks with 1 and 2 workers, fes sweep on gaitpdb …", flush=True)
-    cohort = evaluate_bench.measure(walks=10 if args.quick else 40, sweep_points=0 if args.quick else args.sweep_points,
-                                    echo=lambda m: print("  " + m, flush=True))
-    adaptive = adaptive_bench.measure(minutes=2.0 if args.quick else 20.0, patients=5 if args.quick else 20,
-                                      echo=lambda m: print(m, flush=True))
     results = {
-        "cython_samples_per_s": round(tp["cython_samples_per_s"]),
-        "python_samples_per_s": round(tp["python_samples_per_s"]),
-        "speedup": round(tp["speedup"], 1),
-        "us_per_sample": round(tp["us_per_sample"], 3),
-        "python_us_per_sample": round(tp["python_us_per_sample"], 2),
-        "throughput_rate_hz": tp["rate_hz"],
-        "at_100_hz": {"cython_samples_per_s": round(tp100["cython_samples_per_s"]),
-                      "python_samples_per_s": round(tp100["python_samples_per_s"]),
-                      "speedup": round(tp100["speedup"], 1), "us_per_sample": round(tp100["us_per_sample"], 3)},
-        "two_channel": _round(tp2),
         "latency_ms": _round(lat["latency_ms"]),
         "missed_deadlines": lat["missed_deadlines"],
         "duration_s": round(lat["duration_s"], 2),
@@ -172,27 +160,60 @@ def main(argv=None) -> int:
                         **_targets(rt_loaded, False),
                         "zero_missed_deadlines": rt_loaded["loop"]["missed_deadlines"] == 0},
                     "rss_le_1MB_per_h": mem["rss_growth_kb_per_h"] <= 1024},
+        "realtime_date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    rows = [_lat_row("latency idle p50/p99/max", idle), *_fault_rows(idle),
+            ("missed deadlines idle", str(lat["missed_deadlines"]),
+             f"of {lat['frames']:,} frames in {lat['duration_s']:g} s at 1 kHz (target 0)"),
+            _floor_row(idle),
+            _lat_row("latency idle, P24", p24),
+            ("missed deadlines idle, P24", str(p24_loop["missed_deadlines"]),
+             f"of {p24_loop['frames']:,} frames" + (f"; FAULT {p24_loop['faults'][0]}" if p24_loop["faults"] else "")),
+            _lat_row("latency loaded", loaded), *_fault_rows(loaded),
+            ("missed deadlines loaded", str(loaded["loop"]["missed_deadlines"]), results["cpu_load"]),
+            _floor_row(loaded)]
+    if rt_idle is not None:
+        rows += [_lat_row("latency idle --rt", rt_idle), *_fault_rows(rt_idle),
+                 ("missed deadlines idle --rt", str(rt_idle["loop"]["missed_deadlines"]),
+                  "target 0; " + next((line for line in rt_idle["loop"]["rt_settings"] if "sched_fifo" in line), "")),
+                 _floor_row(rt_idle)]
+    if rt_loaded is not None:
+        rows += [_lat_row("latency loaded --rt", rt_loaded), *_fault_rows(rt_loaded),
+                 ("missed deadlines loaded --rt", str(rt_loaded["loop"]["missed_deadlines"]),
+                  f"target 0; steady-state blocks {rt_loaded['loop']['steady_state_blocks']:+} "
+                  f"over {rt_loaded['loop']['steady_state_s']} s"),
+                 _floor_row(rt_loaded)]
+    else:
+        rows.append(("--rt", "not measured", "SCHED_FIFO not permitted here (CAP_SYS_NICE / rtprio limit)"))
+    rows.append(("RSS growth", f"{mem['rss_growth_kb_per_h']:g} kB per walked hour",
+                 f"{mem['walk_s']:g} s walked at {mem['speed_x']:g}× real time; "
+                 f"{mem['blocks_growth_per_h']:+} blocks/h (target ≤ 1024 kB/h)"))
+    return results, rows, idle["conditions"]
+
+
+def _throughput_part(args) -> tuple[dict, list]:
+    """Compiled vs pure-Python kernel samples per second (1 kHz and 100 Hz) and one vs two
+    channels. Returns (its keys of bench/results.json, its table rows)."""
+    print("throughput: replaying a recorded walk through both kernels (1 kHz and 100 Hz) …", flush=True)
+    scale = 10 if args.quick else 1
+    tp = throughput.measure(rate_hz=1000.0, cython_samples=400_000 // scale, python_samples=40_000 // scale)
+    tp100 = throughput.measure(rate_hz=None, cython_samples=200_000 // scale, python_samples=20_000 // scale)
+    print("throughput: one channel vs two channels (configs/two_channel.yaml), compiled kernel …", flush=True)
+    tp2 = throughput.measure_channels(samples=400_000 // scale)
+    results = {
+        "cython_samples_per_s": round(tp["cython_samples_per_s"]),
+        "python_samples_per_s": round(tp["python_samples_per_s"]),
+        "speedup": round(tp["speedup"], 1),
+        "us_per_sample": round(tp["us_per_sample"], 3),
+        "python_us_per_sample": round(tp["python_us_per_sample"], 2),
+        "throughput_rate_hz": tp["rate_hz"],
+        "at_100_hz": {"cython_samples_per_s": round(tp100["cython_samples_per_s"]),
+                      "python_samples_per_s": round(tp100["python_samples_per_s"]),
+                      "speedup": round(tp100["speedup"], 1), "us_per_sample": round(tp100["us_per_sample"], 3)},
+        "two_channel": _round(tp2),
         "stream": tp["stream"],
-        **cohort,
-        "adaptive": adaptive,
-        "machine": f"{platform.machine()} {platform.processor() or ''} python {platform.python_version()}".strip(),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     h = results["at_100_hz"]
-
-    def floor_row(pair):
-        f = _floor(pair)
-        late = f["sensor_stand_in_late_loop_run"]["missed_deadlines"]
-        return ("  machine's floor", f"relay {f['relay_missed_deadlines']} missed",
-                f"of {f['relay_frames']:,} frames; sensor stand-in wrote {late} frames late in the loop's run "
-                f"({pair['conditions']['stand_ins'][0]})")
-
-    def lat_row(name, pair):
-        a, b, c = pair["loop"]["latency_ms"], pair["relay"]["latency_ms"], pair["vs_relay"]
-        return (name, "{p50:.3f} / {p99:.3f} / {max:.3f} ms".format(**a),
-                "relay {p50:.3f} / {p99:.3f} / {max:.3f} ms".format(**b)
-                + f"; p99 {c['p99_diff_ms']:+.3f} ms, {c['p99_ratio']:.2f}× (target ≤ 1 ms and ≤ 1.5×)")
-
     rows = [("Cython kernel, 1 kHz", f"{results['cython_samples_per_s']:,} samples/s",
              f"{results['us_per_sample']} µs/sample (target ≤ 2)"),
             ("pure-Python kernel, 1 kHz", f"{results['python_samples_per_s']:,} samples/s",
@@ -202,52 +223,59 @@ def main(argv=None) -> int:
              f"{h['speedup']}×, {h['us_per_sample']} µs/sample (event level weighs more)"),
             ("one / two channels, 1 kHz", f"{results['two_channel']['one_channel_us_per_sample']} / "
              f"{results['two_channel']['two_channel_us_per_sample']} µs/sample",
-             f"× {results['two_channel']['ratio']} (configs/two_channel.yaml, same run)"),
-            lat_row("latency idle p50/p99/max", idle),
-            *([("  FAULT (run ended)", f"after {lat['duration_s']:.1f} s", lat["faults"][0])]
-              if lat["faults"] else []),
-            ("missed deadlines idle", str(lat["missed_deadlines"]),
-             f"of {lat['frames']:,} frames in {lat['duration_s']:g} s at 1 kHz (target 0)"),
-            floor_row(idle),
-            lat_row("latency idle, P24", p24),
-            ("missed deadlines idle, P24", str(p24_loop["missed_deadlines"]),
-             f"of {p24_loop['frames']:,} frames" + (f"; FAULT {p24_loop['faults'][0]}" if p24_loop["faults"] else "")),
-            lat_row("latency loaded", loaded),
-            *([("  FAULT (run ended)", f"after {loaded['loop']['duration_s']:.1f} s", loaded["loop"]["faults"][0])]
-              if loaded["loop"]["faults"] else []),
-            ("missed deadlines loaded", str(loaded["loop"]["missed_deadlines"]), results["cpu_load"]),
-            floor_row(loaded)]
-    if rt_idle is not None:
-        rows += [lat_row("latency idle --rt", rt_idle),
-                 *([("  FAULT (run ended)", f"after {rt_idle['loop']['duration_s']:.1f} s",
-                     rt_idle["loop"]["faults"][0])] if rt_idle["loop"]["faults"] else []),
-                 ("missed deadlines idle --rt", str(rt_idle["loop"]["missed_deadlines"]),
-                  "target 0; " + next((line for line in rt_idle["loop"]["rt_settings"] if "sched_fifo" in line), "")),
-                 floor_row(rt_idle)]
-    if rt_loaded is not None:
-        rows += [lat_row("latency loaded --rt", rt_loaded),
-                 *([("  FAULT (run ended)", f"after {rt_loaded['loop']['duration_s']:.1f} s",
-                     rt_loaded["loop"]["faults"][0])] if rt_loaded["loop"]["faults"] else []),
-                 ("missed deadlines loaded --rt", str(rt_loaded["loop"]["missed_deadlines"]),
-                  f"target 0; steady-state blocks {rt_loaded['loop']['steady_state_blocks']:+} "
-                  f"over {rt_loaded['loop']['steady_state_s']} s"),
-                 floor_row(rt_loaded)]
+             f"× {results['two_channel']['ratio']} (configs/two_channel.yaml, same run)")]
+    return results, rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--latency-s", type=float, default=60.0, help="real-time loop run length (s)")
+    ap.add_argument("--relay-s", type=float, default=30.0, help="baseline relay run length (s)")
+    ap.add_argument("--walk-s", type=float, default=3600.0, help="fast-forwarded walk for memory growth (s)")
+    ap.add_argument("--quick", action="store_true", help="development: 10 s runs, a 10-minute walk, "
+                                                          "smaller throughput streams")
+    ap.add_argument("--rt", choices=("auto", "yes", "no"), default="auto",
+                    help="also measure idle and under load with real-time hardening (auto: where permitted)")
+    ap.add_argument("--out", default=str(Path(__file__).with_name("results.json")))
+    ap.add_argument("--sweep-points", type=int, default=20,
+                    help="fes sweep bench: points measured (the 1,000-point time is extrapolated; 0 skips)")
+    ap.add_argument("--only", choices=("realtime",),
+                    help="realtime: only the latency pairs and the RSS growth (~6 min), merged into --out: "
+                         "the other keys already there are kept")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.latency_s, args.relay_s, args.walk_s = 10.0, 10.0, 600.0
+    out = Path(args.out)
+    if args.only == "realtime":
+        results = json.loads(out.read_text()) if out.exists() else {}
+        realtime_results, rows, idle_conditions = _realtime_part(args)
+        results.update(realtime_results)
     else:
-        rows.append(("--rt", "not measured", "SCHED_FIFO not permitted here (CAP_SYS_NICE / rtprio limit)"))
-    rows.append(("RSS growth", f"{mem['rss_growth_kb_per_h']:g} kB per walked hour",
-                 f"{mem['walk_s']:g} s walked at {mem['speed_x']:g}× real time; "
-                 f"{mem['blocks_growth_per_h']:+} blocks/h (target ≤ 1024 kB/h)"))
-    rows += evaluate_bench.rows(cohort)
-    rows += adaptive_bench.rows(adaptive)
+        results, rows = _throughput_part(args)
+        realtime_results, realtime_rows, idle_conditions = _realtime_part(args)
+        print("evaluate/sweep: fes evaluate on CSV walks with 1 and 2 workers, fes sweep on gaitpdb …", flush=True)
+        cohort = evaluate_bench.measure(walks=10 if args.quick else 40,
+                                        sweep_points=0 if args.quick else args.sweep_points,
+                                        echo=lambda m: print("  " + m, flush=True))
+        adaptive = adaptive_bench.measure(minutes=2.0 if args.quick else 20.0, patients=5 if args.quick else 20,
+                                          echo=lambda m: print(m, flush=True))
+        results.update(realtime_results)
+        results.update({
+            **cohort,
+            "adaptive": adaptive,
+            "machine": f"{platform.machine()} {platform.processor() or ''} python {platform.python_version()}".strip(),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        })
+        rows += realtime_rows + evaluate_bench.rows(cohort) + adaptive_bench.rows(adaptive)
     width = max(len(r[0]) for r in rows)
     print()
     for name, value, note in rows:
         print(f"  {name:<{width}}  {value:<30} {note}")
     print(f"\n  conditions: {os.cpu_count()} CPUs shared with other users (load average "
-          f"{idle['conditions']['loadavg_1min_before']:g} before the idle run); ratios against the relay "
+          f"{idle_conditions['loadavg_1min_before']:g} before the idle run); ratios against the relay "
           f"measured in the same run are the comparison")
-    Path(args.out).write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    print(f"\nwritten: {args.out}")
+    out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    print(f"\nwritten: {out}")
     return 0
 
 

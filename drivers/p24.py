@@ -96,6 +96,7 @@ class P24(Stimulator):
         self._update_nr: int | None = None   # nr of the ml_update in flight
         self._update_levels: dict[int, tuple[int, int]] | None = None
         self._queued: dict[int, tuple[int, int]] | None = None
+        self._updates: dict[tuple[tuple[int, int], ...], tuple[bytes, str]] = {}   # see _update_of
         self._confirmed: dict[int, tuple[int, int]] = {}   # levels of the last acknowledged update
         self._confirmed_s = 0.0
         self._poll_expect: dict[int, frozenset[int] | None] = {}
@@ -122,7 +123,7 @@ class P24(Stimulator):
         nr = self._next_nr()
         frame = frame_of_nr(nr)
         self._write(frame)
-        self._expect((cmd + 1, nr), f"{what} nr {nr}", timeout_s)
+        self._expect((cmd + 1, nr), ("%s nr %d", what, nr), timeout_s)
         return nr
 
     def _call(self, frame_of_nr, cmd: int, what: str) -> bytes:
@@ -133,6 +134,23 @@ class P24(Stimulator):
             self._service()
             time.sleep(0.001)
         return self._replies.pop(cmd + 1, b"")
+
+    #: distinct outputs whose ml_update payload is kept (one channel at a fixed pulse width has
+    #: at most 131)
+    UPDATE_CACHE_MAX = 1024
+
+    def _update_of(self, levels: Mapping[int, tuple[int, int]]) -> tuple[bytes, str]:
+        """The ml_update payload and its text for ``levels`` (current mA, pulse width µs per
+        channel), validated by the codec (ValueError outside the device's range); kept for the
+        next output of the same values, up to UPDATE_CACHE_MAX of them."""
+        key = tuple([levels[ch] for ch in self.channels])
+        update = self._updates.get(key)
+        if update is None:
+            summary = ", ".join(f"ch{ch} {levels[ch][0]} mA {levels[ch][1]} µs" for ch in self.channels)
+            update = (sm4.ml_update_data(self._configs(levels)), f"ml_update ({summary})")
+            if len(self._updates) < self.UPDATE_CACHE_MAX:
+                self._updates[key] = update
+        return update
 
     def _configs(self, levels: Mapping[int, tuple[int, int]]) -> dict[int, sm4.ChannelConfig]:
         configs = {}
@@ -146,7 +164,6 @@ class P24(Stimulator):
             if current_ma == 0 or pulse_width_us == 0:
                 current_ma, pulse_width_us = 0, max(pulse_width_us, MIN_POINT_US)
             configs[ch] = sm4.ChannelConfig(self.period_ms, sm4.balanced_biphasic(current_ma, pulse_width_us))
-        sm4.ml_update(0, configs)         # every range and duty check, before anything is sent
         return configs
 
     # ------------------------------------------------------------------ Stimulator hooks
@@ -211,7 +228,7 @@ class P24(Stimulator):
 
     def _send_output(self, levels: Mapping[int, tuple[int, int]]) -> None:
         levels = {ch: levels[ch] for ch in self.channels}
-        self._configs(levels)                       # ValueError before anything is written
+        self._update_of(levels)                     # ValueError before anything is written
         if self._check_silence():
             fault = self._fault
             self._errors = [e for e in self._errors if e is not fault]
@@ -222,14 +239,13 @@ class P24(Stimulator):
         self._write_update(levels)
 
     def _write_update(self, levels: dict[int, tuple[int, int]]) -> None:
-        configs = self._configs(levels)
+        data, what = self._update_of(levels)
         if not self._initialised:
             self._request(lambda nr: sm4.ml_init(nr, stop_all_on_error=True), sm4.Command.ML_INIT,
                           "ml_init", self.init_timeout_s)
             self._initialised = True
-        summary = ", ".join(f"ch{ch} {levels[ch][0]} mA {levels[ch][1]} µs" for ch in self.channels)
-        self._update_nr = self._request(lambda nr: sm4.ml_update(nr, configs), sm4.Command.ML_UPDATE,
-                                        f"ml_update ({summary})")
+        self._update_nr = self._request(lambda nr: sm4.encode_frame(nr, sm4.Command.ML_UPDATE, data),
+                                        sm4.Command.ML_UPDATE, what)
         self._update_levels = levels
         self._queued = None
         self._running = True

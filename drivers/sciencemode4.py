@@ -420,6 +420,12 @@ def ml_update(nr: int, configs: Mapping[int, ChannelConfig]) -> bytes:
     ValueError for a channel outside 1..8, a point outside the code range, a current above
     the 130 mA output range, a period off the 0.5 ms grid, or a duty load >= 1000.
     """
+    return encode_frame(nr, Command.ML_UPDATE, ml_update_data(configs))
+
+
+def ml_update_data(configs: Mapping[int, ChannelConfig]) -> bytes:
+    """The payload of :func:`ml_update` (it does not depend on the packet number, so a driver
+    may keep it for the next update of the same values); the same checks and ValueErrors."""
     mask = _channel_mask(configs)
     data = bytearray((mask,))
     for ch in sorted(configs):
@@ -432,7 +438,7 @@ def ml_update(nr: int, configs: Mapping[int, ChannelConfig]) -> bytes:
     if configs and duty_load(configs) >= DUTY_LIMIT:
         raise ValueError(f"duty load {duty_load(configs):.1f} (Σ (pulse µs + 60) / period ms over "
                          f"channels); allowed below {DUTY_LIMIT}")
-    return encode_frame(nr, Command.ML_UPDATE, data)
+    return bytes(data)
 
 
 def ml_stop(nr: int) -> bytes:

@@ -3,7 +3,9 @@
 the machine's floor measured in the same run."""
 from __future__ import annotations
 
+import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fescontrol.kernel import PyKernel
+from fescontrol.drivers.sensor_protocol import FRAME_LEN
+from fescontrol.kernel import COMPILED, CyKernel, PyKernel
+
+from .conftest import stream
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import latency  # noqa: E402
@@ -46,3 +51,46 @@ def test_missed_deadlines_anchor_follows_the_soonest_frame():
     assert misses == 0
     assert latency.missed_deadlines(np.array([0, 2 * ms + 1]), ms)[0] == 1
     assert latency.missed_deadlines(np.array([], dtype=np.int64), ms)[0] == 0
+
+
+def _frames_1khz(n: int) -> bytes:
+    return stream(np.full(n, 400.0), rate_hz=latency.RATE_HZ, t0_us=latency.FIRST_TS_US)
+
+
+def _take(kernel, fd: int, frames: int) -> None:
+    deadline = time.monotonic() + 5.0
+    while kernel.frames < frames:
+        kernel.run_fd(fd, 2_000)
+        assert time.monotonic() < deadline, "the frames written were not taken"
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("kernel_cls", [PyKernel] + ([CyKernel] if COMPILED else []))
+def test_run_fd_counts_every_frame_that_queued_behind_a_late_take(kernel_cls):
+    """Frames 1..5 reach the loop together, 6 ms after frame 0: taken at once, frames 1..4 are
+    each at least 2 ms late by their timestamps, so each is a missed deadline (a device misses
+    the deadline of every one of them), not only the newest frame of the read."""
+    kernel = kernel_cls(latency.bench_profile())
+    kernel.set_clock_rate(0.0)
+    data = _frames_1khz(6)
+    r, w = os.pipe()
+    try:
+        os.write(w, data[:FRAME_LEN])
+        _take(kernel, r, 1)
+        time.sleep(0.006)
+        os.write(w, data[FRAME_LEN:])
+        _take(kernel, r, 6)
+    finally:
+        os.close(r)
+        os.close(w)
+    assert kernel.missed_deadlines >= 4
+    assert kernel.max_lateness_us >= 4_000
+    assert int(kernel.lateness_hist.sum()) == 6
+
+
+@pytest.mark.parametrize("kernel_cls", [PyKernel] + ([CyKernel] if COMPILED else []))
+def test_a_batch_replay_counts_no_wall_clock_lateness(kernel_cls):
+    kernel = kernel_cls(latency.bench_profile())
+    kernel.feed(_frames_1khz(50))
+    kernel.process()
+    assert kernel.frames == 50 and kernel.missed_deadlines == 0 and int(kernel.lateness_hist.sum()) == 0

@@ -2,9 +2,12 @@
 pulses, keep-alive from the caller's loop only, every fault path latched and named."""
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fescontrol.drivers import sciencemode4 as sm4
 from fescontrol.drivers.p24 import P24
@@ -236,6 +239,63 @@ def test_missing_acknowledgement_is_a_timeout(emu):
         with pytest.raises(StimulatorTimeoutError, match="ml_update"):
             loop(stim, 0.5)
         emu.ack_enabled = True
+
+
+def test_an_unanswered_update_names_its_values_and_packet_number(emu):
+    with P24(emu.port, ack_timeout_s=0.1) as stim:
+        emu.ack_enabled = False
+        stim.set_output([ChannelOutput(1, 20.9, 300)])
+        nr = stim._update_nr
+        with pytest.raises(StimulatorTimeoutError) as info:
+            loop(stim, 0.5)
+        emu.ack_enabled = True
+    assert str(info.value) == f"no acknowledgement for ml_update (ch1 20 mA 300 µs) nr {nr} within 100 ms"
+
+
+def _expected_update(nr: int, period_ms: float, levels) -> bytes:
+    """ml_update as the codec builds it from the values: zero current or width is a 0 mA pulse
+    of at least the device's 10 µs point."""
+    configs = {}
+    for ch, (current_ma, pulse_width_us) in levels.items():
+        if current_ma == 0 or pulse_width_us == 0:
+            current_ma, pulse_width_us = 0, max(pulse_width_us, 10)
+        configs[ch] = sm4.ChannelConfig(period_ms, sm4.balanced_biphasic(current_ma, pulse_width_us))
+    return sm4.ml_update(nr, configs)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seq=st.lists(st.tuples(st.floats(0, 100.99), st.sampled_from([0, 10, 150, 300, 500]),
+                              st.floats(0, 100.99), st.sampled_from([0, 20, 129, 240])), min_size=1, max_size=8),
+       cache_max=st.sampled_from([0, 2, 1024]))
+def test_each_update_is_the_codecs_ml_update_whatever_the_payload_cache_holds(emu, seq, cache_max):
+    """The driver keeps validated ml_update payloads per output; every frame it writes is still
+    byte for byte ``sm4.ml_update`` of the values (rounded down), and the cache stays bounded."""
+    with P24(emu.port, channels=(1, 2)) as stim:
+        stim.UPDATE_CACHE_MAX = cache_max
+        written = []
+        real = stim._write
+        stim._write = lambda frame: (written.append(bytes(frame)), real(frame))[1]
+        for c1, pw1, c2, pw2 in seq:
+            stim.set_output([ChannelOutput(1, c1, pw1), ChannelOutput(2, c2, pw2)])
+            levels = {1: (math.floor(c1), pw1), 2: (math.floor(c2), pw2)}
+            assert written[-1] == _expected_update(stim._update_nr, stim.period_ms, levels)
+            settle(stim)
+        assert len(stim._updates) <= cache_max
+
+
+@pytest.mark.parametrize("current_ma, pulse_width_us", [(131.0, 300), (12.0, 4096)])
+def test_an_output_outside_the_device_range_is_refused_before_any_write_every_time(emu, current_ma,
+                                                                                   pulse_width_us):
+    with P24(emu.port) as stim:
+        stim.set_output([ChannelOutput(1, 12.0, 300)])       # a valid one first: the cache holds it
+        settle(stim)
+        written = []
+        stim._write = written.append
+        for _ in range(2):
+            with pytest.raises(ValueError):
+                stim._send_output({1: (int(current_ma), pulse_width_us)})
+        assert written == [] and list(stim._updates) == [((12, 300),)]
+        del stim._write
 
 
 def test_refused_command_is_an_operation_error_with_the_result_named(emu):

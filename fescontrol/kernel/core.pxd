@@ -108,6 +108,7 @@ cdef class Kernel:
     cdef readonly double batch_ceiling_ma, batched_min_ma, batched_max_ma
     cdef readonly int64_t batched_deliveries
     cdef readonly int64_t overruns, missed_deadlines, max_lateness_us
+    cdef int taking_from_fd
     cdef int64_t anchor_wall_us, anchor_dev_us, last_valid_wall_us
     # wall clock: back-stop and drift (run_fd only)
     cdef readonly double clock_rate
@@ -141,7 +142,7 @@ cdef class Kernel:
     cdef void _fault(self, int code) noexcept nogil
     cdef void _queue(self, int event) noexcept nogil
     cdef void _compact(self, int need) noexcept nogil
-    @cython.locals(got=int, ret=int)
+    @cython.locals(got=int, ret=int, frames_before=int64_t)
     cdef int _process(self) noexcept nogil
     cdef int _deliver_batched(self) noexcept nogil
     @cython.locals(crc=uint32_t, i=int, end=int)

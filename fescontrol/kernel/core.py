@@ -311,6 +311,7 @@ class Kernel:
         self.pending_amplitude_ma = self.amplitude_ma
         self.overruns = 0
         self.missed_deadlines = 0
+        self.taking_from_fd = 0   # 1 inside run_fd: each frame's lateness is accounted as it is taken
         self.max_lateness_us = 0
         self.clock_rate = 1.0
         self._reset_state()
@@ -650,7 +651,12 @@ class Kernel:
             got = self._next_frame()
             self._check_link()
             if got:
+                frames_before = self.frames
                 self._sample()
+                # every frame, not only the newest of a read: frames that queued behind a
+                # late wake-up are each late, and each is a missed deadline
+                if self.taking_from_fd and self.frames != frames_before:
+                    self._account_lateness(now_us())
             ret = 0
             if self.queue_count:
                 ret |= R_EVENT
@@ -1284,10 +1290,12 @@ class Kernel:
         that resets when its port opens; the output is zero until frames arrive). The wall-clock back-stop zeroes
         any burst that has lasted max_stim less one sample period of monotonic time,
         whatever the sensor timestamps say, and the wait for input never runs past that
-        deadline, so zero goes out on time with no frame at all. Lateness of each frame
-        against the sensor clock is accumulated in ``lateness_hist`` (100 µs bins) and
-        checked for drift (CLOCK_DRIFT). Input arriving faster than it is processed latches
-        BUFFER_OVERRUN. Runs without the GIL in the compiled build.
+        deadline, so zero goes out on time with no frame at all. Lateness of each frame as it
+        is taken, against the sensor clock, is accumulated in ``lateness_hist`` (100 µs bins;
+        every frame of a read counts, so frames that queued behind a late wake-up are each
+        missed deadlines); the newest frame of each take is checked for drift (CLOCK_DRIFT).
+        Input arriving faster than it is processed latches BUFFER_OVERRUN. Runs without the
+        GIL in the compiled build.
         """
         ret: cython.int
         with cython.nogil:
@@ -1302,10 +1310,12 @@ class Kernel:
         while True:
             frames_before = self.frames
             before_us = now
+            self.taking_from_fd = 1
             ret = self._process()
+            self.taking_from_fd = 0
             now = now_us()
             if self.frames != frames_before:
-                self._account_lateness(now)
+                self._check_drift(now)     # on the newest frame taken: the clocks, not the queue
             ret |= self._wall_guard(before_us, now)
             if self.queue_count:       # the drift check may have latched a fault just now
                 ret |= R_EVENT
@@ -1407,6 +1417,9 @@ class Kernel:
         return ret
 
     def _account_lateness(self, now_us):
+        """One frame taken at ``now_us``: its lateness against the soonest arrival so far (the
+        anchor moves to a frame that comes earlier than expected); a missed deadline when it is
+        more than one sample period."""
         self.last_valid_wall_us = now_us
         expected = self.anchor_wall_us + (self.t_us - self.anchor_dev_us)
         late = now_us - expected
@@ -1420,10 +1433,10 @@ class Kernel:
             self.max_lateness_us = late
         if late > self.period_us:
             self.missed_deadlines += 1
-        self._check_drift(now_us)
 
     def _check_drift(self, now_us):
-        """CLOCK_DRIFT, checked on every frame ``run_fd`` reads unless the clock rate is 0.
+        """CLOCK_DRIFT, checked on the newest frame of each take by ``run_fd`` unless the clock
+        rate is 0 (the clocks' agreement: frames that queued behind a late wake-up do not count).
 
         ``offset`` = wall time − sensor time (scaled by the expected clock rate). Its
         minimum is the frame that arrived soonest; late frames only raise it. Fault when
