@@ -141,7 +141,7 @@ class HeelTrigger(_Model):
     heel strike: force > max(on_min_n, on_fraction × peak) for debounce_ms.
     """
 
-    off_fraction: Real = Field(0.02, ge=0.0, le=0.9)
+    off_fraction: Real = Field(0.04, ge=0.0, le=0.9)   # chosen by CV by subject (docs/detection.md)
     on_fraction: Real = Field(0.25, ge=0.05, le=0.95)
     off_min_n: Real = Field(3.0, ge=0.0, le=500.0)
     on_min_n: Real = Field(20.0, ge=1.0, le=800.0)
