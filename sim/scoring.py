@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -79,7 +79,18 @@ class DetectionReport:
         return list(self.__dataclass_fields__)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields as a plain dict (what ``dataclasses.asdict`` gives: dicts and lists
+        copied; the per-swing tuples, immutable, shared instead of deep-copied value by value,
+        which was a tenth of ``fes evaluate``'s CPU per foot)."""
+        return {k: _plain(getattr(self, k)) for k in self.__dataclass_fields__}
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v
 
 
 #: above this many values numpy's partition beats a Python sort; below it numpy's per-call
@@ -316,6 +327,41 @@ def pooled(reports: Sequence[DetectionReport], name: str = "pooled",
         excluded=sum(r.swings_excluded for r in reports),
         scored_s=sum(r.scored_duration_s for r in reports), rules=rules,
         recordings=sum(r.recordings for r in reports))
+
+
+def _joined(parts: Sequence[Sequence[float]]):
+    """Per-report values joined in report order: a float64 array from ``_NUMPY_FROM`` values
+    on (what :func:`_stats` turns a list of that length into), else a list of floats."""
+    v = np.concatenate([np.asarray(p, float) for p in parts]) if parts else np.zeros(0)
+    return v if len(v) >= _NUMPY_FROM else v.tolist()
+
+
+def pooled_statistics(reports: Sequence[DetectionReport], rules: ScoringRules = ScoringRules()) -> dict:
+    """``onset_error_ms``, ``onset_in_window_fraction``, ``swing_coverage_median``,
+    ``stim_after_heel_strike_ms`` and ``quiet_onsets`` of :func:`pooled` ``(reports)``, the same
+    values bit for bit, from the reports' per-swing values as arrays (a sweep pools every point
+    over all feet: :func:`pooled` built Python lists of numpy scalars, ~0.15 s per point of
+    284 feet). Raises ValueError for no reports, as :func:`pooled`."""
+    reports = list(reports)
+    if not reports:
+        raise ValueError("pooled: no reports to combine")
+    errors = _joined([r.onset_errors_ms_all for r in reports])
+    after = _joined([r.after_heel_strike_ms_all for r in reports])
+    coverage = _joined([r.coverage_all for r in reports])
+    lo, hi = rules.in_window_ms
+    n = len(errors)
+    if n:     # the count over n, as _report's generator sum
+        e = np.asarray(errors, float)
+        in_window = int(np.count_nonzero((e >= lo) & (e <= hi))) / n
+    else:
+        in_window = math.nan
+    aft = _stats(after, absolute_p95=False)
+    quiet = {k: sum(r.quiet_onsets.get(k, 0) for r in reports) for k in QUIET_KINDS}
+    quiet["total"] = sum(quiet.values())
+    return {"onset_error_ms": _stats(errors), "onset_in_window_fraction": in_window,
+            "swing_coverage_median": _median_of(coverage) if len(coverage) else math.nan,
+            "stim_after_heel_strike_ms": {"median": aft["median"], "p95": aft["p95"], "n": aft["n"]},
+            "quiet_onsets": quiet}
 
 
 _COLUMNS = [

@@ -43,7 +43,7 @@ import numpy as np
 
 from fescontrol.core.profile import Profile, ProfileError, _field_info, profile_from_dict
 from .evaluate import RecordingItem
-from .scoring import DetectionReport, pooled
+from .scoring import DetectionReport, pooled_statistics
 
 #: objective name -> (figure, sign): the objective value is sign × figure (higher is better).
 OBJECTIVES = {"f1": ("swing_f1", 1.0), "recall": ("swing_recall", 1.0),
@@ -325,11 +325,11 @@ def _num(v):
     return v
 
 
-def _summary_figures(rep: DetectionReport, counts: dict) -> dict:
+def _summary_figures(reports: Sequence[DetectionReport], counts: dict) -> dict:
+    """A point's figures: rates from the additive counts, statistics as :func:`pooled` of the
+    feet's reports computes them (:func:`fescontrol.sim.scoring.pooled_statistics`)."""
     fig = figures_from_counts(counts)
-    fig.update({"onset_error_ms": rep.onset_error_ms, "onset_in_window_fraction": rep.onset_in_window_fraction,
-                "swing_coverage_median": rep.swing_coverage_median,
-                "stim_after_heel_strike_ms": rep.stim_after_heel_strike_ms, "quiet_onsets": rep.quiet_onsets})
+    fig.update(pooled_statistics(reports))
     return fig
 
 
@@ -429,8 +429,8 @@ def sweep(items: Sequence[RecordingItem], base: Profile, specs: Sequence[ParamSp
                 reps.append((idx, ps.report))
             if not reps:
                 continue
-            allrep = pooled([r for _, r in reps], name=f"point {p.index}")
-            p.figures = _summary_figures(allrep, counts_of([r for _, r in reps]))
+            feet = [r for _, r in reps]
+            p.figures = _summary_figures(feet, counts_of(feet))
             p.objective = objective_value(p.figures, objective, max_false_per_min)
             if fold_of is not None:
                 fc = [dict.fromkeys(COUNT_KEYS, 0) for _ in range(folds)]

@@ -81,3 +81,39 @@ def test_python_path_taken_for_small_finite_lists():
     assert scoring._exact_in_python([1.0, math.nan]) is None
     assert scoring._exact_in_python([1.0, math.inf]) is None
     assert scoring._exact_in_python([1.0] * scoring._NUMPY_FROM) is None
+
+
+def _report(errors, after, coverage, quiet):
+    return scoring._report(name="r", n_ref=len(errors), detected=len(errors), false_times=[], quiet=quiet,
+                           errors=errors, after=after, coverage=coverage, faults=[], bursts=len(errors),
+                           ignored=0, excluded=0, scored_s=60.0, rules=scoring.ScoringRules(), recordings=1)
+
+
+_SWING_VALUES = st.lists(st.floats(-900, 900, allow_nan=False).map(lambda x: round(x, 3)), max_size=400)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(_SWING_VALUES, st.integers(0, 3), st.booleans()), min_size=1, max_size=6))
+def test_pooled_statistics_equal_pooled_bit_for_bit(feet):
+    """The sweep's per-point statistics (arrays joined) are pooled()'s, on either side of the
+    size where numpy takes over, with the per-swing values as tuples or as float64 arrays
+    (sim.sweep keeps compact reports)."""
+    from dataclasses import replace
+    reports = []
+    for k, (values, quiet, compact) in enumerate(feet):
+        rep = _report(values * (1 + k), [abs(v) for v in values], [min(1.0, abs(v) / 900) for v in values],
+                      {kind: quiet for kind in scoring.QUIET_KINDS})
+        if compact:
+            rep = replace(rep, onset_errors_ms_all=np.asarray(rep.onset_errors_ms_all, float),
+                          coverage_all=np.asarray(rep.coverage_all, float),
+                          after_heel_strike_ms_all=np.asarray(rep.after_heel_strike_ms_all, float))
+        reports.append(rep)
+    ref = scoring.pooled(reports)
+    got = scoring.pooled_statistics(reports)
+    assert same(got["onset_error_ms"], ref.onset_error_ms)
+    assert same(got["stim_after_heel_strike_ms"], ref.stim_after_heel_strike_ms)
+    assert bits(got["swing_coverage_median"]) == bits(ref.swing_coverage_median)
+    assert bits(got["onset_in_window_fraction"]) == bits(ref.onset_in_window_fraction)
+    assert got["quiet_onsets"] == ref.quiet_onsets
+    with pytest.raises(ValueError):
+        scoring.pooled_statistics([])
