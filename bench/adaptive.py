@@ -11,6 +11,8 @@ given for all pairs and for the liftable ones. Written into bench/results.json u
 ``adaptive``; not a test.
 
     .venv/bin/python bench/adaptive.py [--minutes 20] [--patients 20] [--workers 2]
+    nice -n 10 .venv/bin/python bench/adaptive.py --recordings ipol:1-1 --patients 6 --minutes 5 \
+        --out /tmp/adaptive_subset.json     # a quick subset while iterating (not the bench figure)
 
 Targets: convergence ≤ 5 strides to within 2° of target; toe-drag strides ≤ 1 per 100 with
 the adaptive profile; charge ≥ 20 % below the fixed profile that avoids toe drag.
@@ -152,10 +154,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=20.0)
     ap.add_argument("--patients", type=int, default=20)
+    ap.add_argument("--recordings", nargs="+", default=list(RECORDINGS), metavar="NAME",
+                    help="walks whose timing the patients walk (default: %(default)s)")
     ap.add_argument("--workers", type=int, default=2, help="dask worker processes (0: in this process)")
     ap.add_argument("--out", default=str(Path(__file__).with_name("results.json")))
     args = ap.parse_args(argv)
-    r = measure(args.minutes, args.patients, workers=args.workers)
+    r = measure(args.minutes, args.patients, tuple(args.recordings), workers=args.workers)
     for name, value, note in rows(r):
         print(f"  {name:<36}  {value:<28} {note}")
     out = Path(args.out)
