@@ -237,16 +237,17 @@ def evaluate_foot(source: str, side: str, subject: str | None, profile=None,
     return out
 
 
-def quiet_worker_logs() -> None:
-    """On a worker, the device's fault warnings ("fault latched: …") would flood the command's
-    terminal; they are in each foot's figures (``faults``) anyway."""
+def prepare_worker() -> None:
+    """Once per worker process, before its first foot: the device's fault warnings ("fault
+    latched: …") would flood the command's terminal, and they are in each foot's figures
+    (``faults``) anyway; and the worker's heap (dask, numpy, the project, cached recordings) is
+    moved out of the cyclic collector's way, since each full collection walked it all (~6 % of
+    a replay's CPU). Idempotent."""
     import gc
     import logging
     logging.getLogger("fescontrol").setLevel(logging.ERROR)
     global _FROZEN
     if not _FROZEN:
-        # the worker's heap (dask, numpy, the project, cached recordings) out of the cyclic
-        # collector's way: each full collection walked it all (~6 % of a replay's CPU)
         gc.collect()
         gc.freeze()
         _FROZEN = True
@@ -258,7 +259,7 @@ _FROZEN = False
 def evaluate_batch(items: Sequence[tuple], profile=None, implementation: str = "auto") -> list[FootResult]:
     """One task: the feet of one or more recording files (each foot loaded on the worker from
     its path, so no recording travels through the scheduler)."""
-    quiet_worker_logs()
+    prepare_worker()
     return [evaluate_foot(src, side, subj, profile, implementation) for src, side, subj in items]
 
 

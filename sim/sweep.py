@@ -162,8 +162,8 @@ class PointScore:
 def sweep_task(source: str, side: str, profiles: Sequence[Profile], implementation: str = "auto") -> dict:
     """One task: replay one foot with each profile of a block and score it (runs on a worker).
     Returns ``{"subject", "kernel", "scores": [PointScore], "error"}``."""
-    from .evaluate import load_cached, quiet_worker_logs
-    quiet_worker_logs()
+    from .evaluate import load_cached, prepare_worker
+    prepare_worker()
     from .replay import check_channels, recording_stream, replay
     from .scoring import score
     from .sources.csv_recording import subject_of
