@@ -221,9 +221,9 @@ def evaluate_foot(source: str, side: str, subject: str | None, profile=None,
     out.subject = subject or subject_of(rec)
     try:
         prof = profile if profile is not None else load_profile(default_profile_for(rec.has_heel, rec.has_imu))
-        # the row needs the bursts, the events and the current (delivered_summary), not the
-        # other trace fields
-        result = replay(rec, prof, implementation=implementation, trace="current")
+        # the row needs the bursts, the event counts and the current (delivered_summary), not
+        # the other trace fields nor the event log
+        result = replay(rec, prof, implementation=implementation, trace="current", events=False)
     except ProfileError as err:
         out.error = str(err)
         return out

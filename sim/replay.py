@@ -80,8 +80,10 @@ class ReplayResult:
     """What a replay did: ``trace`` (kernel trace arrays by field, sensor clock µs; empty when
     nothing was traced), ``events`` and ``faults`` (the supervisor's latched ones, in order),
     ``bursts_s`` (delivered bursts as (onset, offset) s from the first frame), ``t0_us`` (the
-    first frame's timestamp), ``implementation`` ("cython"/"python") and ``counters``
-    (:data:`COUNTERS`, plus :data:`REALTIME_COUNTERS` for a real-time replay)."""
+    first frame's timestamp), ``implementation`` ("cython"/"python"), ``counters``
+    (:data:`COUNTERS`, plus :data:`REALTIME_COUNTERS` for a real-time replay) and
+    ``event_counts`` (the events by name, ``Controller.event_counts``: kept also when
+    ``events`` is not)."""
     trace: dict[str, np.ndarray]
     events: list[LoggedEvent]
     faults: list
@@ -89,6 +91,7 @@ class ReplayResult:
     t0_us: int
     implementation: str
     counters: dict = field(default_factory=dict)
+    event_counts: dict = field(default_factory=dict)
 
 
 def bursts_from_trace(t_us: np.ndarray, current_ma: np.ndarray) -> list[tuple[float, float]]:
@@ -192,7 +195,7 @@ def build_result(controller: Controller, collector: TraceCollector, *, t0_us: in
     if counters is None:
         counters = kernel_counters(controller, realtime=realtime)
     return ReplayResult(trace, controller.events, list(controller.supervisor.faults), bursts_s, t0_us,
-                        controller.implementation, counters)
+                        controller.implementation, counters, dict(controller.event_counts))
 
 
 def replay_bytes(profile: Profile, stream: bytes, *, implementation: str = "auto", chunk_bytes: int = 4096,

@@ -56,6 +56,9 @@ class Controller:
         self.events: list[LoggedEvent] | deque[LoggedEvent] = (
             [] if event_history is None else deque(maxlen=event_history))
         self._keep_events = event_history != 0
+        #: kernel events taken by the event level, by name (as logged: "heel_off", ...,
+        #: "fault"), counted whether or not :attr:`events` keeps them
+        self.event_counts: dict[str, int] = {}
         self.event_listeners: list[Callable[[LoggedEvent], None]] = []
         self.trace_sink: Callable[[dict, int], None] | None = None
         self.kernel.request_amplitude(profile.start_amplitude_ma)
@@ -115,15 +118,17 @@ class Controller:
             self.supervisor.latch(Fault.EXCEPTION, f"{type(err).__name__}: {err}")
 
     def _drain_events(self) -> None:
+        pop_event, on_kernel_event, counts = self.kernel.pop_event, self.machine.on_kernel_event, self.event_counts
         while True:
-            code = self.kernel.pop_event()
+            code = pop_event()
             if not code:
                 return
             if code == _FAULT_EVENT:
                 self.supervisor.on_kernel_fault()
                 name = "fault"
             else:
-                name = self.machine.on_kernel_event(code)
+                name = on_kernel_event(code)
+            counts[name] = counts.get(name, 0) + 1
             if self._keep_events or self.adaptive is not None or self.event_listeners:
                 self._log(name)
 
@@ -148,22 +153,25 @@ class Controller:
     def feed(self, data: bytes) -> None:
         """Batch path: push sensor bytes through the kernel and act on everything they cause."""
         view = memoryview(data)
-        sup = self.supervisor
+        sup, kernel, handle, chunk = self.supervisor, self.kernel, self.handle, self.FEED_CHUNK_BYTES
+        process = kernel.process
         batch = self.BATCH_DELIVERIES and sup.begin_batch()
         try:
-            for start in range(0, len(view), self.FEED_CHUNK_BYTES):
-                ret = self.kernel.feed(bytes(view[start:start + self.FEED_CHUNK_BYTES]))
+            for start in range(0, len(view), chunk):
+                ret = kernel.feed(bytes(view[start:start + chunk]))
                 if ret:
-                    if batch:
+                    if batch and kernel.batched_deliveries:
                         sup.flush_batch()
-                    self.handle(ret)
+                    handle(ret)
                 while True:
-                    ret = self.kernel.process()
+                    ret = process()
                     if not ret:
                         break
-                    if batch:    # the counts are current whenever the event level runs
+                    # the counts are current whenever the event level runs (flush_batch does
+                    # nothing without batched deliveries: not called then, one call per event less)
+                    if batch and kernel.batched_deliveries:
                         sup.flush_batch()
-                    self.handle(ret)
+                    handle(ret)
         finally:
             if batch:
                 sup.end_batch()

@@ -36,6 +36,7 @@ import logging
 import shutil
 import subprocess
 import sys
+from functools import partial
 from typing import Protocol
 
 from transitions import Machine, MachineError
@@ -86,9 +87,11 @@ EVENT_TRIGGERS = {
     Event.MAX_STIM: "timeout",
 }
 
-# plain ints: Enum lookups cost a microsecond per kernel event
+# plain ints: Enum lookups cost a microsecond per kernel event (a class attribute of an Enum
+# ~0.2 us, on every state entry)
 _EV_FAULT = int(Event.FAULT)
 _TRIGGER_OF = {int(code): name for code, name in EVENT_TRIGGERS.items()}
+_RISE, _HOLD, _FALL = int(Phase.RISE), int(Phase.HOLD), int(Phase.FALL)
 
 S = GaitState
 TRANSITIONS = [
@@ -191,7 +194,9 @@ class GaitMachine:
         self._fault_code = int(Fault.EXCEPTION)
         self.dispatch = dispatch
         if dispatch == "table":
-            dispatch_table().bind(self)
+            table = dispatch_table()
+            table.bind(self)
+            self._fire_event = partial(table.fire_plain, self)
             return
         if dispatch != "transitions":
             raise ValueError(f"dispatch {dispatch!r}; allowed: {', '.join(DISPATCH_CHOICES)}")
@@ -219,6 +224,7 @@ class GaitMachine:
                              (S.TEST_ON, self._enter_program_on),
                              (S.TEST_RAMP_DOWN, self._enter_program_ramp_down)):
             self.machine.get_state(state).add_callback("enter", enter)
+        self._fire_event = self.trigger
         for trigger in ("start", "resume"):
             for t in self.machine.get_transitions(trigger):
                 t.add_callback("after", self._enable_detection)
@@ -239,27 +245,27 @@ class GaitMachine:
     def _enter_standby(self, *_args) -> None:
         self.program = None
         self.kernel.set_detection(False)
-        self.kernel.set_phase(Phase.FALL)
+        self.kernel.set_phase(_FALL)
 
     def _enter_stance(self) -> None:
-        self.kernel.set_phase(Phase.FALL)
+        self.kernel.set_phase(_FALL)
 
     def _enter_ramp_up(self) -> None:
-        self.kernel.set_phase(Phase.RISE)
+        self.kernel.set_phase(_RISE)
 
     def _enter_swing(self) -> None:
-        self.kernel.set_phase(Phase.HOLD)
+        self.kernel.set_phase(_HOLD)
 
     def _enter_extension(self) -> None:
         # a hold limit of 0 would mean "no limit": an extension of 0 ms holds one sample
-        self.kernel.set_phase(Phase.HOLD, max(1, self.extension_us))
+        self.kernel.set_phase(_HOLD, max(1, self.extension_us))
 
     def _enter_ramp_down(self) -> None:
-        self.kernel.set_phase(Phase.FALL)
+        self.kernel.set_phase(_FALL)
 
     def _enter_paused(self) -> None:
         self.kernel.set_detection(False)
-        self.kernel.set_phase(Phase.FALL)
+        self.kernel.set_phase(_FALL)
 
     def _enter_fault(self, *_args) -> None:
         self.program = None
@@ -279,17 +285,17 @@ class GaitMachine:
         return self.program is not None and self.program.burst_fits(self.kernel.t_us)
 
     def _enter_program_ramp_up(self, *_args) -> None:
-        self.kernel.set_phase(Phase.RISE)
+        self.kernel.set_phase(_RISE)
 
     def _enter_program_on(self, *_args) -> None:
-        self.kernel.set_phase(Phase.HOLD, max(1, int(self.program.plateau_hold_us())))
+        self.kernel.set_phase(_HOLD, max(1, int(self.program.plateau_hold_us())))
 
     def _enter_program_ramp_down(self, *_args) -> None:
-        self.kernel.set_phase(Phase.FALL)
+        self.kernel.set_phase(_FALL)
 
     def _enter_training_rest(self, *_args) -> None:
         # output is zero here: a HOLD at level zero is the rest timer on the sensor clock
-        self.kernel.set_phase(Phase.HOLD, max(1, int(self.program.rest_us(self.kernel.t_us))))
+        self.kernel.set_phase(_HOLD, max(1, int(self.program.rest_us(self.kernel.t_us))))
 
     def _on_exception(self, *_args, **_kwargs) -> None:
         # called by transitions inside its except block: re-raise what it caught
@@ -307,7 +313,7 @@ class GaitMachine:
         name = _TRIGGER_OF.get(event)
         if name is None:        # not a gait event: raise as before (Event() or the table)
             name = EVENT_TRIGGERS[Event(event)]
-        self.trigger(name)
+        self._fire_event(name)
         return name
 
     def enter_fault(self, code: int) -> None:
@@ -329,9 +335,11 @@ class DispatchTable:
     :meth:`fire` follows ``transitions.Event._trigger`` step by step (prepare_event; per
     candidate edge: prepare, conditions, before_state_change + before, exit, state change,
     enter, on_final, after + after_state_change; on_exception; finalize_event). Callbacks are
-    kept as method names of the model and called with the trigger's arguments (the Machine
-    uses send_event=False). tests/test_gait_dispatch.py proves both dispatches give the same
-    states, kernel commands and counters.
+    kept as the model class's functions the Machine's bound methods were made of, called with
+    the model and the trigger's arguments (the Machine uses send_event=False): the Machine, too,
+    calls the methods it was given when it was built, not what an instance attribute of the same
+    name holds later. tests/test_gait_dispatch.py proves both dispatches give the same states,
+    kernel commands and counters.
 
     Raises TypeError when the Machine holds something a table cannot carry (a callback that
     is not a method of the model, queued processing, send_event)."""
@@ -339,19 +347,20 @@ class DispatchTable:
     def __init__(self, machine: Machine, template: object):
         if machine.has_queue or machine.send_event:
             raise TypeError("table dispatch needs an unqueued Machine with send_event=False")
-        name = lambda cb: _callback_name(cb, template)  # noqa: E731
-        names = lambda cbs: tuple(name(cb) for cb in cbs)  # noqa: E731
+        self.model_type = type(template)
+        fn = lambda cb: _callback_function(cb, template)  # noqa: E731
+        fns = lambda cbs: tuple(fn(cb) for cb in cbs)  # noqa: E731
         self.initial = machine.get_state(machine.initial).value
-        self.prepare_event = names(machine.prepare_event)
-        self.finalize_event = names(machine.finalize_event)
-        self.on_exception = names(machine.on_exception)
-        self.on_final = names(machine.on_final)
+        self.prepare_event = fns(machine.prepare_event)
+        self.finalize_event = fns(machine.finalize_event)
+        self.on_exception = fns(machine.on_exception)
+        self.on_final = fns(machine.on_final)
         self.ignore_invalid = {st.value: (machine.ignore_invalid_triggers if st.ignore_invalid_triggers is None
                                           else st.ignore_invalid_triggers) for st in machine.states.values()}
         states = {st.name: st for st in machine.states.values()}
         #: trigger -> source state (GaitState) -> candidate edges in the Machine's order; an
-        #: edge is (prepare, conditions ((name, target), ...), before, dest or None, exit,
-        #: enter, final, after)
+        #: edge is (prepare, conditions ((function, target), ...), before, dest or None, exit,
+        #: enter, final, after), callbacks as functions of the model's class
         self.events: dict[str, dict] = {}
         for trigger, event in machine.events.items():
             by_source = {}
@@ -359,21 +368,23 @@ class DispatchTable:
                 rows = []
                 for t in edges:
                     dest = states[t.dest] if t.dest is not None else None
-                    rows.append((names(t.prepare), tuple((name(c.func), c.target) for c in t.conditions),
-                                 names([*machine.before_state_change, *t.before]),
+                    rows.append((fns(t.prepare), tuple((fn(c.func), c.target) for c in t.conditions),
+                                 fns([*machine.before_state_change, *t.before]),
                                  dest.value if dest is not None else None,
-                                 names(states[source].on_exit) if dest is not None else (),
-                                 names(dest.on_enter) if dest is not None else (),
+                                 fns(states[source].on_exit) if dest is not None else (),
+                                 fns(dest.on_enter) if dest is not None else (),
                                  bool(dest is not None and dest.final),
-                                 names([*t.after, *machine.after_state_change])))
+                                 fns([*t.after, *machine.after_state_change])))
                 by_source[states[source].value] = tuple(rows)
             self.events[trigger] = by_source
         self.machine_name = machine.name
 
     def bind(self, model) -> None:
         """Give ``model`` what the Machine would: ``state`` (initial), ``trigger(name, ...)``
-        and one method per trigger."""
-        from functools import partial
+        and one method per trigger. TypeError for a model of another class than the
+        template's (its methods are not the ones the table holds)."""
+        if type(model) is not self.model_type:
+            raise TypeError(f"this dispatch table drives {self.model_type.__name__}, not {type(model).__name__}")
         model.state = self.initial
         if getattr(model, "trigger", None) is None:
             model.trigger = partial(self.fire, model)
@@ -385,8 +396,9 @@ class DispatchTable:
         """Fire ``trigger`` on ``model`` as ``transitions`` does; True when an edge was taken.
         Raises MachineError (no edge from this state) and AttributeError (no such trigger)
         with the Machine's own messages, and whatever a callback raised (after on_exception).
-        (Callback lists are looped inline, most of them empty: a helper closure per fire was
-        a tenth of a batch replay's event level.)"""
+        Without arguments (every kernel event): :meth:`fire_plain`."""
+        if not args and not kwargs:
+            return self.fire_plain(model, trigger)
         by_source = self.events.get(trigger)
         if by_source is None:
             if self.ignore_invalid[model.state]:
@@ -401,48 +413,108 @@ class DispatchTable:
                                        % (self.machine_name, trigger, model.state.name))
             else:
                 for cb in self.prepare_event:
-                    getattr(model, cb)(*args, **kwargs)
+                    cb(model, *args, **kwargs)
                 for prepare, conditions, before, dest, exit_, enter, final, after in edges:
                     for cb in prepare:
-                        getattr(model, cb)(*args, **kwargs)
-                    if conditions and not all(getattr(model, c)(*args, **kwargs) == target
-                                              for c, target in conditions):
+                        cb(model, *args, **kwargs)
+                    if conditions and not all(c(model, *args, **kwargs) == target for c, target in conditions):
                         continue
                     for cb in before:
-                        getattr(model, cb)(*args, **kwargs)
+                        cb(model, *args, **kwargs)
                     if dest is not None:
                         for cb in exit_:
-                            getattr(model, cb)(*args, **kwargs)
+                            cb(model, *args, **kwargs)
                         model.state = dest
                         for cb in enter:
-                            getattr(model, cb)(*args, **kwargs)
+                            cb(model, *args, **kwargs)
                         if final:
                             for cb in self.on_final:
-                                getattr(model, cb)(*args, **kwargs)
+                                cb(model, *args, **kwargs)
                     for cb in after:
-                        getattr(model, cb)(*args, **kwargs)
+                        cb(model, *args, **kwargs)
                     result = True
                     break
         except BaseException:
             if not self.on_exception:
                 raise
             for cb in self.on_exception:
-                getattr(model, cb)(*args, **kwargs)
+                cb(model, *args, **kwargs)
         finally:
             try:
                 for cb in self.finalize_event:
-                    getattr(model, cb)(*args, **kwargs)
+                    cb(model, *args, **kwargs)
+            except BaseException as err:   # as transitions: logged, not raised
+                log.error("While executing finalize callbacks a %s occurred: %s.", type(err).__name__, err)
+        return result
+
+    def fire_plain(self, model, trigger: str) -> bool:
+        """:meth:`fire` of a trigger without arguments, line for line, each callback called
+        with the model alone (a call that forwards empty ``*args, **kwargs`` costs about twice
+        a plain one, and a kernel event makes three or four)."""
+        by_source = self.events.get(trigger)
+        if by_source is None:
+            if self.ignore_invalid[model.state]:
+                return False
+            raise AttributeError("Do not know event named '%s'." % trigger)
+        result = False
+        try:
+            edges = by_source.get(model.state)
+            if edges is None:
+                if not self.ignore_invalid[model.state]:
+                    raise MachineError("%sCan't trigger event %s from state %s!"
+                                       % (self.machine_name, trigger, model.state.name))
+            else:
+                for cb in self.prepare_event:
+                    cb(model)
+                for prepare, conditions, before, dest, exit_, enter, final, after in edges:
+                    for cb in prepare:
+                        cb(model)
+                    if conditions and not all(c(model) == target for c, target in conditions):
+                        continue
+                    for cb in before:
+                        cb(model)
+                    if dest is not None:
+                        for cb in exit_:
+                            cb(model)
+                        model.state = dest
+                        for cb in enter:
+                            cb(model)
+                        if final:
+                            for cb in self.on_final:
+                                cb(model)
+                    for cb in after:
+                        cb(model)
+                    result = True
+                    break
+        except BaseException:
+            if not self.on_exception:
+                raise
+            for cb in self.on_exception:
+                cb(model)
+        finally:
+            try:
+                for cb in self.finalize_event:
+                    cb(model)
             except BaseException as err:   # as transitions: logged, not raised
                 log.error("While executing finalize callbacks a %s occurred: %s.", type(err).__name__, err)
         return result
 
 
-def _callback_name(cb, template) -> str:
+def _callback_function(cb, template):
+    """The function of ``template``'s class behind a callback (a bound method of the
+    template, or a method name)."""
+    cls = type(template)
     if isinstance(cb, str) and "." not in cb:
-        return cb
-    if getattr(cb, "__self__", None) is template:
-        return cb.__name__
-    raise TypeError(f"table dispatch cannot carry the callback {cb!r} (only methods of the model)")
+        func = getattr(cls, cb, None)
+    elif getattr(cb, "__self__", None) is template:
+        func = getattr(cls, cb.__name__, None)
+        if getattr(func, "__code__", None) is not getattr(cb.__func__, "__code__", 0):
+            func = None
+    else:
+        func = None
+    if not callable(func) or not hasattr(func, "__code__"):
+        raise TypeError(f"table dispatch cannot carry the callback {cb!r} (only methods of the model)")
+    return func
 
 
 class _NoKernel:
