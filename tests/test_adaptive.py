@@ -116,6 +116,46 @@ def test_band_law_never_leaves_the_bounds_nor_steps_more_than_its_limit(errors, 
         u = nxt
 
 
+@settings(max_examples=300, deadline=None)
+@given(u0=st.floats(0, 60), e0=st.floats(-1e3, 1e3), used=st.floats(0, 60), error=st.floats(-1e3, 1e3),
+       overshoot=st.floats(0, 40), fraction=st.floats(0.01, 1), step=st.floats(0.01, 10))
+def test_the_approach_secant_never_leaves_the_bounds_nor_rises_nor_steps_more_than_its_limit(
+        u0, e0, used, error, overshoot, fraction, step):
+    p = with_adaptive(ADAPTIVE, {**SECTION, "max_step_ma": step, "approach": {
+        "secant_overshoot_deg": overshoot, "secant_fraction": fraction}}, amplitude_min_ma=15, amplitude_max_ma=40)
+    law = LearningLaw(p.adaptive, p.patient)
+    used = law.bounded(used)
+    cross = law.secant((u0, e0), used, error)
+    if cross is None:
+        assert not (error < -overshoot and e0 > 0 and u0 < used)
+        return
+    assert law.lo <= cross <= used and used - cross <= step + 1e-12
+    assert law.next_amplitude(used, e0, e0, approaching=True) >= law.lo
+
+
+def _first_within(profile, patient, walk, deg=2.0):
+    records = closed_loop_replay(walk, profile, patient, SPEC.gait).meta["adaptive"]
+    return next((i for i, r in enumerate(records) if abs(r.error_deg) <= deg), None), records
+
+
+def test_the_first_approach_reaches_target_where_the_band_alone_takes_longer(walk, profile):
+    # patients 6 and 12 of the population: the climb from the motor threshold ends a few
+    # degrees below target, where the band's median step alone takes tenths of a mA per stride
+    section = profile.adaptive.model_dump(mode="json")
+    slower = []
+    for k in (6, 12):
+        patient = draw_population(SPEC, 15, n=k + 1)[k]
+        lo = float(np.floor(patient.threshold_charge_nc / profile.stimulation.pulse_width_us))
+        with_approach = with_adaptive(profile, section, amplitude_min_ma=lo, amplitude_max_ma=40)
+        without = with_adaptive(profile, {**section, "approach": None}, amplitude_min_ma=lo, amplitude_max_ma=40)
+        fast, records = _first_within(with_approach, patient, walk)
+        slow, _ = _first_within(without, patient, walk)
+        assert fast is not None and fast <= 5, [(r.amplitude_ma, round(r.error_deg, 1)) for r in records]
+        assert slow is None or slow > fast
+        slower.append(slow is None or slow > 5)
+    assert any(slower)
+
+
 def _walk_cycle(law, unreachable, strides=600, median_of=5):
     """A 14-stride walk cycle: the foot lifts 1.5°/mA (on target at 23 mA) with ±2° stride
     noise, except in the ``unreachable`` strides of each cycle, which stay 4° low whatever the

@@ -463,6 +463,25 @@ class AdaptiveBand(_Model):
                                                       "law, deg")
 
 
+class AdaptiveApproach(_Model):
+    """The first climb of a walk from its conservative start, until a stride reaches its
+    target (error within the deadband, or the foot above target). Seel et al. 2016 reach the
+    target in one or two strides. While approaching, the proportional law acts also inside
+    the band (the band's median step would slow the climb's last degrees to tenths of a mA
+    per stride). On the stride that first reaches target with the foot more than
+    ``secant_overshoot_deg`` above it, the next amplitude goes ``secant_fraction`` of the way
+    down to where the line (secant) through that stride and the last one below target crosses
+    the target, at most ``max_step_ma`` lower."""
+
+    secant_overshoot_deg: Real = Field(2.0, ge=0.0, le=40.0,
+                                       description="overshoot past target on the first stride that "
+                                                   "reaches it that is corrected by the secant, deg")
+    secant_fraction: Real = Field(0.5, gt=0.0, le=1.0,
+                                  description="share of the way down to the secant's crossing taken: "
+                                              "a steep foot's lift is convex in the current, so the "
+                                              "full secant step lands below target")
+
+
 class Adaptive(_Model):
     """Stride-to-stride learning of the plateau amplitude from the foot's own pitch in swing
     (run-to-run learning, Seel et al. 2016; docs/adaptive.md). Off unless ``enabled``; when
@@ -486,6 +505,8 @@ class Adaptive(_Model):
                                                   "sets the change (1: the stride's own): one stride the "
                                                   "walker happened to lift high or low moves nothing")
     swing: AdaptiveSwing | None = None
+    approach: AdaptiveApproach | None = Field(None, description="the first climb of a walk (None: the "
+                                              "same law as later strides)")
     band: AdaptiveBand | None = Field(None, description="near target, step toward a share of strides below "
                                       "target instead of the proportional law (None: proportional throughout)")
     saturation: AdaptiveSaturation | None = Field(None, description="wind-up guard (None: none): stop "

@@ -95,14 +95,19 @@ class LearningLaw:
             e = max(e, t.late_swing_deg - f.late_swing_deg)
         return e
 
-    def next_amplitude(self, amplitude_ma: float, error_deg: float, median_deg: float | None = None) -> float:
-        """u + clip(gain·e, ±max_step), kept in [lo, hi]; with a band, near target a fixed
-        step by the sign of e. A decrease by the proportional law follows ``median_deg`` (the
-        median error of the last strides), not one stride. ValueError for a non-finite error."""
+    def next_amplitude(self, amplitude_ma: float, error_deg: float, median_deg: float | None = None, *,
+                       approaching: bool = False) -> float:
+        """u + clip(gain·e, ±max_step), kept in [lo, hi]; with a band, near target a step by
+        the band's gain times the median error. A decrease by the proportional law follows
+        ``median_deg`` (the median error of the last strides), not one stride. ``approaching``
+        (no stride of the walk has reached target yet) with an ``approach`` section: the
+        proportional law also inside the band. ValueError for a non-finite error."""
         if not math.isfinite(error_deg):
             raise ValueError(f"pitch error {error_deg!r} is not a finite number")
         med = error_deg if median_deg is None else median_deg
         b = self.band
+        if approaching and b is not None and self.cfg.approach is not None and error_deg > self.deadband:
+            b = None
         if b is not None and error_deg <= b.proportional_beyond_deg:
             far = float(b.proportional_beyond_deg)
             step = float(b.gain_ma_per_deg) * min(far, max(-far, med))
@@ -116,6 +121,21 @@ class LearningLaw:
             step *= self.decrease_fraction
         step = min(self.max_step, max(-self.max_step, step))
         return self.bounded(amplitude_ma + step)
+
+    def secant(self, below: tuple[float, float], used_ma: float, error_deg: float) -> float | None:
+        """The first stride that reached target overshot it by more than
+        ``approach.secant_overshoot_deg``: ``approach.secant_fraction`` of the way from
+        ``used_ma`` down to where the line through ``below`` (amplitude, error > 0 of the last
+        stride below target) and this stride crosses 0, at most ``max_step_ma`` under
+        ``used_ma`` and never above it; None when the overshoot is smaller, the points do not
+        bracket the target, or there is no approach."""
+        a = self.cfg.approach
+        u0, e0 = below
+        if a is None or not error_deg < -float(a.secant_overshoot_deg) or not e0 > 0.0 or not u0 < used_ma:
+            return None
+        cross = u0 + e0 / (e0 - error_deg) * (used_ma - u0)
+        cross = used_ma - float(a.secant_fraction) * (used_ma - cross)
+        return self.bounded(max(used_ma - self.max_step, min(used_ma, cross)))
 
     def bounded(self, amplitude_ma: float) -> float:
         return min(self.hi, max(self.lo, amplitude_ma))
@@ -273,6 +293,8 @@ class AdaptiveStimulation:
         self._swings: deque[float] = deque(maxlen=SWING_HISTORY)
         self._errors: deque[float] = deque(maxlen=int(profile.adaptive.error_median_strides))
         self._open = False
+        self._reached = False        # a learning stride of this walk reached its target
+        self._below: tuple[float, float] | None = None   # (amplitude, error) of the last stride below it
         self._onset_lost = 0
         self._onset_t_us = 0
         self._onset_flat_age_us = 0
@@ -289,6 +311,8 @@ class AdaptiveStimulation:
         self.patient_hold = False
         self._open = False
         self._errors.clear()
+        self._reached = False
+        self._below = None
         self._request(self.amplitude_ma)
         self.status = f"learning from {self.amplitude_ma:g} mA"
 
@@ -354,7 +378,15 @@ class AdaptiveStimulation:
             return self._record(used, nxt, error, f, "learn", "early contact, foot low")
         self._swings.append(f.swing_ms)
         self._errors.append(error)
-        nxt = self.law.next_amplitude(used, error, self._median_error())
+        nxt = self.law.next_amplitude(used, error, self._median_error(), approaching=not self._reached)
+        if not self._reached:
+            if error <= self.law.deadband:
+                self._reached = True
+                cross = None if self._below is None else self.law.secant(self._below, used, error)
+                if cross is not None:
+                    nxt = cross
+            else:
+                self._below = (used, error)
         reason = ""
         if self.guard is not None:
             nxt = self.guard.limit(used, error, nxt)
