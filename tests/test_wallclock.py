@@ -153,6 +153,149 @@ def test_back_stop_without_any_frame_zeroes_on_time():
     assert rig.controller.kernel.wall_cuts >= 1 or rig.controller.supervisor.fault is not None
 
 
+def _paced_writer(fd: int, chunks, period_s: float, stop: threading.Event) -> threading.Thread:
+    """A sensor on its own thread: one chunk every ``period_s`` of wall time (absolute
+    schedule, so it keeps its pace whatever the reader does)."""
+    def write():
+        t0 = time.monotonic()
+        for i, chunk in enumerate(chunks):
+            if stop.wait(max(0.0, t0 + i * period_s - time.monotonic())):
+                return
+            os.write(fd, chunk)
+    thread = threading.Thread(target=write, name="paced-sensor", daemon=True)
+    thread.start()
+    return thread
+
+
+def _late_caller_run(kernel_impl, chunks, *, late_after_frames: int, late_s: float):
+    """The real-time loop on a pipe fed at 100 Hz, whose event level holds the thread for
+    ``late_s`` once (a stall of the Python side, e.g. a collector or a busy interpreter)."""
+    profile = backstop_profile(stale_ms=100)
+    controller = Controller(profile, implementation=kernel_impl, trace_capacity=0)
+    k = controller.kernel
+    r, w = os.pipe()
+    stop = threading.Event()
+    stalled: list[float] = []
+
+    def should_stop() -> bool:
+        if k.frames >= late_after_frames and not stalled:
+            stalled.append(time.monotonic())
+            time.sleep(late_s)                  # the sensor keeps writing meanwhile
+        return bool(k.fault) or (k.frames >= len(chunks) and not writer.is_alive())
+
+    writer = _paced_writer(w, chunks, PERIOD_S, stop)
+    try:
+        controller.start()
+        controller.run(r, should_stop, wake_ms=5)
+    finally:
+        stop.set()
+        writer.join(5)
+        os.close(r)
+        os.close(w)
+    return controller
+
+
+@pytest.mark.timeout(30)
+def test_a_late_loop_reads_what_queued_before_judging_the_sensor_stale(kernel_impl):
+    """The loop comes back 300 ms late (3 x stale_ms) while the sensor kept sending: the
+    frames that queued are read, no SENSOR_STALE latches, and the lateness is counted as
+    missed deadlines. (Before, the stale check ran before the port was read, so a stalled
+    event level latched a sensor fault although every frame was there: CI, stop 22.)"""
+    frames = heel_frames(1.5, 0.0, 0.0)
+    c = _late_caller_run(kernel_impl, [f.tobytes() for f in frames], late_after_frames=40, late_s=0.3)
+    assert c.supervisor.fault is None, c.supervisor.fault
+    assert c.kernel.frames == len(frames)
+    assert c.kernel.missed_deadlines >= 20        # ~30 frames queued behind the stall
+
+
+@pytest.mark.timeout(30)
+def test_bytes_that_are_not_frames_do_not_keep_a_lost_sensor_alive(kernel_impl):
+    """After 40 good frames the port carries only noise, every 10 ms: the zero-time look before
+    the stale fault finds bytes but no valid frame, so SENSOR_STALE still latches, about
+    stale_ms after the last good frame."""
+    frames = heel_frames(0.4, 0.0, 0.0)
+    noise = [bytes(range(7, 7 + 23))] * 100
+    t0 = time.monotonic()
+    c = _late_caller_run(kernel_impl, [f.tobytes() for f in frames] + noise, late_after_frames=10**9, late_s=0)
+    elapsed = time.monotonic() - t0
+    assert c.supervisor.fault is not None
+    assert c.supervisor.faults[0].reason in (Fault.SENSOR_STALE, Fault.PARSE_ERROR, Fault.LINK_ERRORS)
+    assert c.kernel.frames == len(frames)
+    assert elapsed < 0.4 + 0.1 + 0.5              # faulted long before the noise ended (1 s)
+
+
+# A sensor and a loop in two processes; the test stops both (SIGSTOP), as a stalled machine
+# or VM does, then lets the loop run first and the sensor 2 ms later.
+STALL_LOOP = textwrap.dedent("""
+    import json, sys
+    from fescontrol.loop.controller import Controller
+    from tests.test_wallclock import backstop_profile
+    fd, n, impl = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    c = Controller(backstop_profile(stale_ms=100), implementation=impl, trace_capacity=0)
+    c.set_sensor_clock_rate(0.0)   # the stopped sensor's frames ARE late against their stamps
+    c.start()
+    print("ready", flush=True)
+    c.run(fd, lambda: bool(c.kernel.fault) or c.kernel.frames >= n, wake_ms=5)
+    f = c.supervisor.fault
+    print(json.dumps({"frames": c.kernel.frames, "fault": None if f is None else f.reason.name,
+                      "missed": c.kernel.missed_deadlines}))
+""")
+STALL_SENSOR = textwrap.dedent("""
+    import os, sys, time
+    fd, path = int(sys.argv[1]), sys.argv[2]
+    data = open(path, "rb").read()
+    size = len(data) // int(sys.argv[3])
+    t0 = time.monotonic()
+    for i in range(len(data) // size):      # one frame per 10 ms on an absolute schedule
+        time.sleep(max(0.0, t0 + i * 0.01 - time.monotonic()))
+        os.write(fd, data[i * size:(i + 1) * size])
+""")
+
+
+@pytest.mark.timeout(60)
+def test_a_stalled_machine_is_not_a_lost_sensor(kernel_impl, tmp_path):
+    """Loop and sensor both stopped for 300 ms (3 x stale_ms); the loop resumes first: its
+    wait overslept, so it looks one more sample period and the sensor's queued frames arrive
+    in it. No SENSOR_STALE; every frame read. (Before, the overslept wait counted as a
+    watched silence and latched a sensor fault that was the machine's: CI of stop 22, in the
+    live-view browser test.) The drift check is off, as in the live view's replay: frames of
+    a sensor that was itself stopped are 300 ms late against their own timestamps, which
+    with the check on is CLOCK_DRIFT, rightly."""
+    import signal
+    frames = heel_frames(1.5, 0.0, 0.0)
+    path = tmp_path / "frames.bin"
+    path.write_bytes(b"".join(f.tobytes() for f in frames))
+    r, w = os.pipe()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    loop = subprocess.Popen([sys.executable, "-c", STALL_LOOP, str(r), str(len(frames)), kernel_impl],
+                            pass_fds=(r,), cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+    sensor = None
+    try:
+        assert loop.stdout.readline().strip() == "ready"
+        sensor = subprocess.Popen([sys.executable, "-c", STALL_SENSOR, str(w), str(path), str(len(frames))],
+                                  pass_fds=(w,), cwd=REPO)
+        time.sleep(0.5)
+        sensor.send_signal(signal.SIGSTOP)
+        loop.send_signal(signal.SIGSTOP)
+        time.sleep(0.3)
+        loop.send_signal(signal.SIGCONT)
+        time.sleep(0.002)
+        sensor.send_signal(signal.SIGCONT)
+        out, _ = loop.communicate(timeout=20)
+        sensor.wait(10)
+    finally:
+        for proc in (loop, sensor):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.kill()
+                proc.wait()
+        os.close(r)
+        os.close(w)
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["fault"] is None, result
+    assert result["frames"] == len(frames)
+
+
 @pytest.mark.timeout(60)
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])

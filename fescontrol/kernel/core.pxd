@@ -18,7 +18,7 @@ cdef int R_EVENT, R_DELIVER, R_TIMEOUT, R_TRACE_FULL, R_CLOSED
 cdef int PAYLOAD_LEN, FRAME_LEN, VERSION
 cdef int FLAG_HEEL_PRESENT, FLAG_IMU_PRESENT, FLAG_IMU_SATURATED, FLAG_HEEL_FAULT
 cdef double HEEL_N_PER_COUNT, GYRO_DPS_PER_COUNT, PI
-cdef int BUF_BYTES, QUEUE_LEN, READ_CHUNK, N_BINS, FLOOR_BINS
+cdef int BUF_BYTES, QUEUE_LEN, READ_CHUNK, N_BINS, FLOOR_BINS, STALE_RELOOKS
 cdef int SWING_BUF_LEN
 cdef int CHANNELS_MAX, TIMED_IDLE, TIMED_WAIT, TIMED_RISE, TIMED_HOLD, TIMED_FALL
 cdef int64_t BIN_US, DRIFT_WINDOW_US, DRIFT_MAX_PERCENT, STRIDE_MAX_US, U32_MASK, U32_WRAP, U32_HALF
@@ -165,7 +165,8 @@ cdef class Kernel:
     @cython.locals(stride=int64_t, unload=int64_t, lag=double, d=double)
     cdef void _learn_stride(self) noexcept nogil
     @cython.locals(now=int64_t, deadline=int64_t, wait_us=int64_t, frames_before=int64_t, before_us=int64_t,
-                   until=int64_t, ret=int, n=int64_t, c=int, stale_us=int64_t)
+                   until=int64_t, ret=int, n=int64_t, c=int, stale_us=int64_t,
+                   looked=int, stale_due=int, relooks=int)
     cdef int _run_fd(self, int fd, int64_t wake_us) noexcept nogil
     @cython.locals(limit=int64_t)
     cdef int64_t _wall_max_stim_us(self) noexcept nogil

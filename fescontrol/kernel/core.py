@@ -111,6 +111,7 @@ BUF_BYTES = _params.INPUT_BUFFER_BYTES
 QUEUE_LEN = _params.EVENT_QUEUE_LEN
 READ_CHUNK = _params.READ_CHUNK_BYTES
 N_BINS = _params.LATENESS_BINS
+STALE_RELOOKS = _params.STALE_RELOOKS
 BIN_US = _params.LATENESS_BIN_US
 DRIFT_WINDOW_US = _params.DRIFT_WINDOW_US
 DRIFT_MAX_PERCENT = _params.DRIFT_MAX_PERCENT
@@ -1285,7 +1286,11 @@ class Kernel:
 
         Returns Ret flags, at the latest after ``wake_us`` of wall time (TIMEOUT) so the
         caller can service the stimulator; CLOSED at end of file or a read error. No valid
-        frame for stale_ms of wall time latches SENSOR_STALE; before the session's first valid
+        frame for stale_ms of wall time latches SENSOR_STALE, judged only by a wait that watched
+        the port until its deadline: when the loop itself was not running (the caller came
+        back late, or the wait overslept), queued frames are read and it looks one more sample
+        period first, at most STALE_RELOOKS times (a late loop is missed deadlines, not a lost
+        sensor); before the session's first valid
         frame the wait is ``startup_grace_us`` instead (limits.SENSOR_STARTUP_GRACE_MS: a unit
         that resets when its port opens; the output is zero until frames arrive). The wall-clock back-stop zeroes
         any burst that has lasted max_stim less one sample period of monotonic time,
@@ -1307,6 +1312,8 @@ class Kernel:
         if self.last_valid_wall_us == 0:
             self.last_valid_wall_us = now
         deadline = now + wake_us
+        looked = 0        # the last wait watched the port until its deadline (did not oversleep)
+        relooks = 0
         while True:
             frames_before = self.frames
             before_us = now
@@ -1324,13 +1331,22 @@ class Kernel:
             if ret:
                 return ret
             stale_us = self.stale_us if self.frames else self.startup_grace_us
-            if not self.fault and now - self.last_valid_wall_us > stale_us:
+            stale_due = not self.fault and now - self.last_valid_wall_us > stale_us
+            # Stale means the sensor was silent while this loop watched its port. When the loop
+            # itself was not running (the caller came back late, or a wait overslept: the
+            # process or the machine stalled), frames may be queued or about to be written,
+            # so it looks for one more sample period first, at most STALE_RELOOKS times.
+            if stale_due and not looked:
+                relooks += 1
+            if stale_due and (looked or relooks > STALE_RELOOKS):
                 self._fault(F_SENSOR_STALE)
                 return R_EVENT | R_DELIVER
-            if now >= deadline:
+            if now >= deadline and not stale_due:
                 return R_TIMEOUT
             until = deadline
-            if self.last_valid_wall_us + stale_us + 1 < until:
+            if stale_due:
+                until = now + self.period_us
+            elif self.last_valid_wall_us + stale_us + 1 < until:
                 until = self.last_valid_wall_us + stale_us + 1
             if self.burst_wall_start_us >= 0 and self.burst_wall_start_us + self._wall_max_stim_us() < until:
                 until = self.burst_wall_start_us + self._wall_max_stim_us()
@@ -1343,6 +1359,7 @@ class Kernel:
             # the wait has ms resolution: round up so we never spin
             n = wait_readable(fd, (wait_us + 999) // 1000)
             now = now_us()
+            looked = 1 if now - until <= self.period_us else 0    # awake until its deadline
             if n <= 0:
                 continue
             if self.buf_end - self.buf_start + READ_CHUNK > BUF_BYTES:

@@ -13,6 +13,10 @@ EVENT_QUEUE_LEN = 16         # events queued between two event-level calls (more
 READ_CHUNK_BYTES = 4096      # run_fd reads at most this much per read()
 LATENESS_BIN_US = 100
 LATENESS_BINS = 101  # last bin: ≥ 10 ms
+#: run_fd: after the loop itself was not running (it came back late, or a wait overslept) it
+#: looks at the port for one more sample period before SENSOR_STALE, at most this many times
+#: in a row (a machine that keeps stalling still faults, within ~3 periods of running again)
+STALE_RELOOKS = 3
 
 FLOOR_BINS = 40         # ring buffer of per-bin minima: the swing-floor window
 STRIDE_MAX_US = 2_500_000   # longer heel cycles are stops, not strides (not learned from)
