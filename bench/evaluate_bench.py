@@ -6,12 +6,14 @@ the shared gaitpdb walks (issue 12).
   LocalCluster — load (binary CSV cache warm, as on a second run), replay through the
   compiled kernel, score, rows back to the client. Cluster start-up is not counted (it is
   reported separately). Targets: >= 50 feet/s per worker; 2 workers >= 1.7 x one.
-* ``sweep``: real sweeps of ``--sweep-points`` / 4 and ``--sweep-points`` points of
-  trigger.heel.off_fraction × every shared gaitpdb walk (both feet) with 2 workers, each with
-  its cluster start-up; the time for 1,000 points is fitted as start-up + points × slope and
-  printed with its inputs; ``--full-sweep`` runs the 1,000 points (target: <= 15 min).
+* ``sweep``: real sweeps of ``--sweep-points`` / 2 and ``--sweep-points`` points (default 64
+  and 128: 19 % of the work) of trigger.heel.off_fraction × every shared gaitpdb walk (both
+  feet) with 2 workers, each with its cluster start-up, in the tasks of a 1,000-point sweep
+  (64 points each); the time for 1,000 points is fitted as start-up + points × slope and
+  printed with its inputs, what it assumes and the CPU per replay (tasks, client and
+  scheduler); ``--full-sweep`` runs the 1,000 points (target: <= 15 min).
 
-Usage: python bench/evaluate_bench.py [--walks 40] [--sweep-points 20] [--full-sweep] [--repeats 5]
+Usage: python bench/evaluate_bench.py [--walks 40] [--sweep-points 128] [--full-sweep] [--repeats 5]
 * ``replay_cpu_ms_per_foot``: replay + score of one gaitpdb foot in this process, each delivery
   to the supervisor singly (the plain path: the baseline of the run) and batched (the default).
 
@@ -78,8 +80,13 @@ def measure_evaluate(items: list[RecordingItem], workers: int, repeats: int = 5)
 
 
 def measure_sequential(items: list[RecordingItem]) -> dict:
-    """Baseline in the same run: the same feet one after another in this process, no Dask."""
-    from fescontrol.sim.evaluate import evaluate_foot
+    """Baseline in the same run: the same feet one after another in this process, no Dask;
+    then the CPU of each step of a foot apart (load from the warm cache, wire frames, replay,
+    score), in this process."""
+    from fescontrol.sim.evaluate import evaluate_foot, prepare_worker
+    from fescontrol.sim.load import load_any
+    from fescontrol.sim.replay import recording_stream, replay
+    from fescontrol.sim.scoring import score
     profile = load_profile(bundled_profile_path("default"))
     for it in items[:4]:
         evaluate_foot(it.source, it.side, None, profile)
@@ -87,8 +94,23 @@ def measure_sequential(items: list[RecordingItem]) -> dict:
     for it in items:
         evaluate_foot(it.source, it.side, None, profile)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    prepare_worker()         # as on a worker: the heap out of the cyclic collector's way
+    steps = dict.fromkeys(("load", "frames", "replay", "score"), 0.0)
+    for it in items:
+        c = time.process_time()
+        rec = load_any(it.source, it.side)
+        c1 = time.process_time()
+        stream = recording_stream(rec)[0].tobytes()
+        c2 = time.process_time()
+        result = replay(rec, profile, stream=stream, trace="current", events=False)
+        c3 = time.process_time()
+        score(rec, result.bursts_s, faults=[f.text for f in result.faults])
+        c4 = time.process_time()
+        for key, dt in zip(steps, (c1 - c, c2 - c1, c3 - c2, c4 - c3)):
+            steps[key] += dt
     return {"feet": len(items), "elapsed_s": round(wall, 3), "feet_per_s": round(len(items) / wall, 1),
-            "cpu_ms_per_foot": round(1000 * cpu / len(items), 1)}
+            "cpu_ms_per_foot": round(1000 * cpu / len(items), 1),
+            "step_cpu_ms_per_foot": {k: round(1000 * v / len(items), 2) for k, v in steps.items()}}
 
 
 def measure_replay_paths(walks: int = 20, repeats: int = 3) -> dict:
@@ -122,29 +144,38 @@ def measure_replay_paths(walks: int = 20, repeats: int = 3) -> dict:
     return out
 
 
+#: points per task of a 1,000-point ``fes sweep`` (sim.sweep: min(64, ceil(points / 4)))
+SWEEP_BLOCK = 64
+
+
 def measure_sweep(points: int, workers: int = 2, block: int | None = None) -> dict:
     """One real ``fes sweep`` run (cluster start-up included) of ``points`` points of
-    trigger.heel.off_fraction over every shared gaitpdb walk, both feet."""
+    trigger.heel.off_fraction (spread over 0.005..0.105, the range of the 1,000-point run)
+    over every shared gaitpdb walk, both feet, in tasks of ``block`` points (default: as a
+    1,000-point sweep runs, :data:`SWEEP_BLOCK`)."""
     from fescontrol.sim.sweep import sweep
     names = gaitpdb_names()
     items = [RecordingItem(n, s) for n in names for s in ("left", "right")]
     base = load_profile(bundled_profile_path("default"))
     values = [{"trigger.heel.off_fraction": round(0.005 + 0.1 * k / max(1, points - 1), 6)} for k in range(points)]
     t0 = time.perf_counter()
-    # one block of points per task, as a 1,000-point sweep runs (64 points per task): each
-    # worker loads a recording once, then replays it for the whole block
-    res = sweep(items, base, [], points=values, workers=workers, progress=False, block=block or min(points, 64))
+    # each worker loads a recording once per task, then replays it for the whole block
+    res = sweep(items, base, [], points=values, workers=workers, progress=False, block=block or SWEEP_BLOCK)
     total = time.perf_counter() - t0
     replays = res.feet * len(res.valid)
     cpu_ms = 1000 * res.engine["worker_cpu_s"] / max(1, replays)
     return {"points": points, "walks": len(names), "feet": res.feet, "workers": workers, "replays": replays,
+            "points_per_task": res.engine["points_per_task"], "tasks": res.engine["tasks"],
             "elapsed_s": round(total, 1), "replays_per_s": round(replays / total, 1),
-            "worker_cpu_ms_per_replay": round(cpu_ms, 2), "best": res.best.values if res.best else None}
+            "worker_cpu_ms_per_replay": round(cpu_ms, 2),
+            "client_cpu_ms_per_replay": round(1000 * res.engine["client_cpu_s"] / max(1, replays), 2),
+            "best": res.best.values if res.best else None}
 
 
 def fit_sweep(runs: list[dict], target_points: int = 1000) -> dict:
     """The time of a ``target_points`` sweep fitted as start-up + points × slope through real
-    sweeps of fewer points over ALL the walks (least squares over ``runs``); with the inputs."""
+    sweeps of fewer points over ALL the walks, in the same tasks as the target (least squares
+    over ``runs``); with the inputs and what the extrapolation assumes."""
     xs = [r["points"] for r in runs]
     ys = [r["elapsed_s"] for r in runs]
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
@@ -153,27 +184,34 @@ def fit_sweep(runs: list[dict], target_points: int = 1000) -> dict:
     return {"target_points": target_points, "slope_s_per_point": round(slope, 3), "startup_s": round(startup, 1),
             "projected_s": round(startup + slope * target_points, 1),
             "projected_min": round((startup + slope * target_points) / 60, 1),
-            "fit": "elapsed_s = startup_s + points * slope_s_per_point (least squares)", "runs": runs}
+            "fit": "elapsed_s = startup_s + points * slope_s_per_point (least squares)",
+            "assumes": "every further block of points costs what the measured ones did: same feet, "
+                       "same tasks (points per task), points from the same range, a client that keeps up",
+            "runs": runs}
 
 
 def measure_sweeps(points: int, workers: int = 2) -> dict:
-    """Real sweeps of ``points // 4`` and ``points`` points (the smaller first) over every
-    shared gaitpdb walk, fitted to 1,000 points by :func:`fit_sweep`; a run of 1,000 points
-    or more is reported as measured."""
+    """Real sweeps of ``points // 2`` and ``points`` points (the smaller first) over every
+    shared gaitpdb walk in the tasks of a 1,000-point sweep (:data:`SWEEP_BLOCK` points each),
+    fitted to 1,000 points by :func:`fit_sweep`; a run of 1,000 points or more is reported as
+    measured."""
     if points >= 1000:
         run = measure_sweep(points, workers)
         return {**run, "projected_min": round(run["elapsed_s"] / 60, 1), "extrapolated": False, "runs": [run]}
-    runs = [measure_sweep(max(1, points // 4), workers), measure_sweep(points, workers)]
+    runs = [measure_sweep(max(1, points // 2), workers), measure_sweep(points, workers)]
     fit = fit_sweep(runs)
     last = runs[-1]
+    cpu_ms = last["worker_cpu_ms_per_replay"] + last["client_cpu_ms_per_replay"]
     return {**fit, "points": last["points"], "walks": last["walks"], "feet": last["feet"], "workers": workers,
             "elapsed_s": last["elapsed_s"], "replays_per_s": last["replays_per_s"],
             "worker_cpu_ms_per_replay": last["worker_cpu_ms_per_replay"],
-            "cpu_bound_1000_points_min": round(last["worker_cpu_ms_per_replay"] * last["feet"] / workers / 60, 1),
+            "client_cpu_ms_per_replay": last["client_cpu_ms_per_replay"],
+            "cpu_bound_1000_points_min": round(cpu_ms * last["feet"] / workers / 60, 1),
+            "share_of_1000_points": round(sum(r["points"] for r in runs) / 1000, 3),
             "extrapolated": True}
 
 
-def measure(walks: int = 40, sweep_points: int = 32, echo=print, repeats: int = 5) -> dict:
+def measure(walks: int = 40, sweep_points: int = 128, echo=print, repeats: int = 5) -> dict:
     load_before = round(os.getloadavg()[0], 2)
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("FES_CACHE_DIR", str(Path(tmp) / "cache"))
@@ -196,7 +234,7 @@ def measure(walks: int = 40, sweep_points: int = 32, echo=print, repeats: int = 
         echo("replay + score per foot, plain vs batched deliveries …")
         out["replay_cpu_ms_per_foot"] = measure_replay_paths()
     if sweep_points and (shared_gait_data_dir() / "physionet_gaitpdb" / "data").is_dir():
-        echo(f"sweep: {max(1, sweep_points // 4)} and {sweep_points} points × every shared gaitpdb walk, 2 workers …")
+        echo(f"sweep: {max(1, sweep_points // 2)} and {sweep_points} points × every shared gaitpdb walk, 2 workers …")
         out["sweep"] = measure_sweeps(sweep_points)
     return out
 
@@ -204,9 +242,10 @@ def measure(walks: int = 40, sweep_points: int = 32, echo=print, repeats: int = 
 def rows(results: dict) -> list[tuple[str, str, str]]:
     ev = results["evaluate_recordings_per_s"]
     seq, d1 = ev["detail"][0], ev["detail"][1]
+    steps = seq.get("step_cpu_ms_per_foot", {})
     out = [("evaluate baseline, no Dask", f"{seq['feet_per_s']} feet/s",
             f"sequential in one process, {seq['cpu_ms_per_foot']} ms CPU per foot, {seq['feet']} CSV feet "
-            "of ~2 min at 100 Hz"),
+            "of ~2 min at 100 Hz; steps, ms CPU per foot: " + ", ".join(f"{k} {v}" for k, v in steps.items())),
            ("evaluate, 1 worker", f"{ev['1_worker']} feet/s", f"target ≥ 50 per worker; "
             f"{ev['1_worker_vs_sequential']}× the baseline; {d1['worker_ms_per_foot']} ms wall, "
             f"{d1['worker_cpu_ms_per_foot']} ms CPU per foot on the worker "
@@ -223,9 +262,12 @@ def rows(results: dict) -> list[tuple[str, str, str]]:
             inputs = "; ".join(f"{r['points']} points in {r['elapsed_s']} s" for r in s["runs"])
             out.append(("sweep, 1,000 points × gaitpdb", f"{s['projected_min']} min",
                         f"fitted {s['startup_s']} s + 1000 × {s['slope_s_per_point']} s/point through real sweeps "
-                        f"over all {s['walks']} walks ({s['feet']} feet, {s['workers']} workers): {inputs}; "
-                        f"target ≤ 15 min; {s['worker_cpu_ms_per_replay']} ms task CPU per replay "
-                        f"(= {s['cpu_bound_1000_points_min']} min of replays alone on {s['workers']} unshared cores)"))
+                        f"over all {s['walks']} walks ({s['feet']} feet, {s['workers']} workers, "
+                        f"{s['runs'][-1]['points_per_task']} points per task as in the 1,000-point run; "
+                        f"{100 * s['share_of_1000_points']:.1f} % of its replays): {inputs}; target ≤ 15 min; "
+                        f"assumes {s['assumes']}; CPU per replay {s['worker_cpu_ms_per_replay']} ms in tasks + "
+                        f"{s['client_cpu_ms_per_replay']} ms client and scheduler "
+                        f"(= {s['cpu_bound_1000_points_min']} min on {s['workers']} unshared cores)"))
         else:
             out.append(("sweep, 1,000 points × gaitpdb", f"{s['projected_min']} min",
                         f"measured: {s['points']} points × {s['feet']} feet ({s['walks']} walks) in "
@@ -236,7 +278,8 @@ def rows(results: dict) -> list[tuple[str, str, str]]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--walks", type=int, default=40, help="gaitpdb walks converted to CSV (2 feet each)")
-    ap.add_argument("--sweep-points", type=int, default=32, help="the larger of the two fitted sweeps; 0 skips")
+    ap.add_argument("--sweep-points", type=int, default=128,
+                    help="the larger of the two fitted sweeps (the other: half of it); 0 skips")
     ap.add_argument("--full-sweep", action="store_true", help="run all 1,000 points (slow)")
     ap.add_argument("--repeats", type=int, default=5, help="evaluate runs per worker count (median reported)")
     ap.add_argument("--json", help="also write the figures here")

@@ -237,8 +237,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rt", choices=("auto", "yes", "no"), default="auto",
                     help="also measure idle and under load with real-time hardening (auto: where permitted)")
     ap.add_argument("--out", default=str(Path(__file__).with_name("results.json")))
-    ap.add_argument("--sweep-points", type=int, default=32,
-                    help="fes sweep bench: the larger of two real sweeps over all walks (1,000 points fitted; 0 skips)")
+    ap.add_argument("--sweep-points", type=int, default=128,
+                    help="fes sweep bench: the larger of two real sweeps over all walks (the other: half; "
+                         "1,000 points fitted; 0 skips)")
     ap.add_argument("--only", choices=("realtime",),
                     help="realtime: only the latency pairs and the RSS growth (~6 min), merged into --out: "
                          "the other keys already there are kept")

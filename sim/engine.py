@@ -68,12 +68,15 @@ def describe(client) -> dict:
 
 def run_tasks(client, fn: Callable, args_list: Sequence[tuple], *, desc: str = "",
               progress: bool | None = None, on_result: Callable[[int, Any], None] | None = None,
-              max_in_flight: int | None = None) -> list:
+              max_in_flight: int | None = None, keep: bool = True) -> list:
     """Run ``fn(*args)`` for every args tuple on the cluster; results in submission order.
 
     ``progress`` None shows a bar only on a terminal. ``on_result(index, result)`` is called
     as each task finishes (completion order). With ``max_in_flight`` at most that many tasks
-    are queued at once (bounds memory for long sweeps)."""
+    are queued at once (bounds memory for long sweeps). ``keep`` False: ``on_result`` is the
+    only consumer, nothing is kept (the list returned holds None): a 1,000-point sweep's
+    results are ~290,000 reports, which the client's cyclic collector walked again and again
+    while the workers needed the cores."""
     from distributed import as_completed
     from tqdm import tqdm
     results: list = [None] * len(args_list)
@@ -103,10 +106,13 @@ def run_tasks(client, fn: Callable, args_list: Sequence[tuple], *, desc: str = "
         ac = as_completed(first)
         for fut in ac:
             i = index_of.pop(fut.key)
-            results[i] = fut.result()
+            result = fut.result()
             fut.release()
+            if keep:
+                results[i] = result
             if on_result is not None:
-                on_result(i, results[i])
+                on_result(i, result)
+            del result
             bar.update(1)
             submit_next(ac)
     finally:

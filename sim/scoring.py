@@ -220,13 +220,24 @@ def match_onsets(onsets: Sequence[float], windows: Sequence[tuple[float, float]]
     return match_of_window, unmatched
 
 
-def score(rec: Recording, bursts: Sequence[Burst], faults: Sequence[Any] = (),
-          rules: ScoringRules = ScoringRules()) -> DetectionReport:
-    """Match ``bursts`` [(onset_s, offset_s)] to ``rec``'s reference swings (module doc)."""
-    bursts = sorted((float(a), float(b)) for a, b in bursts)
-    for a, b in bursts:
-        if not (math.isfinite(a) and math.isfinite(b)) or b < a:
-            raise ValueError(f"burst ({a}, {b}): onset and offset must be finite, offset >= onset")
+@dataclass(frozen=True)
+class ScoringSetup:
+    """What :func:`score` needs of one recording under one set of rules that does not depend
+    on the bursts: the swings (complete and partial, in time order) with their exclusion and
+    match window, and the scored duration. A sweep scores each recording once per point:
+    :func:`prepare_scoring` once, then ``score(..., setup=)`` per point."""
+
+    recording: Recording
+    rules: ScoringRules
+    swings: list               # (toe_off, heel_strike, excluded by the file edges) in time order
+    excluded: tuple            # per swing: not scored (edges, invalid samples)
+    windows: list              # per swing: the match window [toe_off - before, heel_strike)
+    excluded_windows: list     # the windows of the excluded swings, in swing order
+    scored_duration_s: float
+
+
+def prepare_scoring(rec: Recording, rules: ScoringRules = ScoringRules()) -> ScoringSetup:
+    """The burst-independent part of :func:`score` for ``rec`` (see :class:`ScoringSetup`)."""
     swings = _swings_with_partials(rec)
     min_run = max(1, int(math.ceil(rules.max_invalid_run_s * rec.rate_hz - 1e-9)))
     invalid = _invalid_runs(rec, min_run)
@@ -236,6 +247,26 @@ def score(rec: Recording, bursts: Sequence[Burst], faults: Sequence[Any] = (),
         exc = exc or any(p < hs and q > lo for p, q in invalid)
         excluded.append(exc)
     windows = [(to - rules.onset_window_before_s, hs) for to, hs, _ in swings]
+    unscored_s = sum(q - p for p, q in merge_intervals(
+        [(max(0.0, a), min(rec.duration_s, b)) for a, b in rec.unscored_intervals_s]))
+    return ScoringSetup(rec, rules, swings, tuple(excluded), windows,
+                        [w for w, exc in zip(windows, excluded) if exc], rec.duration_s - unscored_s)
+
+
+def score(rec: Recording, bursts: Sequence[Burst], faults: Sequence[Any] = (),
+          rules: ScoringRules = ScoringRules(), setup: ScoringSetup | None = None) -> DetectionReport:
+    """Match ``bursts`` [(onset_s, offset_s)] to ``rec``'s reference swings (module doc).
+    ``setup``: :func:`prepare_scoring` of ``rec`` and ``rules`` (made here when None);
+    ValueError for a setup of another recording or other rules."""
+    bursts = sorted((float(a), float(b)) for a, b in bursts)
+    for a, b in bursts:
+        if not (math.isfinite(a) and math.isfinite(b)) or b < a:
+            raise ValueError(f"burst ({a}, {b}): onset and offset must be finite, offset >= onset")
+    if setup is None:
+        setup = prepare_scoring(rec, rules)
+    elif setup.recording is not rec or setup.rules != rules:
+        raise ValueError("score: the setup was prepared for another recording or other rules")
+    swings, excluded, windows = setup.swings, setup.excluded, setup.windows
 
     match_of_swing, unmatched = match_onsets([a for a, _ in bursts], windows)
 
@@ -247,7 +278,7 @@ def score(rec: Recording, bursts: Sequence[Burst], faults: Sequence[Any] = (),
         onset = bursts[k][0]
         kind = next((kind for a, b, kind in rec.quiet_intervals_s if a <= onset < b), None)
         if _in_any(onset, rec.unscored_intervals_s) or any(
-                excluded[j] and lo <= onset < hi for j, (lo, hi) in enumerate(windows)) or (
+                lo <= onset < hi for lo, hi in setup.excluded_windows) or (
                 onset >= end_window and kind is None):
             # the last rule: the toe-off this onset would match may lie after the file's end
             ignored += 1
@@ -271,20 +302,43 @@ def score(rec: Recording, bursts: Sequence[Burst], faults: Sequence[Any] = (),
             errors.append(1000.0 * (onset - to))
             after.append(1000.0 * max(0.0, offset - hs))
     n_ref = len(scored)
-    unscored_s = sum(q - p for p, q in merge_intervals(
-        [(max(0.0, a), min(rec.duration_s, b)) for a, b in rec.unscored_intervals_s]))
     return _report(
         name=f"{rec.name} {rec.side}", n_ref=n_ref, detected=detected,
         false_times=false_times, quiet=quiet, errors=errors, after=after, coverage=coverage,
         faults=list(faults), bursts=len(bursts), ignored=ignored,
-        excluded=sum(excluded), scored_s=rec.duration_s - unscored_s, rules=rules, recordings=1)
+        excluded=sum(excluded), scored_s=setup.scored_duration_s, rules=rules, recordings=1)
+
+
+def _statistics(errors, after, coverage, rules: ScoringRules) -> dict:
+    """The statistics of a report from its per-swing values (lists, or the float64 arrays of
+    :func:`_joined`: the same bits): ``onset_error_ms``, ``onset_in_window_fraction`` (the exact
+    count over n, correctly rounded, as numpy's mean of booleans), ``swing_coverage_median``,
+    ``stim_after_heel_strike_ms``. The one place :func:`score`, :func:`pooled` and
+    :func:`pooled_statistics` compute them."""
+    lo, hi = rules.in_window_ms
+    n = len(errors)
+    if not n:
+        in_window = math.nan
+    elif isinstance(errors, np.ndarray):
+        in_window = int(np.count_nonzero((errors >= lo) & (errors <= hi))) / n
+    else:
+        in_window = sum(1 for e in errors if lo <= e <= hi) / n
+    aft = _stats(after, absolute_p95=False)
+    return {"onset_error_ms": _stats(errors), "onset_in_window_fraction": in_window,
+            "swing_coverage_median": _median_of(coverage) if len(coverage) else math.nan,
+            "stim_after_heel_strike_ms": {"median": aft["median"], "p95": aft["p95"], "n": aft["n"]}}
+
+
+def _pooled_quiet(reports: Sequence[DetectionReport]) -> dict:
+    quiet = {k: sum(r.quiet_onsets.get(k, 0) for r in reports) for k in QUIET_KINDS}
+    quiet["total"] = sum(quiet.values())
+    return quiet
 
 
 def _report(*, name, n_ref, detected, false_times, quiet, errors, after, coverage, faults,
             bursts, ignored, excluded, scored_s, rules, recordings) -> DetectionReport:
     n_false = len(false_times)
-    lo, hi = rules.in_window_ms
-    aft = _stats(after, absolute_p95=False)
+    stats = _statistics(errors, after, coverage, rules)
     return DetectionReport(
         name=name,
         swings_reference=n_ref,
@@ -293,11 +347,10 @@ def _report(*, name, n_ref, detected, false_times, quiet, errors, after, coverag
         swing_precision=detected / (detected + n_false) if detected + n_false else math.nan,
         false_onsets=n_false,
         false_onsets_per_min=n_false / (scored_s / 60.0) if scored_s > 0 else math.nan,
-        onset_error_ms=_stats(errors),
-        # numpy's mean of booleans is the exact count over n, correctly rounded, as here
-        onset_in_window_fraction=sum(1 for e in errors if lo <= e <= hi) / len(errors) if len(errors) else math.nan,
-        swing_coverage_median=_median_of(coverage) if len(coverage) else math.nan,
-        stim_after_heel_strike_ms={"median": aft["median"], "p95": aft["p95"], "n": aft["n"]},
+        onset_error_ms=stats["onset_error_ms"],
+        onset_in_window_fraction=stats["onset_in_window_fraction"],
+        swing_coverage_median=stats["swing_coverage_median"],
+        stim_after_heel_strike_ms=stats["stim_after_heel_strike_ms"],
         quiet_onsets=dict(quiet),
         faults=faults,
         bursts=bursts, ignored_onsets=ignored, swings_excluded=excluded,
@@ -313,12 +366,10 @@ def pooled(reports: Sequence[DetectionReport], name: str = "pooled",
     reports = list(reports)
     if not reports:
         raise ValueError("pooled: no reports to combine")
-    quiet = {k: sum(r.quiet_onsets.get(k, 0) for r in reports) for k in QUIET_KINDS}
-    quiet["total"] = sum(quiet.values())
     return _report(
         name=name, n_ref=sum(r.swings_reference for r in reports),
         detected=sum(r.swings_detected for r in reports),
-        false_times=[t for r in reports for t in r.false_onsets_s], quiet=quiet,
+        false_times=[t for r in reports for t in r.false_onsets_s], quiet=_pooled_quiet(reports),
         errors=[e for r in reports for e in r.onset_errors_ms_all],
         after=[e for r in reports for e in r.after_heel_strike_ms_all],
         coverage=[c for r in reports for c in r.coverage_all],
@@ -338,30 +389,17 @@ def _joined(parts: Sequence[Sequence[float]]):
 
 def pooled_statistics(reports: Sequence[DetectionReport], rules: ScoringRules = ScoringRules()) -> dict:
     """``onset_error_ms``, ``onset_in_window_fraction``, ``swing_coverage_median``,
-    ``stim_after_heel_strike_ms`` and ``quiet_onsets`` of :func:`pooled` ``(reports)``, the same
-    values bit for bit, from the reports' per-swing values as arrays (a sweep pools every point
-    over all feet: :func:`pooled` built Python lists of numpy scalars, ~0.15 s per point of
-    284 feet). Raises ValueError for no reports, as :func:`pooled`."""
+    ``stim_after_heel_strike_ms`` and ``quiet_onsets`` of :func:`pooled` ``(reports)``: the same
+    function (:func:`_statistics`) on the reports' per-swing values joined as arrays, instead
+    of Python lists of numpy scalars (a sweep pools every point over all feet: ~0.15 s per
+    point of 284 feet). Raises ValueError for no reports, as :func:`pooled`."""
     reports = list(reports)
     if not reports:
         raise ValueError("pooled: no reports to combine")
-    errors = _joined([r.onset_errors_ms_all for r in reports])
-    after = _joined([r.after_heel_strike_ms_all for r in reports])
-    coverage = _joined([r.coverage_all for r in reports])
-    lo, hi = rules.in_window_ms
-    n = len(errors)
-    if n:     # the count over n, as _report's generator sum
-        e = np.asarray(errors, float)
-        in_window = int(np.count_nonzero((e >= lo) & (e <= hi))) / n
-    else:
-        in_window = math.nan
-    aft = _stats(after, absolute_p95=False)
-    quiet = {k: sum(r.quiet_onsets.get(k, 0) for r in reports) for k in QUIET_KINDS}
-    quiet["total"] = sum(quiet.values())
-    return {"onset_error_ms": _stats(errors), "onset_in_window_fraction": in_window,
-            "swing_coverage_median": _median_of(coverage) if len(coverage) else math.nan,
-            "stim_after_heel_strike_ms": {"median": aft["median"], "p95": aft["p95"], "n": aft["n"]},
-            "quiet_onsets": quiet}
+    stats = _statistics(_joined([r.onset_errors_ms_all for r in reports]),
+                        _joined([r.after_heel_strike_ms_all for r in reports]),
+                        _joined([r.coverage_all for r in reports]), rules)
+    return {**stats, "quiet_onsets": _pooled_quiet(reports)}
 
 
 _COLUMNS = [

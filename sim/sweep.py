@@ -165,7 +165,7 @@ def sweep_task(source: str, side: str, profiles: Sequence[Profile], implementati
     from .evaluate import load_cached, prepare_worker
     prepare_worker()
     from .replay import check_channels, recording_stream, replay
-    from .scoring import score
+    from .scoring import prepare_scoring, score
     from .sources.csv_recording import subject_of
     c0 = time.thread_time()
     try:
@@ -173,6 +173,7 @@ def sweep_task(source: str, side: str, profiles: Sequence[Profile], implementati
     except (ValueError, OSError) as err:
         return {"subject": None, "kernel": None, "scores": [], "error": str(err), "cpu_seconds": 0.0}
     stream = recording_stream(rec)[0].tobytes()
+    setup = prepare_scoring(rec)       # the same swings and exclusions for every point
     scores, kernel = [], None
     for prof in profiles:
         try:
@@ -183,7 +184,7 @@ def sweep_task(source: str, side: str, profiles: Sequence[Profile], implementati
         # only the bursts are scored: no trace, no event log (same bursts and faults)
         result = replay(rec, prof, implementation=implementation, stream=stream, trace="none", events=False)
         kernel = result.implementation
-        rep = score(rec, result.bursts_s, faults=[f.text for f in result.faults])
+        rep = score(rec, result.bursts_s, faults=[f.text for f in result.faults], setup=setup)
         scores.append(PointScore(_compact(rep)))
     return {"subject": subject_of(rec), "kernel": kernel, "scores": scores, "error": None,
             "cpu_seconds": time.thread_time() - c0}
@@ -465,20 +466,22 @@ def sweep(items: Sequence[RecordingItem], base: Profile, specs: Sequence[ParamSp
                 if remaining[bb] == 0:
                     finish_block(bb)
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     in_flight = max(2 * n_items, 8)
     if client is None:
         with dask_client(scheduler, workers) as c:
             engine = describe(c)
             run_tasks(c, sweep_task, tasks, desc="sweep", progress=progress, on_result=on_result,
-                      max_in_flight=in_flight)
+                      max_in_flight=in_flight, keep=False)
     else:
         engine = describe(client)
         run_tasks(client, sweep_task, tasks, desc="sweep", progress=progress, on_result=on_result,
-                  max_in_flight=in_flight)
+                  max_in_flight=in_flight, keep=False)
     elapsed = time.perf_counter() - t0
+    # client_cpu_s: this process's CPU while the tasks ran (pooling, results, and a
+    # LocalCluster's scheduler): on a machine of few cores it is taken from the workers
     engine = {**engine, "kernels": sorted(kernels), "points_per_task": size, "tasks": len(tasks),
-              "worker_cpu_s": round(cpu[0], 2)}
+              "worker_cpu_s": round(cpu[0], 2), "client_cpu_s": round(time.process_time() - c0, 2)}
     cv = cross_validate(results, folds, objective, max_false_per_min) if cv_by and fold_of is not None else None
     ok_feet = n_items - len(load_errors)
     return SweepResult(results, objective, max_false_per_min, cv, ok_feet,

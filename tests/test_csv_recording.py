@@ -199,3 +199,31 @@ def test_fes_sim_and_convert_commands(tmp_path):
     assert res.exit_code == 2 and "line 3, column heel_n" in res.output and "Traceback" not in res.output
     res = runner.invoke(main, ["recording", "convert", "physionet:GaCo01", str(tmp_path / "x.txt")])
     assert res.exit_code == 2 and "must end in .csv" in res.output
+
+
+def _recording_fields(rec) -> dict:
+    return {"toe_off": rec.toe_off_s.tolist(), "heel_strike": rec.heel_strike_s.tolist(),
+            "heel_off": None if rec.heel_off_s is None else [repr(x) for x in rec.heel_off_s.tolist()],
+            "quiet": rec.quiet_intervals_s, "unscored": rec.unscored_intervals_s}
+
+
+def test_the_events_sidecar_is_cached_parsed_and_refused_every_time(tmp_path, monkeypatch):
+    """A sidecar with every kind of mark loads the same from the cache as parsed (the cache off:
+    FES_CSV_CACHE=0), including the swing's heel-off pairing and quiet kinds; a broken sidecar
+    is never cached: it is refused with its line on every load."""
+    path = write(tmp_path / "q.csv", _walk(n=600, imu=False))
+    events = tmp_path / "q.events.csv"
+    events.write_text("t_s,event,kind\n0.5,unscored_start,\n0.9,unscored_end,\n1.2,heel_off,\n"
+                      "1.6,toe_off,\n2.0,heel_strike,\n2.2,heel_off,\n2.6,toe_off,\n3.0,heel_strike,\n"
+                      "3.5,quiet_start,sitting\n4.5,quiet_end,sitting\n4.6,quiet_start,\n5.0,quiet_end,\n")
+    monkeypatch.setenv("FES_CSV_CACHE", "0")
+    parsed = _recording_fields(load_recording(path))
+    monkeypatch.delenv("FES_CSV_CACHE")
+    first, cached = load_recording(path), load_recording(path)
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2      # the table and the events
+    assert _recording_fields(first) == _recording_fields(cached) == parsed
+    assert parsed["quiet"] == ((3.5, 4.5, "sitting"), (4.6, 5.0, "standing")) and len(parsed["toe_off"]) == 2
+    events.write_text(events.read_text() + "6.0,toe_off,\n6.0,toe_off,\n")
+    for _ in range(2):
+        with pytest.raises(CsvRecordingError, match="line 15, column t_s: two toe_off events"):
+            load_recording(path)

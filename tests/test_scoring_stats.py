@@ -117,3 +117,23 @@ def test_pooled_statistics_equal_pooled_bit_for_bit(feet):
     assert got["quiet_onsets"] == ref.quiet_onsets
     with pytest.raises(ValueError):
         scoring.pooled_statistics([])
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.floats(-1, 130, allow_nan=False), st.floats(0, 1.5)),
+                         max_size=120), min_size=1, max_size=5))
+def test_one_scoring_setup_serves_every_point(burst_sets):
+    """A sweep prepares the swings of a recording once and scores every point with them: the
+    reports are those of scoring each burst set on its own (the setup is not changed by a
+    score), on a real walk with partial swings at both ends."""
+    from fescontrol.sim.run import load_any
+    rec = load_any("physionet:GaCo01", "left")
+    setup = scoring.prepare_scoring(rec)
+    for raw in burst_sets:
+        bursts = [(a, a + d) for a, d in raw]
+        assert repr(scoring.score(rec, bursts, setup=setup).to_dict()) == repr(scoring.score(rec, bursts).to_dict())
+    assert setup.scored_duration_s == scoring.prepare_scoring(rec).scored_duration_s
+    with pytest.raises(ValueError, match="another recording or other rules"):
+        scoring.score(load_any("physionet:GaCo01", "right"), [], setup=setup)
+    with pytest.raises(ValueError, match="another recording or other rules"):
+        scoring.score(rec, [], rules=scoring.ScoringRules(onset_window_before_s=0.5), setup=setup)
