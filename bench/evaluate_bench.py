@@ -55,17 +55,37 @@ def make_csv_walks(folder: Path, n_walks: int) -> list[RecordingItem]:
     return items
 
 
+def _cpu_s(procs) -> float:
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except Exception:      # a process that ended (psutil.Error)
+            pass
+    return total
+
+
 def measure_evaluate(items: list[RecordingItem], workers: int, repeats: int = 5) -> dict:
     """The median of ``repeats`` runs (the machine is shared: single runs swing with the
-    other users' load); every run's time is kept in ``runs_s``."""
+    other users' load); every run's time is kept in ``runs_s``. ``engine_cpu_ms_per_foot``:
+    the CPU of this process (client, scheduler, nannies) and of the workers during a run,
+    minus the tasks' own thread CPU, per foot (median): what the engine costs; on 2 cores with
+    2 workers it comes out of the workers' time, so it bounds the scaling. Less swayed by the
+    other users' load than the wall times."""
+    import psutil
     t0 = time.perf_counter()
     profile = load_profile(bundled_profile_path("default"))
     with dask_client(workers=workers) as client:
         startup_s = time.perf_counter() - t0
         evaluate(items, profile, client=client, progress=False)     # warm: imports, CSV cache
-        runs = []
+        me = psutil.Process()
+        procs = [me] + me.children(recursive=True)
+        runs, engine_cpu = [], []
         for _ in range(repeats):
+            c0 = _cpu_s(procs)
             res = evaluate(items, profile, client=client, progress=False)
+            engine_cpu.append(_cpu_s(procs) - c0 - sum(r.cpu_seconds for r in res.results))
             runs.append(res.elapsed_s)
         best = statistics.median(runs)
         kernels = sorted({r.kernel for r in res.evaluated if r.kernel})
@@ -76,7 +96,8 @@ def measure_evaluate(items: list[RecordingItem], workers: int, repeats: int = 5)
             "feet_per_s": round(len(items) / best, 1), "worker_ms_per_foot": round(per_foot_ms, 1),
             "worker_cpu_ms_per_foot": round(cpu_ms, 1),
             "cpu_bound_feet_per_s_per_worker": round(1000 / cpu_ms, 1) if cpu_ms else None,
-            "cluster_startup_s": round(startup_s, 2), "kernels": kernels}
+            "engine_cpu_ms_per_foot": round(1000 * statistics.median(engine_cpu) / max(1, len(items)), 2),
+            "cluster_startup_s": round(startup_s, 2), "kernels": kernels, "loadavg_1min": round(os.getloadavg()[0], 2)}
 
 
 def measure_sequential(items: list[RecordingItem]) -> dict:
@@ -241,7 +262,7 @@ def measure(walks: int = 40, sweep_points: int = 128, echo=print, repeats: int =
 
 def rows(results: dict) -> list[tuple[str, str, str]]:
     ev = results["evaluate_recordings_per_s"]
-    seq, d1 = ev["detail"][0], ev["detail"][1]
+    seq, d1, d2 = ev["detail"]
     steps = seq.get("step_cpu_ms_per_foot", {})
     out = [("evaluate baseline, no Dask", f"{seq['feet_per_s']} feet/s",
             f"sequential in one process, {seq['cpu_ms_per_foot']} ms CPU per foot, {seq['feet']} CSV feet "
@@ -250,7 +271,10 @@ def rows(results: dict) -> list[tuple[str, str, str]]:
             f"{ev['1_worker_vs_sequential']}× the baseline; {d1['worker_ms_per_foot']} ms wall, "
             f"{d1['worker_cpu_ms_per_foot']} ms CPU per foot on the worker "
             f"(= {d1['cpu_bound_feet_per_s_per_worker']} feet/s per unshared core)"),
-           ("evaluate, 2 workers", f"{ev['2_workers']} feet/s", f"scaling {ev['scaling']}× (target ≥ 1.7×)")]
+           ("evaluate, 2 workers", f"{ev['2_workers']} feet/s", f"scaling {ev['scaling']}× (target ≥ 1.7×); "
+            f"engine CPU (client, scheduler, nannies, workers outside the tasks) {d1['engine_cpu_ms_per_foot']} ms "
+            f"per foot with 1 worker, {d2['engine_cpu_ms_per_foot']} with 2; load "
+            f"{d1['loadavg_1min']} / {d2['loadavg_1min']} after the runs")]
     if "replay_cpu_ms_per_foot" in results:
         r = results["replay_cpu_ms_per_foot"]
         out.append(("replay + score, one foot", f"{r['batched_ms']} ms CPU",

@@ -256,11 +256,14 @@ def prepare_worker() -> None:
 _FROZEN = False
 
 
-def evaluate_batch(items: Sequence[tuple], profile=None, implementation: str = "auto") -> list[FootResult]:
+def evaluate_batch(items: Sequence[tuple], profile=None, implementation: str = "auto") -> dict:
     """One task: the feet of one or more recording files (each foot loaded on the worker from
-    its path, so no recording travels through the scheduler)."""
+    its path, so no recording travels through the scheduler). Returns ``{"feet": [FootResult,
+    ...]}``: dask serializes a task result that is a list or tuple element by element (a header
+    and a pickle per foot, on the worker, the scheduler and the client); a dict of a list is one
+    pickle."""
     prepare_worker()
-    return [evaluate_foot(src, side, subj, profile, implementation) for src, side, subj in items]
+    return {"feet": [evaluate_foot(src, side, subj, profile, implementation) for src, side, subj in items]}
 
 
 # ------------------------------------------------------------------------ aggregation
@@ -405,9 +408,10 @@ def evaluate(items: Sequence[RecordingItem], profile=None, *, scheduler: str | N
     t0 = time.perf_counter()
 
     def run(c):
+        engine = describe(c)
         return run_tasks(c, evaluate_batch, _tasks(list(groups.values()), profile, implementation,
-                                                   len(c.scheduler_info().get("workers", {})) or 1),
-                         desc="evaluate", progress=progress), describe(c)
+                                                   engine["workers"] or 1),
+                         desc="evaluate", progress=progress), engine
 
     if client is None:
         from .engine import dask_client
@@ -416,7 +420,7 @@ def evaluate(items: Sequence[RecordingItem], profile=None, *, scheduler: str | N
     else:
         batches, engine = run(client)
     elapsed = time.perf_counter() - t0
-    by_key = {(r.source, r.side): r for batch in batches for r in batch}
+    by_key = {(r.source, r.side): r for batch in batches for r in batch["feet"]}
     results = [by_key[(it.source, it.side)] for it in items]
     name = profile.name if profile is not None else "bundled default per recording"
     return EvaluationResult(list(items), results, name, elapsed, engine)
@@ -425,19 +429,32 @@ def evaluate(items: Sequence[RecordingItem], profile=None, *, scheduler: str | N
 #: feet per ``fes evaluate`` task at most (a task per foot cost the scheduler, the client and
 #: the worker's comms more than the ~10 ms replay of a 2-minute walk)
 FEET_PER_TASK = 16
+#: feet per task at least, once the remaining feet are few (the last tasks of a run)
+FEET_PER_TASK_MIN = 2
 
 
 def _tasks(groups: list, profile, implementation: str, workers: int) -> list[tuple]:
     """Whole recordings (the feet of one file stay in one task) packed in order into tasks
-    of at most :data:`FEET_PER_TASK` feet, and at least ~4 tasks per worker so that the
-    workers end together."""
-    feet = sum(len(g) for g in groups)
-    size = max(1, min(FEET_PER_TASK, math.ceil(feet / (4 * max(1, workers)))))
-    tasks, batch = [], []
+    of decreasing size: each takes about the remaining feet / (2 × workers), at most
+    :data:`FEET_PER_TASK`, at least :data:`FEET_PER_TASK_MIN` (guided self-scheduling). The
+    workers then end together: the last tasks are short, so a worker that finished waits for
+    at most a couple of feet on the other, not for a whole task of equal size (with 2 workers
+    and 80 feet, equal tasks of 10 feet left one worker idle for up to ~0.1 s of a ~0.45 s
+    run). One worker has no one to wait for: tasks of :data:`FEET_PER_TASK`."""
+    workers = max(1, workers)
+    left = sum(len(g) for g in groups)
+
+    def size() -> int:
+        if workers == 1:
+            return FEET_PER_TASK
+        return max(FEET_PER_TASK_MIN, min(FEET_PER_TASK, math.ceil(left / (2 * workers))))
+
+    tasks, batch, target = [], [], size()
     for g in groups:
-        if batch and len(batch) + len(g) > size:
+        if batch and len(batch) + len(g) > target:
             tasks.append((batch, profile, implementation))
-            batch = []
+            left -= len(batch)
+            batch, target = [], size()
         batch = batch + list(g)
     if batch:
         tasks.append((batch, profile, implementation))
