@@ -387,6 +387,20 @@ def _joined(parts: Sequence[Sequence[float]]):
     return v if len(v) >= _NUMPY_FROM else v.tolist()
 
 
+def pooled_statistics_of_values(errors: np.ndarray, after: np.ndarray, coverage: np.ndarray, quiet: dict,
+                                rules: ScoringRules = ScoringRules()) -> dict:
+    """:func:`pooled_statistics` of reports given by their per-swing values already joined in
+    report order (float64 arrays: onset errors ms, stimulation after heel strike ms, coverage)
+    and their quiet onsets added up per kind (:data:`QUIET_KINDS`): the same bits (``fes
+    sweep`` gets these from its workers instead of a report per foot and point)."""
+    def form(v: np.ndarray):
+        return v if len(v) >= _NUMPY_FROM else v.tolist()
+
+    q = {k: quiet.get(k, 0) for k in QUIET_KINDS}
+    q["total"] = sum(q.values())
+    return {**_statistics(form(errors), form(after), form(coverage), rules), "quiet_onsets": q}
+
+
 def pooled_statistics(reports: Sequence[DetectionReport], rules: ScoringRules = ScoringRules()) -> dict:
     """``onset_error_ms``, ``onset_in_window_fraction``, ``swing_coverage_median``,
     ``stim_after_heel_strike_ms`` and ``quiet_onsets`` of :func:`pooled` ``(reports)``: the same

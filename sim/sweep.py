@@ -43,7 +43,8 @@ import numpy as np
 
 from fescontrol.core.profile import Profile, ProfileError, _field_info, profile_from_dict
 from .evaluate import RecordingItem
-from .scoring import DetectionReport, pooled_statistics
+from .recording import QUIET_KINDS
+from .scoring import DetectionReport, pooled_statistics_of_values
 
 #: objective name -> (figure, sign): the objective value is sign × figure (higher is better).
 OBJECTIVES = {"f1": ("swing_f1", 1.0), "recall": ("swing_recall", 1.0),
@@ -53,6 +54,10 @@ SAMPLERS = ("lhs", "random")
 #: Additive counts kept per point and fold (enough for every objective and held-out figure).
 COUNT_KEYS = ("swings_reference", "swings_detected", "false_onsets", "scored_duration_s", "timely",
               "quiet_onsets", "bursts", "recordings")
+_INT_COUNT_KEYS = tuple(k for k in COUNT_KEYS if k != "scored_duration_s")
+#: :attr:`FootBlock.counts` columns: the integer counts of :data:`COUNT_KEYS`, then the quiet
+#: onsets per kind (what the pooled ``quiet_onsets`` adds up)
+COUNT_COLUMNS = _INT_COUNT_KEYS + tuple(f"quiet_{k}" for k in QUIET_KINDS)
 
 
 class SweepError(ValueError):
@@ -152,16 +157,33 @@ def point_profile(base: Profile, values: dict) -> Profile:
 
 # ------------------------------------------------------------------------ worker side
 @dataclass
-class PointScore:
-    """One foot × one point, compact: the per-foot report (lists as float64 arrays)."""
+class FootBlock:
+    """One foot × a block of points, compact (what :func:`sweep_task` returns, instead of a
+    report per point: a few arrays are a few pickle frames). Per point ``j``: ``counts[j]``
+    the additive integer counts (:data:`COUNT_COLUMNS`), ``scored_s[j]`` the scored duration
+    (s), and its per-swing values ``onset_errors_ms``, ``after_heel_strike_ms``, ``coverage``
+    (float64, all points joined) in ``[offsets[j], offsets[j + 1])`` of each, as
+    :func:`fescontrol.sim.scoring.pooled_statistics` joins a report's; ``errors[j]`` None when
+    the point was scored, else why not (e.g. the profile's trigger needs a missing channel)."""
 
-    report: DetectionReport | None
-    error: str | None = None
+    counts: np.ndarray              # (points, len(COUNT_COLUMNS)) int64
+    scored_s: np.ndarray            # (points,) float64
+    onset_errors_ms: np.ndarray
+    after_heel_strike_ms: np.ndarray
+    coverage: np.ndarray
+    offsets: np.ndarray             # (3, points + 1) int64: onset errors, after heel strike, coverage
+    errors: list
+
+    def values(self, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Point ``j``'s onset errors, stimulation after heel strike and coverage."""
+        o = self.offsets
+        return (self.onset_errors_ms[o[0, j]:o[0, j + 1]], self.after_heel_strike_ms[o[1, j]:o[1, j + 1]],
+                self.coverage[o[2, j]:o[2, j + 1]])
 
 
 def sweep_task(source: str, side: str, profiles: Sequence[Profile], implementation: str = "auto") -> dict:
     """One task: replay one foot with each profile of a block and score it (runs on a worker).
-    Returns ``{"subject", "kernel", "scores": [PointScore], "error"}``."""
+    Returns ``{"subject", "kernel", "block": FootBlock | None, "error", "cpu_seconds"}``."""
     from .evaluate import load_cached, prepare_worker
     prepare_worker()
     from .replay import check_channels, recording_stream, replay
@@ -171,32 +193,36 @@ def sweep_task(source: str, side: str, profiles: Sequence[Profile], implementati
     try:
         rec = load_cached(source, side)
     except (ValueError, OSError) as err:
-        return {"subject": None, "kernel": None, "scores": [], "error": str(err), "cpu_seconds": 0.0}
+        return {"subject": None, "kernel": None, "block": None, "error": str(err), "cpu_seconds": 0.0}
     stream = recording_stream(rec)[0].tobytes()
     setup = prepare_scoring(rec)       # the same swings and exclusions for every point
-    scores, kernel = [], None
-    for prof in profiles:
+    kernel = None
+    n = len(profiles)
+    counts = np.zeros((n, len(COUNT_COLUMNS)), np.int64)
+    scored_s = np.zeros(n)
+    parts: tuple[list, list, list] = ([], [], [])
+    lengths = np.zeros((3, n + 1), np.int64)
+    errors: list = [None] * n
+    for j, prof in enumerate(profiles):
         try:
             check_channels(rec, prof)
         except ProfileError as err:
-            scores.append(PointScore(None, str(err)))
+            errors[j] = str(err)
             continue
         # only the bursts are scored: no trace, no event log (same bursts and faults)
         result = replay(rec, prof, implementation=implementation, stream=stream, trace="none", events=False)
         kernel = result.implementation
         rep = score(rec, result.bursts_s, faults=[f.text for f in result.faults], setup=setup)
-        scores.append(PointScore(_compact(rep)))
-    return {"subject": subject_of(rec), "kernel": kernel, "scores": scores, "error": None,
+        c = counts_of([rep])
+        counts[j] = [c[k] for k in _INT_COUNT_KEYS] + [rep.quiet_onsets.get(k, 0) for k in QUIET_KINDS]
+        scored_s[j] = c["scored_duration_s"]
+        for part, values in zip(parts, (rep.onset_errors_ms_all, rep.after_heel_strike_ms_all, rep.coverage_all)):
+            part.append(np.asarray(values, float))
+        lengths[:, j + 1] = [len(rep.onset_errors_ms_all), len(rep.after_heel_strike_ms_all), len(rep.coverage_all)]
+    joined = [np.concatenate(part) if part else np.zeros(0) for part in parts]
+    block = FootBlock(counts, scored_s, *joined, np.cumsum(lengths, axis=1), errors)
+    return {"subject": subject_of(rec), "kernel": kernel, "block": block, "error": None,
             "cpu_seconds": time.thread_time() - c0}
-
-
-def _compact(rep: DetectionReport) -> DetectionReport:
-    """The report with its per-swing tuples as float64 arrays (a tenth of the memory)."""
-    from dataclasses import replace
-    return replace(rep, onset_errors_ms_all=np.asarray(rep.onset_errors_ms_all, float),
-                   coverage_all=np.asarray(rep.coverage_all, float),
-                   after_heel_strike_ms_all=np.asarray(rep.after_heel_strike_ms_all, float),
-                   false_onsets_s=np.asarray(rep.false_onsets_s, float))
 
 
 # ------------------------------------------------------------------------ figures
@@ -326,11 +352,12 @@ def _num(v):
     return v
 
 
-def _summary_figures(reports: Sequence[DetectionReport], counts: dict) -> dict:
+def _summary_figures(counts: dict, values: Sequence[tuple], quiet: dict) -> dict:
     """A point's figures: rates from the additive counts, statistics as :func:`pooled` of the
-    feet's reports computes them (:func:`fescontrol.sim.scoring.pooled_statistics`)."""
+    feet's reports computes them (:func:`fescontrol.sim.scoring.pooled_statistics_of_values`
+    of the feet's per-swing values in recording order)."""
     fig = figures_from_counts(counts)
-    fig.update(pooled_statistics(reports))
+    fig.update(pooled_statistics_of_values(*(np.concatenate([v[k] for v in values]) for k in range(3)), quiet))
     return fig
 
 
@@ -404,8 +431,6 @@ def sweep(items: Sequence[RecordingItem], base: Profile, specs: Sequence[ParamSp
     items = list(items)
     size = block or max(1, min(64, math.ceil(len(runnable) / 4) if runnable else 1))
     blocks = [runnable[a:a + size] for a in range(0, len(runnable), size)]
-    tasks = [(it.source, it.side, [p.profile for p in blk], implementation)
-             for blk in blocks for it in items]
     n_items = len(items)
     subjects: list = [it.subject for it in items]
     kernels: set = set()
@@ -415,30 +440,54 @@ def sweep(items: Sequence[RecordingItem], base: Profile, specs: Sequence[ParamSp
     remaining = {b: n_items for b in range(len(blocks))}
 
     def finish_block(b: int) -> None:
+        """Pool block ``b``'s points over the feet, in recording order: the counts added up
+        foot by foot (so every float sum is the one a loop over the reports gives, bit for bit),
+        per fold too, the per-swing values joined."""
         per_item = per_block_reports.pop(b)
-        for j, p in enumerate(blocks[b]):
-            reps = []
-            for idx in range(n_items):
-                out = per_item.get(idx)
-                if out is None or out["error"]:
-                    continue
-                ps = out["scores"][j]
-                if ps.report is None:
-                    if len(p.errors) < 20:
-                        p.errors.append(ps.error)
-                    continue
-                reps.append((idx, ps.report))
-            if not reps:
+        pts = blocks[b]
+        n_pts = len(pts)
+        total = np.zeros((n_pts, len(COUNT_COLUMNS)), np.int64)
+        total_s = np.zeros(n_pts)
+        seen = np.zeros(n_pts, bool)
+        n_folds = folds if fold_of is not None else 0
+        fold_total = np.zeros((n_folds, n_pts, len(COUNT_COLUMNS)), np.int64)
+        fold_s = np.zeros((n_folds, n_pts))
+        fold_seen = np.zeros((n_folds, n_pts), bool)
+        scored_blocks = []
+        for idx in range(n_items):
+            out = per_item.get(idx)
+            if out is None or out["error"]:
                 continue
-            feet = [r for _, r in reps]
-            p.figures = _summary_figures(feet, counts_of(feet))
+            fb = out["block"]
+            ok = np.array([e is None for e in fb.errors], bool)
+            for j in np.flatnonzero(~ok):
+                if len(pts[j].errors) < 20:
+                    pts[j].errors.append(fb.errors[j])
+            total[ok] += fb.counts[ok]
+            total_s[ok] += fb.scored_s[ok]
+            seen |= ok
+            if n_folds:
+                k = fold_of[subjects[idx]]
+                fold_total[k][ok] += fb.counts[ok]
+                fold_s[k][ok] += fb.scored_s[ok]
+                fold_seen[k] |= ok
+            scored_blocks.append(fb)
+        col = {name: c for c, name in enumerate(COUNT_COLUMNS)}
+
+        def counts(row: np.ndarray, dur: float) -> dict:
+            return {k: dur if k == "scored_duration_s" else int(row[col[k]]) for k in COUNT_KEYS}
+
+        for j, p in enumerate(pts):
+            if not seen[j]:
+                continue
+            values = [fb.values(j) for fb in scored_blocks if fb.errors[j] is None]
+            quiet = {k: int(total[j, col[f"quiet_{k}"]]) for k in QUIET_KINDS}
+            p.figures = _summary_figures(counts(total[j], float(total_s[j])), values, quiet)
             p.objective = objective_value(p.figures, objective, max_false_per_min)
-            if fold_of is not None:
-                fc = [dict.fromkeys(COUNT_KEYS, 0) for _ in range(folds)]
-                for idx, r in reps:
-                    k = fold_of[subjects[idx]]
-                    fc[k] = add_counts(fc[k], counts_of([r]))
-                p.fold_counts = fc
+            if n_folds:
+                # a fold without a foot keeps the int zeros of dict.fromkeys(COUNT_KEYS, 0)
+                p.fold_counts = [counts(fold_total[k, j], float(fold_s[k, j])) if fold_seen[k, j]
+                                 else dict.fromkeys(COUNT_KEYS, 0) for k in range(n_folds)]
 
     fold_of: dict | None = None
     # subjects come from the recordings themselves: learn them with the first block (every
@@ -468,19 +517,29 @@ def sweep(items: Sequence[RecordingItem], base: Profile, specs: Sequence[ParamSp
 
     t0, c0 = time.perf_counter(), time.process_time()
     in_flight = max(2 * n_items, 8)
+
+    def run(c) -> dict:
+        engine = describe(c)
+        # each block's profiles go to every worker once, and its tasks name them by key: pickled
+        # into every task (one foot x 64 points), they cost ~10 ms of the client's CPU per task
+        # (pickled by the client, unpickled and pickled again by the scheduler) and the
+        # unpickling on the worker; kept until the run ends
+        shared = [c.scatter([[p.profile for p in blk]], broadcast=True, hash=False)[0] for blk in blocks]
+        tasks = [(it.source, it.side, shared[b], implementation) for b in range(len(blocks)) for it in items]
+        run_tasks(c, sweep_task, tasks, desc="sweep", progress=progress, on_result=on_result,
+                  max_in_flight=in_flight, keep=False)
+        del shared
+        return {**engine, "tasks": len(tasks)}
+
     if client is None:
         with dask_client(scheduler, workers) as c:
-            engine = describe(c)
-            run_tasks(c, sweep_task, tasks, desc="sweep", progress=progress, on_result=on_result,
-                      max_in_flight=in_flight, keep=False)
+            engine = run(c)
     else:
-        engine = describe(client)
-        run_tasks(client, sweep_task, tasks, desc="sweep", progress=progress, on_result=on_result,
-                  max_in_flight=in_flight, keep=False)
+        engine = run(client)
     elapsed = time.perf_counter() - t0
     # client_cpu_s: this process's CPU while the tasks ran (pooling, results, and a
     # LocalCluster's scheduler): on a machine of few cores it is taken from the workers
-    engine = {**engine, "kernels": sorted(kernels), "points_per_task": size, "tasks": len(tasks),
+    engine = {**engine, "kernels": sorted(kernels), "points_per_task": size,
               "worker_cpu_s": round(cpu[0], 2), "client_cpu_s": round(time.process_time() - c0, 2)}
     cv = cross_validate(results, folds, objective, max_false_per_min) if cv_by and fold_of is not None else None
     ok_feet = n_items - len(load_errors)

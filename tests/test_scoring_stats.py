@@ -115,6 +115,17 @@ def test_pooled_statistics_equal_pooled_bit_for_bit(feet):
     assert bits(got["swing_coverage_median"]) == bits(ref.swing_coverage_median)
     assert bits(got["onset_in_window_fraction"]) == bits(ref.onset_in_window_fraction)
     assert got["quiet_onsets"] == ref.quiet_onsets
+    # what fes sweep's client computes from its workers' FootBlocks: the values joined, quiet added up
+    joined = [np.concatenate([np.asarray(getattr(r, name), float) for r in reports])
+              for name in ("onset_errors_ms_all", "after_heel_strike_ms_all", "coverage_all")]
+    quiet = {kind: sum(r.quiet_onsets[kind] for r in reports) for kind in scoring.QUIET_KINDS}
+    of_values = scoring.pooled_statistics_of_values(*joined, quiet)
+    assert list(of_values) == list(got)
+    assert same(of_values["onset_error_ms"], ref.onset_error_ms)
+    assert same(of_values["stim_after_heel_strike_ms"], ref.stim_after_heel_strike_ms)
+    assert bits(of_values["swing_coverage_median"]) == bits(ref.swing_coverage_median)
+    assert bits(of_values["onset_in_window_fraction"]) == bits(ref.onset_in_window_fraction)
+    assert of_values["quiet_onsets"] == ref.quiet_onsets
     with pytest.raises(ValueError):
         scoring.pooled_statistics([])
 

@@ -77,6 +77,19 @@ def test_sweep_equals_evaluate_per_point_and_cross_validates(tmp_path):
     assert 0 < held["swing_recall"] <= 1 and sorted(res.subjects) == ["GaCo01", "GaPt03"]
 
 
+def test_a_foot_the_profile_cannot_run_is_reported_per_point_and_left_out():
+    """A foot whose channels the profile's trigger cannot use (an IMU-only walk under the heel
+    profile) gives each point an error and adds nothing: the figures are those without it."""
+    base = load_profile(bundled_profile_path("default"))
+    specs = [ParamSpec.parse("trigger.heel.off_fraction=0.02,0.05")]
+    imu = RecordingItem("gaitmap:imu_sample", "left")
+    with_imu = sweep([FEET[0], imu, FEET[1]], base, specs, workers=1, block=1, progress=False)
+    without = sweep(FEET[:2], base, specs, workers=1, block=1, progress=False)
+    for p, q in zip(with_imu.points, without.points):
+        assert len(p.errors) == 1 and "needs a heel force sensor" in p.errors[0] and not q.errors
+        assert p.figures == q.figures and p.figures["recordings"] == 2
+
+
 def test_sweep_command_table_plot_and_out_only_when_asked(tmp_path):
     runner = CliRunner()
     args = ["sweep", "physionet:GaCo01", "--profile", "default", "--side", "left", "--workers", "1",
