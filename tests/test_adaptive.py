@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fescontrol.core import limits
-from fescontrol.machine.adaptive import LearningLaw, SaturationGuard
+from fescontrol.machine.adaptive import LearningLaw, LowCurrentFloor, SaturationGuard
 from fescontrol.core.codes import Fault
 from fescontrol.loop.controller import Controller, TraceCollector
 from fescontrol.kernel import COMPILED
@@ -179,6 +179,65 @@ def test_strides_no_current_lifts_do_not_ratchet_the_band_law_up():
     old, _ = _law_and_guard(saturation=False, band=None, decrease_fraction=0.25)
     ratchet = _walk_cycle(old, {3, 9}, median_of=1)                  # the law before the band
     assert np.median(ratchet[-200:]) > np.median(band[-200:]) + 1.0
+
+
+def test_until_a_stride_settles_near_target_a_foot_above_it_comes_down_by_the_proportional_law():
+    # approach.settle_within_deg: after the climb's overshoot the band's median step (tenths
+    # of a mA) would hold the current well above target for many strides
+    law, _ = _law_and_guard(saturation=False)
+    assert law.cfg.approach.settle_within_deg == 2
+    approach = law.next_amplitude(25.0, -4.0, -4.0, approaching=True)
+    settled = law.next_amplitude(25.0, -4.0, -4.0, approaching=False)
+    assert approach == pytest.approx(25.0 - law.decrease_fraction * law.gain * 4.0)
+    assert approach < settled < 25.0
+    old, _ = _law_and_guard(saturation=False, approach={**SECTION["approach"], "settle_within_deg": None})
+    assert old.next_amplitude(25.0, -4.0, -4.0, approaching=True) == settled
+
+
+def _saw_tooth(floor: bool, strides=600):
+    """A steep foot (6°/mA, on target at 19 mA) under the bundled band law, walking a
+    28-stride cycle: most strides lift 1–6° above what the current gives, three in a row
+    (the walker's hardest) 7° below it. Returns the strides of the last 10 cycles that fell
+    more than 5° below target, and the mean current over them."""
+    law, _ = _law_and_guard(saturation=False)
+    fl = LowCurrentFloor(law.cfg.floor) if floor else None
+    noise = np.random.default_rng(5).uniform(-6, 1, 28)
+    u, recent, far_below, used = 20.0, [], 0, []
+    for k in range(strides):
+        e = 6.0 * (19.0 - u) + (7.0 if k % 28 in (20, 21, 22) else noise[k % 28])
+        recent = (recent + [e])[-5:]
+        nxt = law.next_amplitude(u, e, float(np.median(recent)))
+        if fl is not None:
+            nxt = fl.limit(u, e, nxt, True)
+        if k >= strides - 280:
+            far_below += e > 5.0
+            used.append(u)
+        u = nxt
+    return far_below, float(np.mean(used))
+
+
+def test_the_floor_keeps_what_the_hardest_strides_taught():
+    # without it the median law comes down again within a cycle and the same strides fall
+    # far below target every time round (the steep feet's toe drag, docs/adaptive.md)
+    saw, saw_ma = _saw_tooth(floor=False)
+    held, held_ma = _saw_tooth(floor=True)
+    assert saw >= 8 and held <= 2, (saw, held)
+    assert held_ma - saw_ma < 1.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=st.lists(st.tuples(st.floats(15, 40), st.floats(-1e3, 1e3), st.floats(15, 40), st.booleans()),
+                      min_size=1, max_size=100),
+       beyond=st.floats(1, 40), fraction=st.floats(0, 1), lasting=st.integers(1, 50))
+def test_the_floor_only_holds_a_decrease_back(steps, beyond, fraction, lasting):
+    p = with_adaptive(ADAPTIVE, {**SECTION, "floor": {"beyond_deg": beyond, "fraction": fraction,
+                                                      "strides": lasting}},
+                      amplitude_min_ma=15, amplitude_max_ma=40)
+    fl = LowCurrentFloor(p.adaptive.floor)
+    for used, error, nxt, reached in steps:
+        out = fl.limit(used, error, nxt, reached)
+        assert min(used, nxt) <= out <= max(used, nxt)
+        assert out == nxt or nxt < used
 
 
 # ----- the wind-up guard ---------------------------------------------------------------------------

@@ -463,6 +463,21 @@ class AdaptiveBand(_Model):
                                                       "law, deg")
 
 
+class AdaptiveFloor(_Model):
+    """Memory of a current found too low (docs/adaptive.md, "The floor"). After the walk first
+    reached its target, a stride whose foot fell more than ``beyond_deg`` below target shows
+    that the amplitude it was stimulated with is too low for some of the walker's strides
+    (a walker's hardest strides come back every few dozen strides). For the next ``strides``
+    learning strides the current does not come down below that amplitude plus ``fraction`` of
+    the step the law took after it; a new such stride renews it. The floor only holds a
+    decrease back (never raises, never leaves the bounds, never steps more than the law did)."""
+
+    beyond_deg: Real = Field(6.0, ge=1.0, le=40.0, description="a stride this far below target sets the floor, deg")
+    fraction: Real = Field(0.5, ge=0.0, le=1.0,
+                           description="floor = used amplitude + this share of the step up taken after it")
+    strides: Int = Field(100, ge=1, le=100_000, description="learning strides the floor lasts")
+
+
 class AdaptiveApproach(_Model):
     """The first climb of a walk from its conservative start, until a stride reaches its
     target (error within the deadband, or the foot above target). Seel et al. 2016 reach the
@@ -480,6 +495,10 @@ class AdaptiveApproach(_Model):
                                   description="share of the way down to the secant's crossing taken: "
                                               "a steep foot's lift is convex in the current, so the "
                                               "full secant step lands below target")
+    settle_within_deg: Real | None = Field(None, ge=0.0, le=20.0,
+                                           description="the approach (proportional law in the band, both "
+                                                       "ways) lasts until a stride is within this of "
+                                                       "target (None: until the first stride reaches it), deg")
 
 
 class Adaptive(_Model):
@@ -509,6 +528,8 @@ class Adaptive(_Model):
                                               "same law as later strides)")
     band: AdaptiveBand | None = Field(None, description="near target, step toward a share of strides below "
                                       "target instead of the proportional law (None: proportional throughout)")
+    floor: AdaptiveFloor | None = Field(None, description="after a stride fell far below target, hold the "
+                                        "current above the amplitude that let it fall for a while (None: no)")
     saturation: AdaptiveSaturation | None = Field(None, description="wind-up guard (None: none): stop "
                                                   "climbing when more current no longer lifts the foot")
     mid_swing_fraction: Real = Field(0.65, ge=0.3, le=0.9,

@@ -12,7 +12,11 @@ the foot reached corrects the amplitude of the next stride,
 With ``error_median_strides`` N a decrease follows the median error of the last N learning
 strides; with ``band`` a stride less than ``proportional_beyond_deg`` below target moves the
 amplitude only by ``band.gain · median`` (decreases × decrease_fraction), so strides that
-no current lifts do not ratchet it up (docs/adaptive.md, "the band").
+no current lifts do not ratchet it up (docs/adaptive.md, "the band"). The first climb of a
+walk (``approach``) uses the proportional law also in the band, until a stride is within
+``approach.settle_within_deg`` of target; the median starts again at the first stride that
+reaches target. With ``floor`` (:class:`LowCurrentFloor`) a stride far below target, once the
+walk reached it, keeps the current from coming back down below the amplitude that let it fall.
 
 The larger of the two errors decides, so the amplitude settles at the least current that
 brings both points up to their targets. Invariants (tests/test_adaptive.py, hypothesis):
@@ -100,13 +104,17 @@ class LearningLaw:
         """u + clip(gain·e, ±max_step), kept in [lo, hi]; with a band, near target a step by
         the band's gain times the median error. A decrease by the proportional law follows
         ``median_deg`` (the median error of the last strides), not one stride. ``approaching``
-        (no stride of the walk has reached target yet) with an ``approach`` section: the
-        proportional law also inside the band. ValueError for a non-finite error."""
+        (the walk's first climb is not over: no stride has reached target yet, or with
+        ``approach.settle_within_deg`` none has come that close to it) with an ``approach``
+        section: the proportional law also inside the band (with ``settle_within_deg`` also for
+        a foot above target). ValueError for a non-finite error."""
         if not math.isfinite(error_deg):
             raise ValueError(f"pitch error {error_deg!r} is not a finite number")
         med = error_deg if median_deg is None else median_deg
         b = self.band
-        if approaching and b is not None and self.cfg.approach is not None and error_deg > self.deadband:
+        a = self.cfg.approach
+        if approaching and b is not None and a is not None and (
+                error_deg > self.deadband or a.settle_within_deg is not None):
             b = None
         if b is not None and error_deg <= b.proportional_beyond_deg:
             far = float(b.proportional_beyond_deg)
@@ -269,6 +277,46 @@ class SaturationGuard:
         return min(nxt_ma, max(self.ceiling_ma, used_ma - self.law.max_step))
 
 
+class LowCurrentFloor:
+    """``adaptive.floor`` alone: memory of an amplitude found too low (docs/adaptive.md, "The
+    floor"). Once the walk reached its target, a stride whose foot fell more than
+    ``beyond_deg`` below it sets ``floor_ma`` = the amplitude it had + ``fraction`` of the step
+    up the law took after it, for ``strides`` learning strides (a new one renews it). While it
+    lasts a decrease stops at ``floor_ma``.
+
+    Why: near target the band moves the current by the median error, so it comes down while
+    most strides are above target, until a walker's hardest strides (a few in every few dozen,
+    the same ones each time round) fall below it and drag; the step up after them is undone
+    again within a cycle (a saw-tooth, the steep feet's toe drag). The floor keeps what those
+    strides taught.
+
+    Invariant: the amplitude returned lies between the law's ``nxt_ma`` and ``used_ma`` (it
+    only holds a decrease back, never raises): bounds and step limit hold."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.floor_ma: float | None = None
+        self.left = 0
+
+    def reset(self) -> None:
+        """A new walk: nothing learned about this walk's strides yet."""
+        self.floor_ma, self.left = None, 0
+
+    def limit(self, used_ma: float, error_deg: float, nxt_ma: float, reached: bool) -> float:
+        """The next amplitude after a learning stride (used, error → the law's nxt);
+        ``reached``: a stride of this walk has reached target (the climb is over)."""
+        if self.left > 0:
+            self.left -= 1
+            if self.left == 0:
+                self.floor_ma = None
+        if reached and error_deg > self.cfg.beyond_deg:
+            self.floor_ma = used_ma + float(self.cfg.fraction) * max(0.0, nxt_ma - used_ma)
+            self.left = int(self.cfg.strides)
+        if self.floor_ma is None or nxt_ma >= used_ma:
+            return nxt_ma
+        return max(nxt_ma, min(used_ma, self.floor_ma))
+
+
 class AdaptiveStimulation:
     """The learning loop on one controller: fed every logged kernel event (after the gait
     machine handled it), it decides the next stride's amplitude at each heel strike.
@@ -283,6 +331,8 @@ class AdaptiveStimulation:
         self.law = LearningLaw(profile.adaptive, profile.patient)
         sat = profile.adaptive.saturation
         self.guard = SaturationGuard(sat, self.law) if sat is not None else None
+        fl = profile.adaptive.floor
+        self.floor = LowCurrentFloor(fl) if fl is not None else None
         self.records: list[AdaptiveStride] | deque[AdaptiveStride] = [] if history is None else deque(maxlen=history)
         self.listeners: list[Callable[[AdaptiveStride], None]] = []
         self.amplitude_ma = self.law.lo          # last good amplitude (what the next stride gets)
@@ -294,6 +344,7 @@ class AdaptiveStimulation:
         self._errors: deque[float] = deque(maxlen=int(profile.adaptive.error_median_strides))
         self._open = False
         self._reached = False        # a learning stride of this walk reached its target
+        self._settled = False        # ... and the approach is over (approach.settle_within_deg)
         self._below: tuple[float, float] | None = None   # (amplitude, error) of the last stride below it
         self._onset_lost = 0
         self._onset_t_us = 0
@@ -312,7 +363,10 @@ class AdaptiveStimulation:
         self._open = False
         self._errors.clear()
         self._reached = False
+        self._settled = False
         self._below = None
+        if self.floor is not None:
+            self.floor.reset()
         self._request(self.amplitude_ma)
         self.status = f"learning from {self.amplitude_ma:g} mA"
 
@@ -378,16 +432,29 @@ class AdaptiveStimulation:
             return self._record(used, nxt, error, f, "learn", "early contact, foot low")
         self._swings.append(f.swing_ms)
         self._errors.append(error)
-        nxt = self.law.next_amplitude(used, error, self._median_error(), approaching=not self._reached)
+        nxt = self.law.next_amplitude(used, error, self._median_error(), approaching=not self._settled)
+        a = self.profile.adaptive.approach
+        if a is not None and a.settle_within_deg is not None:
+            self._settled = self._settled or abs(error) <= a.settle_within_deg
+        else:
+            self._settled = self._reached or error <= self.law.deadband
         if not self._reached:
             if error <= self.law.deadband:
                 self._reached = True
+                # the climb's errors (far lower currents) say nothing about the error near
+                # this one: the median starts again from this stride
+                self._errors.clear()
+                self._errors.append(error)
                 cross = None if self._below is None else self.law.secant(self._below, used, error)
                 if cross is not None:
                     nxt = cross
             else:
                 self._below = (used, error)
         reason = ""
+        if self.floor is not None:
+            law_nxt, nxt = nxt, self.floor.limit(used, error, nxt, self._reached)
+            if nxt > law_nxt:
+                reason = f"floor: held at {nxt:.1f} mA (a stride fell far below target at less)"
         if self.guard is not None:
             nxt = self.guard.limit(used, error, nxt)
             if self.guard.ceiling_ma is not None:
