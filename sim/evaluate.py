@@ -128,9 +128,11 @@ def _feet(source: str, side: str, subject: str | None) -> list[RecordingItem]:
             own = csv_sides(source)
         except ValueError:
             own = sides[:1]     # a broken file: evaluate() reports its error once
-        declared = own[0]
-        sides = tuple(s for s in sides if s == declared) if side != "both" else own
-        if side != "both" and not sides:
+        if own:                 # the foot the file declares, if asked for
+            sides = own if side == "both" else tuple(s for s in sides if s == own[0])
+        else:                   # no '# side:' line: the foot asked for (both: left), as fes sim
+            sides = ("left",) if side == "both" else sides
+        if not sides:
             return []
     elif name.endswith("_lf.txt"):
         sides = tuple(s for s in sides if s == "left")

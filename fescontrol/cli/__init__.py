@@ -29,6 +29,27 @@ def main() -> None:
     # the composition root: the simulated sensor URL (fessim://) is known wherever a port goes
     from fescontrol.sim.urlhandler import register
     register()
+    _recording_warnings_as_one_line()
+
+
+def _recording_warnings_as_one_line() -> None:
+    """A recording's warnings (e.g. unknown CSV columns ignored, docs/recordings.md) print as
+    one ``warning: …`` line, not as Python's ``file:line: RecordingWarning`` and a source
+    line; other warnings as before. Idempotent."""
+    import warnings
+    shown = warnings.showwarning
+    if getattr(shown, "_fes_recording_lines", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        mod = sys.modules.get("fescontrol.sim.sources.csv_recording")
+        if mod is not None and issubclass(category, mod.RecordingWarning):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    show._fes_recording_lines = True
+    warnings.showwarning = show
 
 
 def _load(path: str | None, fallback: str = "default") -> Profile:

@@ -625,10 +625,11 @@ def load_csv_recording(path: str | Path, side: str | None = None, *, name: str |
 
 
 def csv_sides(path: str | Path) -> tuple[str, ...]:
-    """The one foot a CSV recording holds (its ``side`` comment, else left)."""
+    """The foot a CSV recording declares (its ``side`` comment) as a 1-tuple; ``()`` when it
+    declares none (it is then the foot a command asks for, left by default)."""
     table = read_table_cached(path)
-    side = table.comments.get("side") or "left"
-    return (side,) if side in SIDES else ("left",)
+    side = table.comments.get("side")
+    return (side,) if side in SIDES else ()
 
 
 # ------------------------------------------------------------------------------ writing
