@@ -80,6 +80,17 @@ def test_parser_survives_random_bytes(data):
     assert c.garbage_bytes <= len(data)
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 40), st.integers(0, 33), st.integers(0, 2**32 - 1))
+def test_row_crc_equals_the_bytewise_crc(rows, width, seed):
+    """Two bytes per look-up (encode_frames' checksum) gives crc16_ccitt of each row, odd and
+    even widths, empty rows too."""
+    data = np.random.default_rng(seed).integers(0, 256, (rows, width), dtype=np.uint8)
+    got = sp.crc16_rows(data)
+    assert got.dtype == np.uint16
+    assert got.tolist() == [sp.crc16_ccitt(row.tobytes()) for row in data]
+
+
 def test_vectorised_encoder_matches_single_frames():
     rng = np.random.default_rng(3)
     n = 64
