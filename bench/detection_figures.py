@@ -5,7 +5,10 @@
 (b) a weak heel (peaks ~20 N): the heel-strike threshold capped at half the loaded span;
 (c) onset error (onset − toe-off) of every gaitpdb foot with and without the learned onset delay;
 (d) a heel sensor with a 30 N preload (added to a real walk): the flat swing plateau makes the
-    preload the floor, with the bursts delivered with and without the plateau rule.
+    preload the floor, with the bursts delivered with and without the plateau rule;
+(e) a light heel strike (a step whose heel loads ~20 N after 200 N steps): the strike threshold
+    at max(on_min_n, on_fraction x span) ends the stride, with the bursts delivered with the
+    former 25 % / 20 N threshold.
 
 docs/detection-tilt-rules.png, the tilt rules of issue 11 on IPOL walks:
 (e) the late onset of a first step without a visible push-off;
@@ -178,17 +181,20 @@ def main(argv=None) -> int:
     if args.only_tilt:
         return 0
     base = load_profile(ROOT / "configs" / "default.yaml")
-    fig, axes = plt.subplots(4, 1, figsize=(10, 14.5))
+    fig, axes = plt.subplots(5, 1, figsize=(10, 18))
     fixed = _variant(base, floor_max_fraction=0.0, on_max_fraction=0.95, floor_flat_n=0.0)
     preloaded = load_any("physionet:GaCo01", "left")
     preloaded = replace(preloaded, heel_n=preloaded.heel_n + 30.0)
-    for ax, (rec, t0, t1, title, other, other_label, ymax) in zip([axes[0], axes[1], axes[3]], [
+    for ax, (rec, t0, t1, title, other, other_label, ymax) in zip([axes[0], axes[1], axes[3], axes[4]], [
             (load_any("physionet:GaCo13_10", "right"), 20, 32, "(a) offset through swing: floor-relative heel-off",
              fixed, "fixed thresholds", 120),
             (load_any("physionet:JuPt24_02", "left"), 20, 30, "(b) weak heel: strike threshold ≤ half the loaded span",
              fixed, "fixed thresholds", 120),
             (preloaded, 0, 12, "(d) 30 N sensor preload (added): a flat swing plateau makes it the floor",
-             _variant(base, floor_flat_n=0.0), "without the plateau rule", 200)]):
+             _variant(base, floor_flat_n=0.0), "without the plateau rule", 200),
+            (load_any("physionet:GaCo04", "right"), 100.5, 106.0,
+             "(e) light heel strike: strike above max(18 N, 10 % of the loaded span)",
+             _variant(base, on_fraction=0.25, on_min_n=20.0, onset_lead_ms=150), "former 25 % / 20 N strike", 250)]):
         name, side = rec.name, rec.side
         th = thresholds(rec, base, t0, t1)
         t = t0 + np.arange(len(th)) / rec.rate_hz
@@ -196,6 +202,9 @@ def main(argv=None) -> int:
         ax.plot(t, th[:, 1], "g--", lw=1, label="tracked floor")
         ax.plot(t, th[:, 2], "b", lw=1, label="heel-off threshold")
         ax.plot(t, th[:, 3], "r", lw=1, label="heel-strike threshold")
+        if ax is axes[4]:
+            ax.plot(t, thresholds(rec, other, t0, t1)[:, 3], color="grey", ls="--", lw=1,
+                    label=f"heel-strike threshold ({other_label})")
         for prof, y in ((base, -0.06), (other, -0.12)):
             for a, b in replay(rec, prof).bursts_s:
                 if b > t0 and a < t1:

@@ -49,7 +49,10 @@ GROUPS = {
 }
 #: the heel parameters tuned on the shared set, and the values tried (cross-validated by subject)
 HEEL_GRID = {"trigger.heel.off_fraction": (0.02, 0.04, 0.06),
-             "trigger.heel.swing_fraction": (0.30, 0.34, 0.38)}
+             "trigger.heel.swing_fraction": (0.30, 0.34, 0.38),
+             "trigger.heel.on_fraction": (0.10, 0.25),
+             "trigger.heel.on_min_n": (18.0, 20.0),
+             "trigger.heel.onset_lead_ms": (140, 150)}
 #: the tilt parameters chosen on the shared IMU set (issue 11: the raised onset threshold); the
 #: late-onset bounds are physical (docs/detection.md), not chosen here
 TILT_GRID = {"trigger.tilt.onset_raise_fraction": (0.15, 0.2, 0.25, 0.3),

@@ -142,9 +142,9 @@ class HeelTrigger(_Model):
     """
 
     off_fraction: Real = Field(0.04, ge=0.0, le=0.9)   # chosen by CV by subject (docs/detection.md)
-    on_fraction: Real = Field(0.25, ge=0.05, le=0.95)
+    on_fraction: Real = Field(0.10, ge=0.05, le=0.95)  # chosen by CV by subject (docs/detection.md)
     off_min_n: Real = Field(3.0, ge=0.0, le=500.0)
-    on_min_n: Real = Field(20.0, ge=1.0, le=800.0)
+    on_min_n: Real = Field(18.0, ge=1.0, le=800.0)     # a light heel contact (docs/detection.md)
     debounce_ms: Int = Field(30, ge=0, le=100)
     peak_decay_s: Real = Field(2.0, ge=1.0, le=60.0,
                                 description="time constant of the stance peak tracker, s")
@@ -180,7 +180,7 @@ class HeelTrigger(_Model):
     swing_fraction: Real = Field(0.38, ge=0.15, le=0.5,
                                  description="swing time as a fraction of the stride, used to place toe-off "
                                              "inside the learned heel-unloaded time")
-    onset_lead_ms: Int = Field(150, ge=0, le=300,
+    onset_lead_ms: Int = Field(140, ge=0, le=300,
                                description="the onset is placed this long before the predicted toe-off, ms")
     max_onset_delay_ms: Int = Field(200, ge=0, le=400,
                                     description="the learned onset delay after heel-off never exceeds this "
