@@ -5,7 +5,8 @@ the shared gaitpdb walks (issue 12).
   converted once into a temporary folder, one foot per file), evaluated end to end on a
   LocalCluster — load (binary CSV cache warm, as on a second run), replay through the
   compiled kernel, score, rows back to the client. Cluster start-up is not counted (it is
-  reported separately). Targets: >= 50 feet/s per worker; 2 workers >= 1.7 x one.
+  reported separately). Targets: >= 50 feet/s per worker; 2 workers >= 1.7 x one (the median
+  of the ratios of interleaved 1- and 2-worker runs, both clusters up: the VM's speed drifts).
 * ``sweep``: real sweeps of ``--sweep-points`` / 2 and ``--sweep-points`` points (default 64
   and 128: 19 % of the work) of trigger.heel.off_fraction × every shared gaitpdb walk (both
   feet) with 2 workers, each with its cluster start-up, in the tasks of a 1,000-point sweep
@@ -22,6 +23,7 @@ Usage: python bench/evaluate_bench.py [--walks 40] [--sweep-points 128] [--full-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -66,38 +68,61 @@ def _cpu_s(procs) -> float:
     return total
 
 
-def measure_evaluate(items: list[RecordingItem], workers: int, repeats: int = 5) -> dict:
-    """The median of ``repeats`` runs (the machine is shared: single runs swing with the
-    other users' load); every run's time is kept in ``runs_s``. ``engine_cpu_ms_per_foot``:
-    the CPU of this process (client, scheduler, nannies) and of the workers during a run,
-    minus the tasks' own thread CPU, per foot (median): what the engine costs; on 2 cores with
-    2 workers it comes out of the workers' time, so it bounds the scaling. Less swayed by the
-    other users' load than the wall times."""
-    import psutil
-    t0 = time.perf_counter()
-    profile = load_profile(bundled_profile_path("default"))
-    with dask_client(workers=workers) as client:
-        startup_s = time.perf_counter() - t0
-        evaluate(items, profile, client=client, progress=False)     # warm: imports, CSV cache
+class _EvaluateRig:
+    """One LocalCluster of ``workers`` processes, warmed up (imports, CSV cache), that times
+    one evaluate run of ``items`` at a time. ``engine_cpu`` per run: the CPU of this process
+    (client, scheduler, nannies) and of the workers during the run, minus the tasks' own thread
+    CPU: what the engine costs; on 2 cores with 2 workers it comes out of the workers' time,
+    so it bounds the scaling."""
+
+    def __init__(self, stack: contextlib.ExitStack, items: list[RecordingItem], workers: int, profile):
+        import psutil
+        t0 = time.perf_counter()
+        self.client = stack.enter_context(dask_client(workers=workers))
+        self.startup_s = time.perf_counter() - t0
+        self.items, self.workers, self.profile = items, workers, profile
+        evaluate(items, profile, client=self.client, progress=False)     # warm: imports, CSV cache
         me = psutil.Process()
-        procs = [me] + me.children(recursive=True)
-        runs, engine_cpu = [], []
-        for _ in range(repeats):
-            c0 = _cpu_s(procs)
-            res = evaluate(items, profile, client=client, progress=False)
-            engine_cpu.append(_cpu_s(procs) - c0 - sum(r.cpu_seconds for r in res.results))
-            runs.append(res.elapsed_s)
-        best = statistics.median(runs)
+        self.procs = [me] + me.children(recursive=True)
+        self.runs, self.engine_cpu, self.last = [], [], None
+
+    def run(self) -> float:
+        c0 = _cpu_s(self.procs)
+        res = evaluate(self.items, self.profile, client=self.client, progress=False)
+        self.engine_cpu.append(_cpu_s(self.procs) - c0 - sum(r.cpu_seconds for r in res.results))
+        self.runs.append(res.elapsed_s)
+        self.last = res
+        return res.elapsed_s
+
+    def summary(self) -> dict:
+        res, items = self.last, self.items
+        best = statistics.median(self.runs)
         kernels = sorted({r.kernel for r in res.evaluated if r.kernel})
         per_foot_ms = 1000 * sum(r.seconds for r in res.evaluated) / max(1, len(res.evaluated))
         cpu_ms = 1000 * sum(r.cpu_seconds for r in res.evaluated) / max(1, len(res.evaluated))
-    return {"workers": workers, "feet": len(items), "elapsed_s": round(best, 3),
-            "runs_s": [round(r, 3) for r in runs],
-            "feet_per_s": round(len(items) / best, 1), "worker_ms_per_foot": round(per_foot_ms, 1),
-            "worker_cpu_ms_per_foot": round(cpu_ms, 1),
-            "cpu_bound_feet_per_s_per_worker": round(1000 / cpu_ms, 1) if cpu_ms else None,
-            "engine_cpu_ms_per_foot": round(1000 * statistics.median(engine_cpu) / max(1, len(items)), 2),
-            "cluster_startup_s": round(startup_s, 2), "kernels": kernels, "loadavg_1min": round(os.getloadavg()[0], 2)}
+        return {"workers": self.workers, "feet": len(items), "elapsed_s": round(best, 3),
+                "runs_s": [round(r, 3) for r in self.runs],
+                "feet_per_s": round(len(items) / best, 1), "worker_ms_per_foot": round(per_foot_ms, 1),
+                "worker_cpu_ms_per_foot": round(cpu_ms, 1),
+                "cpu_bound_feet_per_s_per_worker": round(1000 / cpu_ms, 1) if cpu_ms else None,
+                "engine_cpu_ms_per_foot": round(1000 * statistics.median(self.engine_cpu) / max(1, len(items)), 2),
+                "cluster_startup_s": round(self.startup_s, 2), "kernels": kernels,
+                "loadavg_1min": round(os.getloadavg()[0], 2)}
+
+
+def measure_evaluate(items: list[RecordingItem], repeats: int = 5) -> tuple[dict, dict, list[float]]:
+    """1 and 2 workers, ``repeats`` rounds of one run on each, interleaved: both clusters stay up
+    and each round times the 1-worker run and then the 2-worker run. This machine's speed drifts
+    by more than 1.5x over minutes (a shared VM: the same 1-worker run measured 70-116 feet/s in
+    one half hour), so two medians taken minutes apart can give any ratio; a ratio of two runs
+    seconds apart cannot drift far. Returns the 1-worker summary, the 2-worker summary (medians
+    over the rounds, every run kept in ``runs_s``) and the per-round scaling ratios."""
+    profile = load_profile(bundled_profile_path("default"))
+    with contextlib.ExitStack() as stack:
+        one = _EvaluateRig(stack, items, 1, profile)
+        two = _EvaluateRig(stack, items, 2, profile)
+        ratios = [one.run() / two.run() for _ in range(repeats)]
+        return one.summary(), two.summary(), ratios
 
 
 def measure_sequential(items: list[RecordingItem]) -> dict:
@@ -239,17 +264,18 @@ def measure(walks: int = 40, sweep_points: int = 128, echo=print, repeats: int =
         items = make_csv_walks(Path(tmp), walks)
         echo(f"baseline: {len(items)} CSV feet sequentially in one process …")
         seq = measure_sequential(items)
-        echo(f"evaluate: {len(items)} CSV feet, 1 worker …")
-        one = measure_evaluate(items, 1, repeats)
-        echo(f"evaluate: {len(items)} CSV feet, 2 workers …")
-        two = measure_evaluate(items, 2, repeats)
+        echo(f"evaluate: {len(items)} CSV feet, 1 and 2 workers, {repeats} interleaved rounds …")
+        one, two, ratios = measure_evaluate(items, repeats)
     out = {"evaluate_recordings_per_s": {"1_worker": one["feet_per_s"], "2_workers": two["feet_per_s"],
-                                         "scaling": round(two["feet_per_s"] / one["feet_per_s"], 2),
+                                         "scaling": round(statistics.median(ratios), 2),
+                                         "scaling_per_round": [round(r, 2) for r in ratios],
                                          "sequential_baseline": seq["feet_per_s"],
                                          "1_worker_vs_sequential": round(one["feet_per_s"] / seq["feet_per_s"], 2),
                                          "detail": [seq, one, two],
                                          "conditions": {"cpus": os.cpu_count(), "loadavg_1min_before": load_before,
                                                         "repeats": repeats, "statistic": "median",
+                                                        "scaling": "median of the per-round ratios "
+                                                                   "(1-worker run / 2-worker run, interleaved)",
                                                         "note": "machine shared with other users"}}}
     if (shared_gait_data_dir() / "physionet_gaitpdb" / "data").is_dir():
         echo("replay + score per foot, plain vs batched deliveries …")
@@ -271,7 +297,9 @@ def rows(results: dict) -> list[tuple[str, str, str]]:
             f"{ev['1_worker_vs_sequential']}× the baseline; {d1['worker_ms_per_foot']} ms wall, "
             f"{d1['worker_cpu_ms_per_foot']} ms CPU per foot on the worker "
             f"(= {d1['cpu_bound_feet_per_s_per_worker']} feet/s per unshared core)"),
-           ("evaluate, 2 workers", f"{ev['2_workers']} feet/s", f"scaling {ev['scaling']}× (target ≥ 1.7×); "
+           ("evaluate, 2 workers", f"{ev['2_workers']} feet/s", f"scaling {ev['scaling']}× (target ≥ 1.7×; median "
+            f"of {len(ev['scaling_per_round'])} interleaved rounds: "
+            + ", ".join(f"{r}" for r in ev["scaling_per_round"]) + "); "
             f"engine CPU (client, scheduler, nannies, workers outside the tasks) {d1['engine_cpu_ms_per_foot']} ms "
             f"per foot with 1 worker, {d2['engine_cpu_ms_per_foot']} with 2; load "
             f"{d1['loadavg_1min']} / {d2['loadavg_1min']} after the runs")]
@@ -305,7 +333,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sweep-points", type=int, default=128,
                     help="the larger of the two fitted sweeps (the other: half of it); 0 skips")
     ap.add_argument("--full-sweep", action="store_true", help="run all 1,000 points (slow)")
-    ap.add_argument("--repeats", type=int, default=5, help="evaluate runs per worker count (median reported)")
+    ap.add_argument("--repeats", type=int, default=5,
+                    help="interleaved rounds of one 1-worker and one 2-worker evaluate run (medians reported)")
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("--results", default=str(Path(__file__).with_name("results.json")),
                     help="update these keys (evaluate_recordings_per_s, sweep) in this results file, keeping "
