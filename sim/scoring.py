@@ -286,7 +286,7 @@ def score(rec: Recording, bursts: Sequence[Burst], faults: Sequence[Any] = (),
         false_times.append(onset)
         if kind is not None:
             quiet[kind] += 1
-    quiet["total"] = sum(quiet.values())
+    _with_total(quiet)
 
     union = merge_intervals(bursts)
     starts, ends = [p for p, _ in union], [q for _, q in union]
@@ -329,10 +329,14 @@ def _statistics(errors, after, coverage, rules: ScoringRules) -> dict:
             "stim_after_heel_strike_ms": {"median": aft["median"], "p95": aft["p95"], "n": aft["n"]}}
 
 
-def _pooled_quiet(reports: Sequence[DetectionReport]) -> dict:
-    quiet = {k: sum(r.quiet_onsets.get(k, 0) for r in reports) for k in QUIET_KINDS}
+def _with_total(quiet: dict) -> dict:
+    """Quiet onsets per kind (:data:`QUIET_KINDS`) with their ``total`` added."""
     quiet["total"] = sum(quiet.values())
     return quiet
+
+
+def _pooled_quiet(reports: Sequence[DetectionReport]) -> dict:
+    return _with_total({k: sum(r.quiet_onsets.get(k, 0) for r in reports) for k in QUIET_KINDS})
 
 
 def _report(*, name, n_ref, detected, false_times, quiet, errors, after, coverage, faults,
@@ -380,11 +384,15 @@ def pooled(reports: Sequence[DetectionReport], name: str = "pooled",
         recordings=sum(r.recordings for r in reports))
 
 
-def _joined(parts: Sequence[Sequence[float]]):
-    """Per-report values joined in report order: a float64 array from ``_NUMPY_FROM`` values
-    on (what :func:`_stats` turns a list of that length into), else a list of floats."""
-    v = np.concatenate([np.asarray(p, float) for p in parts]) if parts else np.zeros(0)
+def _stats_input(v: np.ndarray):
+    """Joined float64 values as :func:`_statistics` takes them: the array from ``_NUMPY_FROM``
+    values on (what :func:`_stats` turns a list of that length into), else a list of floats."""
     return v if len(v) >= _NUMPY_FROM else v.tolist()
+
+
+def _joined(parts: Sequence[Sequence[float]]):
+    """Per-report values joined in report order (:func:`_stats_input` of the float64 array)."""
+    return _stats_input(np.concatenate([np.asarray(p, float) for p in parts]) if parts else np.zeros(0))
 
 
 def pooled_statistics_of_values(errors: np.ndarray, after: np.ndarray, coverage: np.ndarray, quiet: dict,
@@ -393,12 +401,8 @@ def pooled_statistics_of_values(errors: np.ndarray, after: np.ndarray, coverage:
     report order (float64 arrays: onset errors ms, stimulation after heel strike ms, coverage)
     and their quiet onsets added up per kind (:data:`QUIET_KINDS`): the same bits (``fes
     sweep`` gets these from its workers instead of a report per foot and point)."""
-    def form(v: np.ndarray):
-        return v if len(v) >= _NUMPY_FROM else v.tolist()
-
-    q = {k: quiet.get(k, 0) for k in QUIET_KINDS}
-    q["total"] = sum(q.values())
-    return {**_statistics(form(errors), form(after), form(coverage), rules), "quiet_onsets": q}
+    return {**_statistics(_stats_input(errors), _stats_input(after), _stats_input(coverage), rules),
+            "quiet_onsets": _with_total({k: quiet.get(k, 0) for k in QUIET_KINDS})}
 
 
 def pooled_statistics(reports: Sequence[DetectionReport], rules: ScoringRules = ScoringRules()) -> dict:
