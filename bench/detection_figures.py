@@ -14,7 +14,9 @@ docs/detection-tilt-rules.png, the tilt rules of issue 11 on IPOL walks:
 (e) the late onset of a first step without a visible push-off;
 (f) the raised onset threshold no longer takes the heel-strike slap of a missed step for a
     push-off (bursts with and without the two rules in each panel);
-(g) turning in place: the stance yaw rate above late_stance_yaw_dps holds late onsets back.
+(g) turning in place: the stance yaw rate above late_stance_yaw_dps holds late onsets back, and
+    a pivot's toe rise stays under late_pivot_deg;
+(i) a turning step out of a pivoting stance: its toes rise past late_pivot_deg, a late onset.
 
 docs/detection-reference.png, the gaitpdb reference checked (issue 11):
 (h) an insole that keeps 14-55 N through swing: the fixed 20 N contact threshold calls most of
@@ -68,7 +70,8 @@ def thresholds(rec, profile, t0_s: float, t1_s: float):
 
 def tilt_trace(rec, profile, t0_s: float, t1_s: float):
     """Per sample over [t0_s, t1_s) of the (pure-Python) kernel: filtered toe-up rate, the onset
-    threshold in use (deg/s, positive), |yaw rate| and the stance's largest |yaw rate|."""
+    threshold in use (deg/s, positive), |yaw rate|, the stance's largest |yaw rate| and the toe
+    excursion since the disarm after a pivoting stance (deg; NaN when not followed)."""
     frames, _ = recording_stream(rec)
     c = Controller(profile, implementation="python")
     c.start()
@@ -83,7 +86,8 @@ def tilt_trace(rec, profile, t0_s: float, t1_s: float):
             thr = min(tl.onset_rate_dps, max(tl.onset_min_dps, tl.adapt_fraction * k.tilt_push_peak))
         if tl.onset_raise_fraction > 0 and k.tilt_push_learned >= tl.learn_strides:
             thr = max(thr, min(tl.onset_max_dps, tl.onset_raise_fraction * k.tilt_push_peak))
-        out.append((k.pitch_lp, thr, abs(k.yaw_lp), k.tilt_stance_yaw))
+        out.append((k.pitch_lp, thr, abs(k.yaw_lp), k.tilt_stance_yaw,
+                    k.tilt_late_deg if k.tilt_late == 2 else np.nan))
     return np.array(out)
 
 
@@ -92,12 +96,15 @@ def tilt_figure(out: str, plt) -> None:
     data = tilt.model_dump(mode="json")
     data["trigger"]["tilt"].update(late_onset_dps=0.0, onset_raise_fraction=0.0)
     before = profile_from_dict(data, "figure")
-    fig, axes = plt.subplots(3, 1, figsize=(10, 12))
+    fig, axes = plt.subplots(4, 1, figsize=(10, 16))
     for ax, (name, side, t0, t1, title) in zip(axes, [
             ("ipol:1-4", "right", 3.5, 8.0, "(e) first step, no visible push-off: a late onset when the toes rise"),
             ("ipol:8-6", "left", 13.8, 17.5, "(f) the heel-strike slap of a missed step is under the raised threshold"),
             ("ipol:5-2", "right", 13.0, 17.5,
-             "(g) U-turn: no onset (grey: a pivot's toe-down); the stance pivots, so no late onset either")]):
+             "(g) U-turn: no onset (grey: a pivot's toe-down); the stance pivots, and its toe rises stay "
+             "under late_pivot_deg"),
+            ("ipol:5-1", "right", 13.5, 17.5,
+             "(i) U-turn step out of a pivoting stance: its toes rise past late_pivot_deg, a late onset")]):
         rec = load_any(name, side)
         tr = tilt_trace(rec, tilt, t0, t1)
         t = t0 + np.arange(len(tr)) / rec.rate_hz
@@ -118,6 +125,11 @@ def tilt_figure(out: str, plt) -> None:
         for u in ut or ():
             if t0 < u < t1:
                 ax.axvline(u, color="r", lw=0.6)
+        if np.isfinite(tr[:, 4]).any():
+            # the toe excursion after a pivoting stance, scaled x10 onto the rate axis
+            ax.plot(t, 10.0 * tr[:, 4], color="purple", lw=1.5, label="toe excursion after a pivot, deg x 10")
+            ax.axhline(10.0 * tilt.trigger.tilt.late_pivot_deg, color="purple", lw=0.8, ls=":",
+                       label="late_pivot_deg x 10")
         ax.set_xlim(t0, t1)
         ax.set_ylim(-400, 450)
         ax.set_title(f"{title} — {name} {side}\nmagenta: reference swings; red: U-turn; orange: bursts "

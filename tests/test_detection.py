@@ -122,15 +122,15 @@ def test_tilt_on_ipol_when_shared_data_present():
         pytest.skip("../shared/gait-data/ipol_healthy_imu not present (AGPL data, not bundled)")
     reports = _reports("walkaide_tilt.yaml", names)
     report = pooled(reports)
-    # floors at the cross-validated level (docs/detection.md, held-out by subject: recall 0.9767,
-    # precision 0.9964, in window 0.987, worst-decile foot 0.906, no onset while turning);
-    # late onsets of weak steps fall after toe-off, so in-window is a little under issue 5's 0.994
-    assert report.swing_recall >= 0.975
+    # floors at the cross-validated level (docs/detection.md, held-out by subject: recall 0.9833,
+    # precision 0.9970, in window 0.980, worst-decile foot 0.940, no onset while turning);
+    # late onsets of weak and turning steps fall after toe-off, so in-window is under issue 5's 0.994
+    assert report.swing_recall >= 0.982
     assert report.swing_precision >= 0.995
-    assert report.onset_in_window_fraction >= 0.98
+    assert report.onset_in_window_fraction >= 0.975
     assert report.quiet_onsets["total"] == 0
     recalls = sorted(r.swing_recall for r in reports if r.swings_reference)
-    assert np.mean(recalls[:max(1, len(recalls) // 10)]) >= 0.90
+    assert np.mean(recalls[:max(1, len(recalls) // 10)]) >= 0.93
 
 
 @pytest.mark.parametrize("config,name", [("default.yaml", "physionet:GaCo01"),

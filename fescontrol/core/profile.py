@@ -257,6 +257,11 @@ class TiltTrigger(_Model):
     late_stance_yaw_dps: Real = Field(100.0, ge=5.0, le=1000.0,
                                       description="a late onset needs |yaw rate| below this throughout the quiet "
                                                   "stance before it: a foot pivoting in a turn is not stepping (deg/s)")
+    late_pivot_deg: Real = Field(0.0, ge=0.0, le=90.0,
+                                 description="tilt mode: after a stance that pivoted (above late_stance_yaw_dps), "
+                                             "a late onset once the toes have rotated up by this much since they "
+                                             "began to rise: a turning step's swing, not a pivot's toe rise; "
+                                             "0: none after a pivot (deg)")
 
     @model_validator(mode="after")
     def _order(self) -> "TiltTrigger":

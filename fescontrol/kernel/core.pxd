@@ -51,6 +51,7 @@ cdef class Kernel:
     cdef double tilt_disarm_dps, tilt_max_yaw_ratio, tilt_adapt_fraction, tilt_onset_min_dps, tilt_swing_min_dps
     cdef int tilt_learn_strides
     cdef double tilt_onset_raise_fraction, tilt_onset_max_dps, tilt_late_onset_dps, tilt_late_stance_yaw_dps
+    cdef double tilt_late_pivot_deg
     cdef int foot_on
     cdef double foot_flat_dps
     cdef int64_t foot_flat_us
@@ -99,7 +100,7 @@ cdef class Kernel:
     cdef readonly double tilt_push_min, tilt_swing_max, tilt_push_peak, tilt_swing_peak
     cdef readonly int tilt_push_learned, tilt_swing_learned
     # late onset of a weak push-off: the stance's largest |yaw rate| since it became quiet, a disarm to follow
-    cdef readonly double tilt_stance_yaw
+    cdef readonly double tilt_stance_yaw, tilt_late_deg
     cdef readonly int tilt_late, tilt_late_ok, late_onsets
     cdef readonly double delivered_ma
     cdef readonly int64_t last_deliver_us

@@ -249,6 +249,7 @@ class Kernel:
         self.tilt_onset_max_dps = p.tilt_onset_max_dps
         self.tilt_late_onset_dps = p.tilt_late_onset_dps
         self.tilt_late_stance_yaw_dps = p.tilt_late_stance_yaw_dps
+        self.tilt_late_pivot_deg = p.tilt_late_pivot_deg
         self.stale_us = p.stale_us
         self.startup_grace_us = p.startup_grace_us
         self.max_missing = p.max_missing
@@ -383,6 +384,7 @@ class Kernel:
         self.tilt_stance_yaw = 0.0
         self.tilt_late = 0
         self.tilt_late_ok = 1
+        self.tilt_late_deg = 0.0
         self.late_onsets = 0
         self.stride = STRIDE_LOCKOUT
         self.delivered_ma = 0.0
@@ -952,9 +954,16 @@ class Kernel:
         ay = abs(self.yaw_lp)
         ts = self.tilt_state
         if ts == TILT_STANCE_WAIT:
-            if self.tilt_late and w > self.tilt_late_onset_dps:
-                # the toes keep rising after a stance that did not pivot: a weak step's swing
-                # (its push-off stayed under the threshold); onset now, late, in the swing
+            if self.tilt_late == 2:
+                # after a pivoting stance: the toe rise counts as a swing only once the foot has
+                # rotated toes-up by late_pivot_deg since the disarm (a pivot's toe rise stays under
+                # ~9 deg and turns back, a turning step's swing lifts the toes by up to ~30 deg)
+                self.tilt_late_deg += w * (dt_us / 1e6)
+            if self.tilt_late and w > self.tilt_late_onset_dps and (
+                    self.tilt_late == 1 or self.tilt_late_deg >= self.tilt_late_pivot_deg):
+                # the toes keep rising after a stance that did not pivot (or, after one that did,
+                # past late_pivot_deg): a weak step's swing (its push-off stayed under the
+                # threshold); onset now, late, in the swing
                 self.tilt_late = 0
                 self.tilt_state = TILT_SWING
                 self.tilt_timer_us = 0
@@ -988,9 +997,14 @@ class Kernel:
                 self.tilt_state = TILT_STANCE_WAIT
                 self.tilt_timer_us = 0
                 self._learn_push(-self.tilt_push_min)
-                if (self.mode_tilt and self.tilt_late_onset_dps > 0.0 and self.tilt_late_ok
-                        and self.tilt_stance_yaw <= self.tilt_late_stance_yaw_dps):
-                    self.tilt_late = 1
+                if self.mode_tilt and self.tilt_late_onset_dps > 0.0 and self.tilt_late_ok:
+                    if self.tilt_stance_yaw <= self.tilt_late_stance_yaw_dps:
+                        self.tilt_late = 1
+                    elif self.tilt_late_pivot_deg > 0.0:
+                        # the stance pivoted: a turning step or turning in place; follow the toe
+                        # rise and decide by its excursion (TILT_STANCE_WAIT above)
+                        self.tilt_late = 2
+                        self.tilt_late_deg = w * (dt_us / 1e6)
                 self.tilt_late_ok = 1
             elif w < -onset_thr and abs(self.yaw_lp) <= -w * self.tilt_max_yaw_ratio:
                 # toes down faster than the foot turns about the vertical: a push-off, not a pivot

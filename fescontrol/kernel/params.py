@@ -92,6 +92,7 @@ class KernelParams:
         # a late onset fires once the toe-up rate passes both the disarm and the late threshold
         self.tilt_late_onset_dps = max(tilt.late_onset_dps, tilt.disarm_rate_dps) if tilt.late_onset_dps > 0 else 0.0
         self.tilt_late_stance_yaw_dps = tilt.late_stance_yaw_dps
+        self.tilt_late_pivot_deg = tilt.late_pivot_deg
         self.stale_us = dev.stale_ms * 1000
         #: wall time allowed before the session's first valid frame (never less than stale_ms)
         self.startup_grace_us = max(SENSOR_STARTUP_GRACE_MS * 1000, self.stale_us)
