@@ -403,13 +403,30 @@ class AdaptiveTarget(_Model):
     foot-flat before the swing), as the device measures it (docs/adaptive.md): at
     mid-swing (``adaptive.mid_swing_fraction`` of the time from the onset to the heel
     strike) and at the heel strike. Set per walker from a reference walk: the
-    normal mid-swing pitch differs by more than 10° between walkers."""
+    normal mid-swing pitch differs by more than 10° between walkers. With ``curve_deg`` also
+    along a path of evenly spaced points from ``curve_from_fraction`` to the heel strike."""
 
     mid_swing_deg: Real = Field(..., ge=-60.0, le=60.0)
     heel_strike_deg: Real = Field(..., ge=-60.0, le=80.0)
     late_swing_deg: Real | None = Field(None, ge=-60.0, le=80.0,
                                         description="optional third point, at adaptive.late_swing_fraction: "
                                                     "a foot that rises late drags its toes there")
+    curve_deg: list[Annotated[float, Strict(), AllowInfNan(False), Field(ge=-60.0, le=80.0)]] | None = Field(
+        None, min_length=2, max_length=21,
+        description="optional target path: the pitch at len(curve_deg) evenly spaced fractions from "
+                    "curve_from_fraction to 1 (the heel strike), same time base; the toes catch "
+                    "wherever the foot is low in swing, not only at the points above")
+    curve_from_fraction: Real = Field(0.65, ge=0.3, le=0.95,
+                                      description="first fraction of the time from onset to heel strike "
+                                                  "where curve_deg is read")
+
+    def curve_fractions(self) -> list[float]:
+        """Where ``curve_deg`` is read (fractions of the time from onset to heel strike,
+        evenly spaced, the last 1.0); [] without a curve."""
+        if self.curve_deg is None:
+            return []
+        n, a = len(self.curve_deg), float(self.curve_from_fraction)
+        return [a + (1.0 - a) * i / (n - 1) for i in range(n)]
 
 
 class AdaptiveSwing(_Model):

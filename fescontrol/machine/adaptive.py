@@ -91,12 +91,18 @@ class LearningLaw:
         self.deadband = float(cfg.deadband_deg)
         self.decrease_fraction = float(cfg.decrease_fraction)
         self.band = cfg.band
+        self.curve_fractions = tuple(cfg.target.curve_fractions()) if cfg.target is not None else ()
 
     def error_deg(self, f: StrideFeatures) -> float:
         t = self.cfg.target
         e = max(t.mid_swing_deg - f.mid_swing_deg, t.heel_strike_deg - f.heel_strike_deg)
         if t.late_swing_deg is not None:
             e = max(e, t.late_swing_deg - f.late_swing_deg)
+        if t.curve_deg is not None:
+            if len(f.curve_deg) != len(t.curve_deg):
+                raise ValueError(f"the stride has {len(f.curve_deg)} points of the target path, "
+                                 f"the target {len(t.curve_deg)}")
+            e = max(e, max(want - got for want, got in zip(t.curve_deg, f.curve_deg)))
         return e
 
     def next_amplitude(self, amplitude_ma: float, error_deg: float, median_deg: float | None = None, *,
@@ -188,6 +194,7 @@ class SaturationGuard:
         self.level_deg = 0.0     # mean error where the current stopped lifting
         self.recent: deque[float] = deque(maxlen=KNEE_STRIDES)
         self.since = 0
+        self.knee_ma: float | None = None   # the hold a descent found (kept while the guard lasts)
 
     @staticmethod
     def lift_deg_per_ma(points) -> float:
@@ -229,6 +236,8 @@ class SaturationGuard:
         self.phase = "descend"
         self.recent.clear()
         self.since = 0
+        if self.knee_ma is not None and self.ceiling_ma <= self.knee_ma:
+            self.ceiling_ma, self.phase = self.knee_ma, "hold"
 
     def limit(self, used_ma: float, error_deg: float, nxt_ma: float) -> float:
         """The next amplitude after a stride the law learned from (used, error → nxt)."""
@@ -264,7 +273,11 @@ class SaturationGuard:
             if len(self.recent) == KNEE_STRIDES and sum(self.recent) / KNEE_STRIDES > self.level_deg + cfg.knee_tol_deg:
                 # the foot dropped: the knee is above; go back over it and hold there
                 self.ceiling_ma = self.law.bounded(self.ceiling_ma + (KNEE_STRIDES + 1) * cfg.descend_ma)
-                self.phase, self.since = "hold", 0
+                self.phase, self.since, self.knee_ma = "hold", 0, self.ceiling_ma
+            elif self.knee_ma is not None and self.ceiling_ma - cfg.descend_ma <= self.knee_ma:
+                # down at the knee an earlier descent found: below it the foot drops (the strides
+                # that tell it so drag); hold there
+                self.ceiling_ma, self.phase, self.since = self.knee_ma, "hold", 0
             else:
                 self.ceiling_ma = self.law.bounded(self.ceiling_ma - cfg.descend_ma)
         else:
@@ -350,6 +363,7 @@ class AdaptiveStimulation:
         self._onset_t_us = 0
         self._onset_flat_age_us = 0
         self._onset_faults = 0
+        self.features: StrideFeatures | None = None    # of the last stride that ended at a heel strike
         supervisor.fault_listeners.append(self.on_fault)
 
     # ----- from the controller and the patient modes ------------------------------------------
@@ -409,7 +423,8 @@ class AdaptiveStimulation:
         k = self.kernel
         cfg = self.profile.adaptive
         f = read_features(k, self._onset_flat_age_us, self._onset_t_us, cfg.mid_swing_fraction,
-                          cfg.late_swing_fraction)
+                          cfg.late_swing_fraction, self.law.curve_fractions)
+        self.features = f
         used = float(k.amplitude_ma)
         if self.patient_hold:
             return self._frozen("patient intensity change (holds until the next walk)", f)

@@ -35,18 +35,20 @@ class StrideFeatures:
     min_late_swing_deg: float        # lowest from mid-swing to heel strike
     problem: str = ""
     late_swing_deg: float = math.nan     # at late_swing_fraction
+    curve_deg: tuple[float, ...] = ()    # at the target path's fractions (read_features' curve_fractions)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
 
 def read_features(kernel, flat_age_at_onset_us: int, onset_t_us: int, mid_swing_fraction: float,
-                  late_swing_fraction: float = 0.85) -> StrideFeatures:
+                  late_swing_fraction: float = 0.85, curve_fractions=()) -> StrideFeatures:
     """Features of the swing that ended at the heel strike the kernel just reported.
 
     ``flat_age_at_onset_us`` is ``kernel.foot_flat_age_us`` read at the stride's onset
     event (how long the integral had run since a foot-flat); ``onset_t_us`` the sensor time
-    of that onset (buffer sample 0; the heel strike, now, is the last).
+    of that onset (buffer sample 0; the heel strike, now, is the last). ``curve_fractions``
+    (each in [0, 1]): also the pitch at each of them, in ``curve_deg``.
     """
     n = int(kernel.swing_n)
     swing_ms = (int(kernel.t_us) - onset_t_us) / 1000.0
@@ -61,5 +63,6 @@ def read_features(kernel, flat_age_at_onset_us: int, onset_t_us: int, mid_swing_
     last = n - 1
     mid = int(round(mid_swing_fraction * last))
     late = int(round(late_swing_fraction * last))
+    curve = tuple(float(buf[int(round(f * last))]) for f in curve_fractions)
     return StrideFeatures(swing_ms, float(buf[mid]), float(buf[last]), float(buf[mid:n].min()), "",
-                          float(buf[late]))
+                          float(buf[late]), curve)

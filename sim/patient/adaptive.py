@@ -129,13 +129,17 @@ def with_fixed_amplitude(profile: Profile, amplitude_ma: float) -> Profile:
 
 
 def reference_target(rec: Recording, profile: Profile, *, margin_deg: float = 0.0, late: bool = True) -> dict:
-    """``{"mid_swing_deg", "heel_strike_deg"}``: the median the device measures on the
-    unimpaired recording ``rec`` (its usable strides), plus ``margin_deg``. ``profile``
-    must have adaptive enabled (any target: only the measurement is used)."""
+    """``{"mid_swing_deg", "heel_strike_deg"}`` (and ``late_swing_deg`` with ``late``): the
+    median the device measures on the unimpaired recording ``rec`` (its usable strides), plus
+    ``margin_deg``. ``profile`` must have adaptive enabled (any target values: only the
+    measurement is used); when its target has a path (``curve_deg``), the median path at the
+    same points is measured too (``curve_deg``, ``curve_from_fraction``)."""
     if not profile.adaptive.enabled:
         raise ValueError("reference_target needs a profile with adaptive.enabled")
     frames, _ = recording_stream(rec)
     c = Controller(profile)
+    feats = {}
+    c.adaptive.listeners.append(lambda r: feats.__setitem__(r.stride, c.adaptive.features))
     c.start()
     c.feed(frames.tobytes())
     c.finish()
@@ -147,6 +151,12 @@ def reference_target(rec: Recording, profile: Profile, *, margin_deg: float = 0.
            "heel_strike_deg": round(float(np.median([r.heel_strike_deg for r in good])) + margin_deg, 2)}
     if late:
         out["late_swing_deg"] = round(float(np.median([r.late_swing_deg for r in good])) + margin_deg, 2)
+    t = profile.adaptive.target
+    if t is not None and t.curve_deg is not None:
+        # the same points of the target path as the profile's, measured on this walk
+        path = np.array([feats[r.stride].curve_deg for r in good])
+        out["curve_deg"] = [round(float(v) + margin_deg, 2) for v in np.median(path, axis=0)]
+        out["curve_from_fraction"] = float(t.curve_from_fraction)
     return out
 
 
