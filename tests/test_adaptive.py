@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from fescontrol.core import limits
 from fescontrol.machine.adaptive import LearningLaw, LowCurrentFloor, SaturationGuard
+from fescontrol.machine.stride_features import StrideFeatures
 from fescontrol.core.codes import Fault
 from fescontrol.loop.controller import Controller, TraceCollector
 from fescontrol.kernel import COMPILED
@@ -65,6 +66,8 @@ def test_bundled_adaptive_profile_is_enabled_and_starts_at_the_patient_minimum()
     ({"swing": {"min_ms": 900, "max_ms": 500}}, "min_ms (900) must be below max_ms"),
     ({"saturation": {"window": 5}}, "window"),
     ({"saturation": {**SECTION["saturation"], "window_strides": 2}}, "window_strides"),
+    ({"target": {**SECTION["target"], "curve_deg": [20.0]}}, "curve_deg"),
+    ({"target": {**SECTION["target"], "curve_deg": [20.0, 95.0]}}, "curve_deg"),
 ])
 def test_bad_adaptive_sections_are_refused_with_one_line(change, words):
     data = ADAPTIVE.model_dump(mode="json")
@@ -131,6 +134,42 @@ def test_the_approach_secant_never_leaves_the_bounds_nor_rises_nor_steps_more_th
         return
     assert law.lo <= cross <= used and used - cross <= step + 1e-12
     assert law.next_amplitude(used, e0, e0, approaching=True) >= law.lo
+
+
+def test_a_foot_low_between_the_late_point_and_the_heel_strike_raises_the_current():
+    # a foot that rises late: mid-swing, late swing and heel strike on target, 4° low at 0.9
+    # of the swing in between; the toes catch there (ipol:2-1 patients 14 and 17, docs/adaptive.md)
+    target = {"mid_swing_deg": -10.0, "late_swing_deg": 20.0, "heel_strike_deg": 30.0}
+    path = {"curve_from_fraction": 0.85, "curve_deg": [20.0, 26.0, 30.0, 30.0]}
+    stride = StrideFeatures(600.0, -8.0, 31.0, -8.0, "", 21.0, (21.0, 22.0, 31.0, 31.0))
+    three, with_path = (LearningLaw(with_adaptive(ADAPTIVE, {**SECTION, "target": t}).adaptive, ADAPTIVE.patient)
+                        for t in (target, {**target, **path}))
+    assert three.curve_fractions == () and with_path.curve_fractions == pytest.approx((0.85, 0.9, 0.95, 1.0))
+    assert three.error_deg(stride) == pytest.approx(-1.0)
+    assert with_path.error_deg(stride) == pytest.approx(4.0)
+    u = 25.0
+    assert three.next_amplitude(u, three.error_deg(stride)) <= u < with_path.next_amplitude(u, 4.0)
+    with pytest.raises(ValueError, match="points of the target path"):
+        with_path.error_deg(StrideFeatures(600.0, -8.0, 31.0, -8.0, "", 21.0))
+
+
+def test_the_path_is_read_where_the_target_points_are(walk, profile):
+    # the path's first point is the late-swing fraction and its last the heel strike: the same samples
+    t = profile.adaptive.target
+    assert t.curve_fractions()[0] == profile.adaptive.late_swing_fraction and len(t.curve_deg) == 4
+    assert t.curve_deg[0] == t.late_swing_deg and t.curve_deg[-1] == t.heel_strike_deg   # reference_target
+    c = Controller(profile)
+    seen = []
+    c.adaptive.listeners.append(lambda r: seen.append((r, c.adaptive.features)))
+    c.start()
+    c.feed(_frames(walk))
+    c.finish()
+    learned = [(r, f) for r, f in seen if r.status != "frozen"]
+    assert len(learned) >= 10
+    for r, f in learned:
+        assert len(f.curve_deg) == 4
+        assert f.curve_deg[0] == r.late_swing_deg and f.curve_deg[-1] == r.heel_strike_deg
+        assert r.error_deg >= max(w - g for w, g in zip(t.curve_deg, f.curve_deg)) - 1e-12
 
 
 def _first_within(profile, patient, walk, deg=2.0):
@@ -293,6 +332,27 @@ def test_guard_stops_the_climb_near_the_knee_of_a_saturated_muscle():
     assert 24.5 <= np.median(used[-100:]) <= 29.5, used[-100:]
     law, _ = _law_and_guard(saturation=False)
     assert np.median(_walk_plant(law, None, plant)[-100:]) == 40.0      # without it: wound up
+
+
+def test_a_later_descent_stops_at_the_knee_an_earlier_one_found():
+    # every probe_strides the guard tries one step more; when it lifts nothing a new descent
+    # began and went down through the knee again, strides that drag each time (ipol:3-1
+    # patients 5 and 6, docs/adaptive.md); it now stops at the knee the first descent found
+    def plant(u):
+        return 6.0 + 2.0 * (26.0 - min(u, 26.0))
+    law, guard = _law_and_guard()
+    rng = np.random.default_rng(1)
+    u, knee, probes, below = law.lo, None, 0, 0
+    for _ in range(900):
+        e = plant(u) + float(rng.uniform(-3, 3))
+        before = guard.phase
+        u = guard.limit(u, e, law.next_amplitude(u, e))
+        if knee is None and before == "descend" and guard.phase == "hold":
+            knee = guard.ceiling_ma
+        elif knee is not None:
+            probes += before != "probe" and guard.phase == "probe"
+            below += u < knee - 1e-9
+    assert knee is not None and probes >= 5 and below == 0, (knee, probes, below)
 
 
 def test_guard_leaves_a_foot_that_answers_the_current_alone():

@@ -4,7 +4,8 @@ Run-to-run (iterative) learning after Seel, Werner, Raisch & Schauer 2016 (Contr
 Practice 48:87–97): after each swing the error between the target foot pitch and the pitch
 the foot reached corrects the amplitude of the next stride,
 
-    e_k     = max(target_mid − mid_k, target_hs − hs_k[, target_late − late_k])   (deg; > 0: too low)
+    e_k     = max(target_mid − mid_k, target_hs − hs_k[, target_late − late_k][, max_i path_i − p_k(f_i)])
+              (deg; > 0: too low; the path: target.curve_deg at target.curve_fractions())
     Δ_k     = clip(g · e_k, −max_step, +max_step)      (0 when |e_k| ≤ deadband)
               g = gain when e_k > 0, decrease_fraction · gain when e_k < 0
     u_{k+1} = clip(u_k + Δ_k, amplitude_min_ma, amplitude_max_ma)
@@ -178,7 +179,10 @@ class SaturationGuard:
     keeps the lift it had there (mean error of the last KNEE_STRIDES strides within
     ``knee_tol_deg``); when it drops, the ceiling goes back up above that knee and the phase
     is ``hold``; after ``probe_strides`` strides ``probe`` allows one ``max_step_ma`` more:
-    a flat window starts a new descent, a foot that lifts per mA again ends the guard.
+    a flat window starts a new descent, a foot that lifts per mA again ends the guard. A
+    descent stops at ``knee_ma``, the hold an earlier descent found (kept for the session:
+    fatigue moves the knee up, and a descent that finds the foot dropping above it sets the
+    new one), instead of finding it again through strides that drag.
 
     Invariant: the amplitude it returns is never above the law's and never below
     ``min(law's, max(ceiling, used - max_step))``: the step and bound invariants hold."""
@@ -194,7 +198,7 @@ class SaturationGuard:
         self.level_deg = 0.0     # mean error where the current stopped lifting
         self.recent: deque[float] = deque(maxlen=KNEE_STRIDES)
         self.since = 0
-        self.knee_ma: float | None = None   # the hold a descent found (kept while the guard lasts)
+        self.knee_ma: float | None = None   # the hold a descent found; later descents stop there
 
     @staticmethod
     def lift_deg_per_ma(points) -> float:
