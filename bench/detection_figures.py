@@ -8,7 +8,10 @@
     preload the floor, with the bursts delivered with and without the plateau rule;
 (e) a light heel strike (a step whose heel loads ~20 N after 200 N steps): the strike threshold
     at max(on_min_n, on_fraction x span) ends the stride, with the bursts delivered with the
-    former 25 % / 20 N threshold.
+    former 25 % / 20 N threshold;
+(f) a light contact (a step that loads the heel a few N): once the burst's heel has been unloaded
+    as long as the walker's learned heel-unloaded time, a 6 N rise above its lowest level ends
+    the stride, with the bursts delivered without the rule.
 
 docs/detection-tilt-rules.png, the tilt rules of issue 11 on IPOL walks:
 (e) the late onset of a first step without a visible push-off;
@@ -29,6 +32,7 @@ Usage:  python bench/detection_figures.py [--out docs/detection-rules.png]
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,12 +40,17 @@ import numpy as np
 
 from fescontrol.loop.controller import Controller
 from fescontrol.core.profile import load_profile, profile_from_dict
+from fescontrol.kernel import kernel_class
 from fescontrol.sim.replay import recording_stream, replay
 from fescontrol.sim.run import load_any
 from fescontrol.sim.scoring import score
 from fescontrol.sim.sources import list_available
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+#: the stride state "in a swing" of the (pure-Python) kernel the figures read
+STRIDE_ACTIVE = sys.modules[kernel_class("python").__module__].STRIDE_ACTIVE
 
 
 def _variant(profile, **heel):
@@ -64,7 +73,13 @@ def thresholds(rec, profile, t0_s: float, t1_s: float):
         span = max(0.0, k.heel_peak - k.heel_floor)
         off = k.heel_floor + max(h.off_min_n, h.off_fraction * span)
         on = k.heel_floor + max(2 * h.off_min_n, min(max(h.on_min_n, h.on_fraction * span), h.on_max_fraction * span))
-        out.append((k.heel_lp, k.heel_floor, off, on))
+        # the light-contact strike threshold, where it applies (a burst's heel unloaded for at
+        # least the walker's learned heel-unloaded time)
+        light = np.nan
+        if (h.light_strike_n > 0 and not k.heel_loaded and k.stride == STRIDE_ACTIVE
+                and k.heel_strides_learned >= h.learn_strides and k.heel_since_off_us >= k.heel_unload_us):
+            light = min(on, k.heel_unloaded_min + h.light_strike_n)
+        out.append((k.heel_lp, k.heel_floor, off, on, light))
     return np.array(out)
 
 
@@ -193,11 +208,11 @@ def main(argv=None) -> int:
     if args.only_tilt:
         return 0
     base = load_profile(ROOT / "configs" / "default.yaml")
-    fig, axes = plt.subplots(5, 1, figsize=(10, 18))
+    fig, axes = plt.subplots(6, 1, figsize=(10, 21.5))
     fixed = _variant(base, floor_max_fraction=0.0, on_max_fraction=0.95, floor_flat_n=0.0)
     preloaded = load_any("physionet:GaCo01", "left")
     preloaded = replace(preloaded, heel_n=preloaded.heel_n + 30.0)
-    for ax, (rec, t0, t1, title, other, other_label, ymax) in zip([axes[0], axes[1], axes[3], axes[4]], [
+    for ax, (rec, t0, t1, title, other, other_label, ymax) in zip([axes[0], axes[1], axes[3], axes[4], axes[5]], [
             (load_any("physionet:GaCo13_10", "right"), 20, 32, "(a) offset through swing: floor-relative heel-off",
              fixed, "fixed thresholds", 120),
             (load_any("physionet:JuPt24_02", "left"), 20, 30, "(b) weak heel: strike threshold ≤ half the loaded span",
@@ -206,7 +221,10 @@ def main(argv=None) -> int:
              _variant(base, floor_flat_n=0.0), "without the plateau rule", 200),
             (load_any("physionet:GaCo04", "right"), 100.5, 106.0,
              "(e) light heel strike: strike above max(18 N, 10 % of the loaded span)",
-             _variant(base, on_fraction=0.25, on_min_n=20.0, onset_lead_ms=150), "former 25 % / 20 N strike", 250)]):
+             _variant(base, on_fraction=0.25, on_min_n=20.0, onset_lead_ms=150), "former 25 % / 20 N strike", 250),
+            (load_any("physionet:SiPt28", "left"), 59.5, 65.5,
+             "(f) light contact: after the learned heel-unloaded time a 6 N rise is the strike",
+             _variant(base, light_strike_n=0.0), "without the light contact", 60)]):
         name, side = rec.name, rec.side
         th = thresholds(rec, base, t0, t1)
         t = t0 + np.arange(len(th)) / rec.rate_hz
@@ -214,6 +232,8 @@ def main(argv=None) -> int:
         ax.plot(t, th[:, 1], "g--", lw=1, label="tracked floor")
         ax.plot(t, th[:, 2], "b", lw=1, label="heel-off threshold")
         ax.plot(t, th[:, 3], "r", lw=1, label="heel-strike threshold")
+        if ax is axes[5]:
+            ax.plot(t, th[:, 4], color="c", lw=1.5, label="light-contact strike threshold")
         if ax is axes[4]:
             ax.plot(t, thresholds(rec, other, t0, t1)[:, 3], color="grey", ls="--", lw=1,
                     label=f"heel-strike threshold ({other_label})")

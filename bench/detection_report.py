@@ -52,7 +52,8 @@ HEEL_GRID = {"trigger.heel.off_fraction": (0.02, 0.04, 0.06),
              "trigger.heel.swing_fraction": (0.30, 0.34, 0.38),
              "trigger.heel.on_fraction": (0.10, 0.25),
              "trigger.heel.on_min_n": (18.0, 20.0),
-             "trigger.heel.onset_lead_ms": (140, 150)}
+             "trigger.heel.onset_lead_ms": (140, 150),
+             "trigger.heel.light_strike_n": (0.0, 6.0)}
 #: the tilt parameters chosen on the shared IMU set (issue 11: the raised onset threshold, the toe
 #: excursion of a late onset after a pivoting stance; 0 = none); late_onset_dps and
 #: late_stance_yaw_dps are physical bounds (docs/detection.md), not chosen here

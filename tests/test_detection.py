@@ -74,20 +74,20 @@ def test_combined_mode_on_every_synthetic_scenario():
 @pytest.mark.timeout(600)
 def test_heel_on_every_shared_gaitpdb_walk_at_the_cross_validated_level():
     """Floors at the subject-wise cross-validated figures of docs/detection.md (held-out, the
-    load-relative gaitpdb reference: recall 0.9923, precision 0.9945, in window 0.982,
-    worst-decile foot 0.960), a little under them; and no walk of the shared set ends in a
-    latched fault."""
+    load-relative gaitpdb reference, with the light contact: recall 0.9933, precision 0.9944,
+    in window 0.982, worst-decile foot 0.962), a little under them; and no walk of the shared set
+    ends in a latched fault."""
     names = [n for n in list_available() if n.startswith("physionet:")]
     if len(names) < 100:
         pytest.skip("../shared/gait-data/physionet_gaitpdb (142 walks) not present")
     reports = score_recordings(load_profile(CONFIGS / "default.yaml"), names)
     assert [r.name for r in reports if r.faults] == []
     report = pooled(reports)
-    assert report.swing_recall >= 0.991
+    assert report.swing_recall >= 0.992
     assert report.swing_precision >= 0.993
     assert report.onset_in_window_fraction >= 0.975
     recalls = sorted(r.swing_recall for r in reports if r.swings_reference)
-    assert np.mean(recalls[:max(1, len(recalls) // 10)]) >= 0.955
+    assert np.mean(recalls[:max(1, len(recalls) // 10)]) >= 0.957
 
 
 @pytest.mark.slow

@@ -132,3 +132,49 @@ def test_no_onset_in_quiet_scenarios_and_every_swing_with_a_preloaded_sensor(pre
         # the preload costs at most the first swing (cold start: it is learned from a flat swing)
         without = score(plain, replay(plain, default_profile, implementation=kernel_impl).bursts_s)
         assert rep.swings_detected >= without.swings_detected - 1, (name, preload_n, rep.swing_recall)
+
+
+def _light_stances(heel: np.ndarray, strides: tuple[int, ...], level_n: float, *, rate_hz: float = 100.0,
+                   standing_s: float = 1.0, stride_s: float = 1.0) -> np.ndarray:
+    """``heel`` with the stance of the given strides (0-based) loading the heel only ``level_n``."""
+    out = heel.copy()
+    for k in strides:
+        a = int((standing_s + k * stride_s) * rate_hz)
+        b = a + int(0.8 * stride_s * rate_hz)            # the whole stance (its swing stays 0 N)
+        out[a:b] = np.minimum(out[a:b], level_n)
+    return out
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("light_n, heel_offs", [(6.0, 20), (0.0, 18)])
+def test_a_light_heel_contact_ends_the_burst_and_the_next_swing_gets_one(light_n, heel_offs, kernel_impl):
+    """Two steps that load the heel only 10 N after 400 N strides (a forefoot step): under the
+    strike threshold (10 % of the peak), so without the light-contact rule the burst runs on
+    through that stance to max_stim_ms and the next swing gets none; with it, the 10 N rise
+    after the walker's usual unloaded time is the strike, the heel-off below 5 N the onset."""
+    profile = profile_with("default", trigger={"heel": {"light_strike_n": light_n}})
+    heel = _light_stances(heel_walk(20, load_n=400.0), (8, 14), 10.0)
+    c, tr = run_stream(profile, stream(heel, np.zeros(len(heel))), kernel_impl)
+    assert c.supervisor.fault is None
+    assert len(_heel_offs(c)) == heel_offs
+    assert len(bursts(tr)) == heel_offs
+    longest = max(b - a for a, b in bursts(tr))
+    if light_n:
+        assert longest <= 80                    # 0.8 s: no burst runs on through a stance
+    else:
+        assert longest >= 120                   # through the light stance, ended only by max_stim_ms
+
+
+@pytest.mark.timeout(60)
+def test_a_bump_in_the_swing_is_not_a_light_contact(default_profile, kernel_impl):
+    """A 10 N bump in the middle of every swing (a sensor knock, the heel brushing): before the
+    walker's usual unloaded time, so no strike; each burst still ends at the real heel strike."""
+    heel = heel_walk(20, load_n=400.0)
+    in_swing = heel < 1.0
+    starts = np.flatnonzero(np.diff(in_swing.astype(int)) == 1) + 1
+    for s in starts:
+        heel[s + 12:s + 18] = 10.0                              # 120-180 ms into a 380 ms swing
+    c, tr = run_stream(default_profile, stream(heel, np.zeros(len(heel))), kernel_impl)
+    strikes = [e.t_us for e in c.events if e.event == "heel_strike"]
+    assert len(_heel_offs(c)) == len(strikes) == 20
+    assert len(bursts(tr)) == 20

@@ -187,6 +187,11 @@ class HeelTrigger(_Model):
                                                 "(0: no delay, onset at heel-off), ms")
     learn_strides: Int = Field(3, ge=1, le=20,
                                description="strides learned before the onset delay applies (cold start: none)")
+    light_strike_n: Real = Field(6.0, ge=0.0, le=50.0,
+                                 description="heel mode: once a burst's heel has been unloaded as long as the "
+                                             "walker's learned heel-unloaded time, a rise this far above its lowest "
+                                             "level since the heel-off is a (light) heel strike; the next heel-off "
+                                             "is below half that rise (0: off), N")
 
     @model_validator(mode="after")
     def _hysteresis(self) -> "HeelTrigger":

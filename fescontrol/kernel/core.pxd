@@ -40,7 +40,7 @@ cdef class Kernel:
     cdef int heel_stuck_imu_strides, heel_learn_strides
     cdef int64_t heel_floor_bin_us, heel_onset_lead_us, heel_max_delay_us
     cdef double heel_floor_max_fraction, heel_floor_max_n, heel_on_max_fraction, heel_swing_fraction
-    cdef double heel_flat_n, heel_flat_max_fraction
+    cdef double heel_flat_n, heel_flat_max_fraction, heel_light_n
     cdef int64_t heel_flat_us, heel_floor_window_us
     cdef int64_t tilt_min_stance_us, tilt_debounce_us, tilt_swing_wait_us, stale_us, deliver_interval_us, period_us
     cdef int64_t startup_grace_us
@@ -97,6 +97,9 @@ cdef class Kernel:
     cdef readonly int64_t flat_us, flat_seen_us
     cdef readonly int64_t heel_delay_us
     cdef readonly int heel_strides_learned, heel_pending
+    # light contact: lowest heel force since the heel-off, the contact's rise and its peak
+    cdef readonly double heel_unloaded_min, heel_contact_base, heel_contact_peak
+    cdef readonly int heel_light
     cdef readonly double tilt_push_min, tilt_swing_max, tilt_push_peak, tilt_swing_peak
     cdef readonly int tilt_push_learned, tilt_swing_learned
     # late onset of a weak push-off: the stance's largest |yaw rate| since it became quiet, a disarm to follow
@@ -157,7 +160,7 @@ cdef class Kernel:
                    w=double, m=double, cand=double, span=double, onset_thr=double, swing_thr=double, ay=double,
                    heel_edge_off=int, heel_edge_on=int, tilt_edge_onset=int, tilt_edge_strike=int,
                    heel_onset=int, onset=int, strike=int, ready=int, cut=int, ph=int, ts=int, i=int,
-                   mask=int, k=int, stride_onset=int, stride_strike=int)
+                   mask=int, k=int, stride_onset=int, stride_strike=int, light=int)
     cdef void _sample(self) noexcept nogil
     @cython.locals(i=int, st=int, lv=double)
     cdef void _extra_channels(self, int64_t dt_us, int gait_event) noexcept nogil

@@ -231,6 +231,7 @@ class Kernel:
         self.heel_onset_lead_us = p.heel_onset_lead_us
         self.heel_max_delay_us = p.heel_max_delay_us
         self.heel_learn_strides = p.heel_learn_strides
+        self.heel_light_n = p.heel_light_n
         self.tilt_onset_dps = p.tilt_onset_dps
         self.tilt_swing_dps = p.tilt_swing_dps
         self.tilt_strike_dps = p.tilt_strike_dps
@@ -371,6 +372,10 @@ class Kernel:
         self.heel_delay_us = 0
         self.heel_pending = 0
         self.heel_pending_us = 0
+        self.heel_unloaded_min = 0.0
+        self.heel_contact_peak = 0.0
+        self.heel_contact_base = 0.0
+        self.heel_light = 0
         self.pitch_lp = 0.0
         self.yaw_lp = 0.0
         self.tilt_state = TILT_STANCE_WAIT
@@ -892,6 +897,27 @@ class Kernel:
         thr_on = self.heel_floor + _max(2.0 * self.heel_off_min_n,
                                         _min(_max(self.heel_on_min_n, self.heel_on_fraction * span),
                                              self.heel_on_max_fraction * span))
+        # light contact (heel mode): once a burst's heel has been unloaded as long as this
+        # walker's usually is (learned), the foot is on the ground again; a heel rising
+        # light_strike_n above its lowest level since the heel-off is that contact (a forefoot or
+        # turning step that hardly loads the heel), and the heel-off after it is judged against
+        # that contact's own load: below half its rise
+        light = 0
+        if self.heel_light_n > 0.0 and self.mode_heel:
+            if self.heel_loaded:
+                if self.heel_lp > self.heel_contact_peak:
+                    self.heel_contact_peak = self.heel_lp
+                if self.heel_light:
+                    thr_off = _min(thr_off, self.heel_contact_base
+                                   + 0.5 * (self.heel_contact_peak - self.heel_contact_base))
+            else:
+                if self.heel_lp < self.heel_unloaded_min:
+                    self.heel_unloaded_min = self.heel_lp
+                if (self.stride == STRIDE_ACTIVE and self.heel_strides_learned >= self.heel_learn_strides
+                        and self.heel_since_off_us >= self.heel_unload_us
+                        and self.heel_unloaded_min + self.heel_light_n < thr_on):
+                    thr_on = self.heel_unloaded_min + self.heel_light_n
+                    light = 1
         if self.heel_loaded:
             if self.heel_lp < thr_off:
                 self.heel_timer_us += dt_us
@@ -900,6 +926,8 @@ class Kernel:
                     self.heel_timer_us = 0
                     heel_edge_off = 1
                     self.heel_since_off_us = 0
+                    self.heel_unloaded_min = self.heel_lp
+                    self.heel_light = 0
             else:
                 self.heel_timer_us = 0
         else:
@@ -909,6 +937,9 @@ class Kernel:
                     self.heel_loaded = 1
                     self.heel_timer_us = 0
                     heel_edge_on = 1
+                    self.heel_light = light
+                    self.heel_contact_peak = self.heel_lp
+                    self.heel_contact_base = self.heel_unloaded_min
                     self._learn_stride()
                     self.heel_since_on_us = 0
             else:

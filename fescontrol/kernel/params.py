@@ -70,6 +70,7 @@ class KernelParams:
         self.heel_onset_lead_us = heel.onset_lead_ms * 1000
         self.heel_max_delay_us = heel.max_onset_delay_ms * 1000
         self.heel_learn_strides = heel.learn_strides
+        self.heel_light_n = heel.light_strike_n
         self.heel_stuck_imu_strides = heel.stuck_imu_strides
         # unloaded longer than the longest burst: the foot is not on its heel (no-contact state)
         self.heel_absent_us = env.max_stim_ms * 1000
