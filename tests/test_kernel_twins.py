@@ -106,6 +106,20 @@ def test_walk_identical(base):
     assert_same(py, cy)
 
 
+def test_light_contact_identical():
+    """The light-contact strike (a few steps loading the heel 10-14 N after 400 N ones, with
+    sensor noise) takes the same path in both builds: same bursts, events and kernel state."""
+    rng = np.random.default_rng(3)
+    heel = heel_walk(24, load_n=400.0)
+    for k in (8, 9, 15, 20):
+        a = 100 + 100 * k
+        heel[a:a + 80] = np.minimum(heel[a:a + 80], 10.0 + k % 3 * 2.0)
+    heel = heel + rng.normal(0, 1.0, len(heel)).clip(0)
+    py, cy = run_both(profile_with("default"), stream(heel, np.zeros(len(heel))))
+    assert sum(1 for e in py["events"] if e.event == "heel_off") >= 22
+    assert_same(py, cy)
+
+
 def walk_bytes(strides: int = 30, seed: int = 7) -> bytes:
     rng = np.random.default_rng(seed)
     heel = heel_walk(strides) + rng.normal(0, 4, (strides + 2) * 100).clip(0)
