@@ -7,7 +7,8 @@ Rules (full text and rationale: docs/scoring.md):
   reference swing whose window ``[toe_off - 0.6 s, heel_strike)`` holds its onset
   (one-to-one, greedy in time).
 * Excluded swings (not scored): partial swings cut by the file edges, swings outside the
-  recording, swings with a run of invalid (dropped) samples of >= 0.05 s in
+  recording, swings whose toe-off comes within the match window (0.6 s) of the file's start
+  (the stance before them is not in the file), swings with a run of invalid (dropped) samples of >= 0.05 s in
   ``[toe_off - 0.3 s, heel_strike]``. A burst matched to one, or an unmatched burst whose
   onset is in an excluded swing's window or in ``rec.unscored_intervals_s``, is IGNORED;
   so is an unmatched burst whose onset is within the match window (0.6 s) of the file's end
@@ -244,7 +245,9 @@ def prepare_scoring(rec: Recording, rules: ScoringRules = ScoringRules()) -> Sco
     excluded = []
     for to, hs, exc in swings:
         lo = to - rules.invalid_check_before_s
-        exc = exc or any(p < hs and q > lo for p, q in invalid)
+        # a toe-off within one match window of the file's start: the stance before it (where a
+        # heel-off or push-off would be seen) is not in the file, as a swing cut by its end
+        exc = exc or to < rules.onset_window_before_s or any(p < hs and q > lo for p, q in invalid)
         excluded.append(exc)
     windows = [(to - rules.onset_window_before_s, hs) for to, hs, _ in swings]
     unscored_s = sum(q - p for p, q in merge_intervals(

@@ -74,20 +74,20 @@ def test_combined_mode_on_every_synthetic_scenario():
 @pytest.mark.timeout(600)
 def test_heel_on_every_shared_gaitpdb_walk_at_the_cross_validated_level():
     """Floors at the subject-wise cross-validated figures of docs/detection.md (held-out, the
-    load-relative gaitpdb reference, with the light contact: recall 0.9933, precision 0.9944,
-    in window 0.982, worst-decile foot 0.962), a little under them; and no walk of the shared set
-    ends in a latched fault."""
+    load-relative gaitpdb reference, with the light contact, a file's first swings not scored:
+    recall 0.9943, precision 0.9944, in window 0.983, worst-decile foot 0.964), a little under
+    them; and no walk of the shared set ends in a latched fault."""
     names = [n for n in list_available() if n.startswith("physionet:")]
     if len(names) < 100:
         pytest.skip("../shared/gait-data/physionet_gaitpdb (142 walks) not present")
     reports = score_recordings(load_profile(CONFIGS / "default.yaml"), names)
     assert [r.name for r in reports if r.faults] == []
     report = pooled(reports)
-    assert report.swing_recall >= 0.992
+    assert report.swing_recall >= 0.993
     assert report.swing_precision >= 0.993
     assert report.onset_in_window_fraction >= 0.975
     recalls = sorted(r.swing_recall for r in reports if r.swings_reference)
-    assert np.mean(recalls[:max(1, len(recalls) // 10)]) >= 0.957
+    assert np.mean(recalls[:max(1, len(recalls) // 10)]) >= 0.96
 
 
 @pytest.mark.slow
@@ -95,7 +95,7 @@ def test_heel_on_every_shared_gaitpdb_walk_at_the_cross_validated_level():
 @pytest.mark.parametrize("preload_n, recall_floor", [(20.0, 0.955), (30.0, 0.915)])
 def test_heel_with_a_sensor_preload_on_the_shared_gaitpdb_walks(preload_n, recall_floor):
     """A constant preload added to every heel sample (a tight or misfitted insole): the flat
-    swing plateau makes it the floor (docs/detection.md: 96.2 % / 92.1 %; before the rule
+    swing plateau makes it the floor (docs/detection.md: 96.6 % / 92.5 %; before the rule
     71.9 % / 0 % with false heel_stuck faults); no walk ends in a fault."""
     from dataclasses import replace
     from fescontrol.sim.scoring import score

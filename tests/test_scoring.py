@@ -144,6 +144,20 @@ def test_an_onset_in_the_last_match_window_of_the_file_is_not_scored_unless_quie
     assert rep.false_onsets == 1 and rep.quiet_onsets["standing"] == 1
 
 
+def test_a_swing_within_the_first_match_window_of_the_file_is_not_scored() -> None:
+    # recorded already walking: the stance before a toe-off at 0.5 s is not in the file, so no
+    # heel-off could be seen (docs/scoring.md rule 5); a toe-off at 0.7 s has its stance
+    first = [(0.5, 0.95)] + SWINGS
+    rec = make_rec(swings=first, quiet=())
+    missed = score(rec, bursts_for(SWINGS))
+    assert missed.swings_excluded == 1 and missed.swings_reference == 10 and missed.swing_recall == 1.0
+    hit = score(rec, bursts_for(first))
+    assert hit.swings_reference == 10 and hit.ignored_onsets == 1 and hit.false_onsets == 0
+    later = [(0.7, 1.15)] + SWINGS
+    scored = score(make_rec(swings=later, quiet=()), bursts_for(SWINGS))
+    assert scored.swings_excluded == 0 and scored.swings_reference == 11 and scored.swings_detected == 10
+
+
 def test_faults_passed_through_and_pooling() -> None:
     a = score(make_rec(name="a"), bursts_for(SWINGS), faults=["SENSOR_STALE at 3.2 s"])
     b = score(make_rec(name="b"), bursts_for(SWINGS[:5], onset_ms=+10) + [(16.0, 16.2)])
