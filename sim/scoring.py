@@ -8,9 +8,9 @@ Rules (full text and rationale: docs/scoring.md):
   (one-to-one, greedy in time).
 * Excluded swings (not scored): partial swings cut by the file edges, swings outside the
   recording, swings whose toe-off comes within the match window (0.6 s) of the file's start
-  (the stance before them is not in the file), swings with a run of invalid (dropped) samples of >= 0.05 s in
-  ``[toe_off - 0.3 s, heel_strike]``. A burst matched to one, or an unmatched burst whose
-  onset is in an excluded swing's window or in ``rec.unscored_intervals_s``, is IGNORED;
+  (the stance before them is not in the file), swings with a run of invalid (dropped) samples
+  of >= 0.05 s in ``[toe_off - 0.3 s, heel_strike]``. A burst matched to one, or an unmatched
+  burst whose onset is in an excluded swing's window or in ``rec.unscored_intervals_s``, is IGNORED;
   so is an unmatched burst whose onset is within the match window (0.6 s) of the file's end
   and outside the quiet intervals (the toe-off it would match may come after the end).
 * Every other unmatched burst is a FALSE ONSET; false onsets whose onset lies in a quiet
@@ -169,10 +169,13 @@ def _covered(a: float, b: float, union: list[tuple[float, float]],
     return sum(max(0.0, min(b, q) - max(a, p)) for p, q in union) / (b - a)
 
 
-def _swings_with_partials(rec: Recording) -> list[tuple[float, float, bool]]:
-    """(toe_off, heel_strike, excluded) for complete and partial swings, in time order."""
-    dur = rec.duration_s
-    out = [(to, hs, to < 0 or hs > dur) for to, hs in rec.reference_swings()]
+def _swings_with_partials(rec: Recording, rules: ScoringRules) -> list[tuple[float, float, bool]]:
+    """(toe_off, heel_strike, excluded) for complete and partial swings, in time order.
+    Excluded by the file's edges: a swing outside the recording, a partial one, and one whose
+    toe-off comes within the match window of the start (the stance before it, where a heel-off
+    or push-off would be seen, is not in the file, as a swing cut by the end)."""
+    dur, start_s = rec.duration_s, max(0.0, rules.onset_window_before_s)
+    out = [(to, hs, to < start_s or hs > dur) for to, hs in rec.reference_swings()]
     paired_to = {to for to, _, _ in out}
     paired_hs = {hs for _, hs, _ in out}
     to_all = [float(t) for t in rec.toe_off_s]
@@ -239,15 +242,13 @@ class ScoringSetup:
 
 def prepare_scoring(rec: Recording, rules: ScoringRules = ScoringRules()) -> ScoringSetup:
     """The burst-independent part of :func:`score` for ``rec`` (see :class:`ScoringSetup`)."""
-    swings = _swings_with_partials(rec)
+    swings = _swings_with_partials(rec, rules)
     min_run = max(1, int(math.ceil(rules.max_invalid_run_s * rec.rate_hz - 1e-9)))
     invalid = _invalid_runs(rec, min_run)
     excluded = []
     for to, hs, exc in swings:
         lo = to - rules.invalid_check_before_s
-        # a toe-off within one match window of the file's start: the stance before it (where a
-        # heel-off or push-off would be seen) is not in the file, as a swing cut by its end
-        exc = exc or to < rules.onset_window_before_s or any(p < hs and q > lo for p, q in invalid)
+        exc = exc or any(p < hs and q > lo for p, q in invalid)
         excluded.append(exc)
     windows = [(to - rules.onset_window_before_s, hs) for to, hs, _ in swings]
     unscored_s = sum(q - p for p, q in merge_intervals(
