@@ -97,7 +97,7 @@ cdef class Kernel:
     cdef readonly int64_t flat_us, flat_seen_us
     cdef readonly int64_t heel_delay_us
     cdef readonly int heel_strides_learned, heel_pending
-    # light contact: lowest heel force since the heel-off, the contact's rise and its peak
+    # light contact: lowest heel force since the heel-off, the contact's base and (a light one only) its peak
     cdef readonly double heel_unloaded_min, heel_contact_base, heel_contact_peak
     cdef readonly int heel_light
     cdef readonly double tilt_push_min, tilt_swing_max, tilt_push_peak, tilt_swing_peak

@@ -905,9 +905,10 @@ class Kernel:
         light = 0
         if self.heel_light_n > 0.0 and self.mode_heel:
             if self.heel_loaded:
-                if self.heel_lp > self.heel_contact_peak:
-                    self.heel_contact_peak = self.heel_lp
                 if self.heel_light:
+                    # the peak is read only for a light contact (set at every contact's edge)
+                    if self.heel_lp > self.heel_contact_peak:
+                        self.heel_contact_peak = self.heel_lp
                     thr_off = _min(thr_off, self.heel_contact_base
                                    + 0.5 * (self.heel_contact_peak - self.heel_contact_base))
             else:
