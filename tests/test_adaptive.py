@@ -233,6 +233,53 @@ def test_until_a_stride_settles_near_target_a_foot_above_it_comes_down_by_the_pr
     assert old.next_amplitude(25.0, -4.0, -4.0, approaching=True) == settled
 
 
+def test_the_climb_steps_by_the_lift_per_ma_the_last_two_strides_measured():
+    # approach.newton_min_lift_deg_per_ma: a steep foot (8°/mA measured) 4° below target gets
+    # 0.5 mA, not the fixed gain's 0.8 mA (which would put it 2.4° above); a shallow one (2°/mA)
+    # 4° below gets 2 mA, not 0.8; below the motor threshold (no lift) the fixed gain
+    law, _ = _law_and_guard(saturation=False)
+    assert law.cfg.approach.newton_min_lift_deg_per_ma == 1
+    assert law.newton((21.0, 12.0), 22.0, 4.0) == pytest.approx(22.5)
+    assert law.newton((20.0, 8.0), 22.0, 4.0) == pytest.approx(24.0)
+    assert law.newton((16.0, 30.0), 20.0, 29.0) is None            # 0.25°/mA: the fixed gain
+    assert law.newton((21.8, 6.0), 22.0, 4.0) is None              # 0.2 mA apart: too close to tell
+    assert law.newton((21.0, 12.0), 22.0, 0.3) is None             # within the deadband
+    off, _ = _law_and_guard(saturation=False, approach={**SECTION["approach"], "newton_min_lift_deg_per_ma": None})
+    assert off.newton((21.0, 12.0), 22.0, 4.0) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(u0=st.floats(0, 60), e0=st.floats(-1e3, 1e3), used=st.floats(0, 60), error=st.floats(-1e3, 1e3),
+       lift=st.floats(0.01, 100), span=st.floats(0.01, 20), step=st.floats(0.01, 10))
+def test_the_newton_climb_never_leaves_the_bounds_nor_lowers_nor_steps_more_than_its_limit(
+        u0, e0, used, error, lift, span, step):
+    p = with_adaptive(ADAPTIVE, {**SECTION, "max_step_ma": step, "approach": {
+        **SECTION["approach"], "newton_min_lift_deg_per_ma": lift, "newton_min_span_ma": span}},
+        amplitude_min_ma=15, amplitude_max_ma=40)
+    law = LearningLaw(p.adaptive, p.patient)
+    used = law.bounded(used)
+    nxt = law.newton((u0, e0), used, error)
+    if nxt is None:
+        return
+    assert error > law.deadband and abs(used - u0) >= span
+    assert law.lo <= nxt <= law.hi and used <= nxt <= used + step + 1e-12
+
+
+def test_a_climb_by_the_measured_lift_reaches_target_where_the_fixed_gain_took_longer(walk, profile):
+    # patient 2 of the population on the test walk: the fixed 0.2 mA/deg climb reaches 2° of
+    # target at stride 6; sized from the lift per mA its last strides measured, by stride 5
+    section = profile.adaptive.model_dump(mode="json")
+    patient = draw_population(SPEC, 15, n=3)[2]
+    lo = float(np.floor(patient.threshold_charge_nc / profile.stimulation.pulse_width_us))
+    newton = with_adaptive(profile, section, amplitude_min_ma=lo, amplitude_max_ma=40)
+    fixed = with_adaptive(profile, {**section, "approach": {**section["approach"], "newton_min_lift_deg_per_ma": None}},
+                          amplitude_min_ma=lo, amplitude_max_ma=40)
+    fast, records = _first_within(newton, patient, walk)
+    slow, _ = _first_within(fixed, patient, walk)
+    assert fast is not None and fast <= 5, [(r.amplitude_ma, round(r.error_deg, 1)) for r in records]
+    assert slow is None or slow > 5
+
+
 def _saw_tooth(floor: bool, strides=600):
     """A steep foot (6°/mA, on target at 19 mA) under the bundled band law, walking a
     28-stride cycle: most strides lift 1–6° above what the current gives, three in a row

@@ -513,7 +513,10 @@ class AdaptiveApproach(_Model):
     per stride). On the stride that first reaches target with the foot more than
     ``secant_overshoot_deg`` above it, the next amplitude goes ``secant_fraction`` of the way
     down to where the line (secant) through that stride and the last one below target crosses
-    the target, at most ``max_step_ma`` lower."""
+    the target, at most ``max_step_ma`` lower. With ``newton_min_lift_deg_per_ma`` a stride
+    still below target steps by its error over the lift per mA measured between it and the
+    last learning stride (the recruitment slope of this foot, not a fixed gain), at most
+    ``max_step_ma``."""
 
     secant_overshoot_deg: Real = Field(2.0, ge=0.0, le=40.0,
                                        description="overshoot past target on the first stride that "
@@ -526,6 +529,14 @@ class AdaptiveApproach(_Model):
                                            description="the approach (proportional law in the band, both "
                                                        "ways) lasts until a stride is within this of "
                                                        "target (None: until the first stride reaches it), deg")
+    newton_min_lift_deg_per_ma: Real | None = Field(
+        None, gt=0.0, le=100.0,
+        description="a foot below target climbs by its error over the lift per mA the last two learning "
+                    "strides measured (a Newton step), when that lift is at least this; else (or None) "
+                    "by gain_ma_per_deg, deg/mA")
+    newton_min_span_ma: Real = Field(0.5, gt=0.0, le=20.0,
+                                     description="the two strides' amplitudes differ at least this for "
+                                                 "the Newton step, mA")
 
 
 class Adaptive(_Model):

@@ -16,8 +16,12 @@ amplitude only by ``band.gain · median`` (decreases × decrease_fraction), so s
 no current lifts do not ratchet it up (docs/adaptive.md, "the band"). The first climb of a
 walk (``approach``) uses the proportional law also in the band, until a stride is within
 ``approach.settle_within_deg`` of target; the median starts again at the first stride that
-reaches target. With ``floor`` (:class:`LowCurrentFloor`) a stride far below target, once the
-walk reached it, keeps the current from coming back down below the amplitude that let it fall.
+reaches target. In that climb a stride still below target steps by its error over the lift
+per mA measured between it and the walk's previous learning stride
+(``approach.newton_min_lift_deg_per_ma``; a Newton step on this foot's recruitment slope, at
+most ``max_step_ma``), where that lift is large enough to be the muscle's and not noise.
+With ``floor`` (:class:`LowCurrentFloor`) a stride far below target, once the walk reached
+it, keeps the current from coming back down below the amplitude that let it fall.
 
 The larger of the two errors decides, so the amplitude settles at the least current that
 brings both points up to their targets. Invariants (tests/test_adaptive.py, hypothesis):
@@ -151,6 +155,25 @@ class LearningLaw:
         cross = u0 + e0 / (e0 - error_deg) * (used_ma - u0)
         cross = used_ma - float(a.secant_fraction) * (used_ma - cross)
         return self.bounded(max(used_ma - self.max_step, min(used_ma, cross)))
+
+    def newton(self, last: tuple[float, float] | None, used_ma: float, error_deg: float) -> float | None:
+        """A foot below target in the approach: ``used_ma`` + error / lift per mA, the lift
+        measured between ``last`` (amplitude, error of the walk's previous learning stride)
+        and this stride, at most ``max_step_ma`` more, kept in the bounds; None without
+        ``approach.newton_min_lift_deg_per_ma``, with the foot not below target (error within
+        the deadband or above it), the amplitudes closer than ``newton_min_span_ma``, or a
+        lift per mA below ``newton_min_lift_deg_per_ma`` (below the motor threshold, or
+        stride noise: the fixed gain then). Never lowers the amplitude."""
+        a = self.cfg.approach
+        if a is None or a.newton_min_lift_deg_per_ma is None or last is None or not error_deg > self.deadband:
+            return None
+        u0, e0 = last
+        if not abs(used_ma - u0) >= float(a.newton_min_span_ma):
+            return None
+        lift = (e0 - error_deg) / (used_ma - u0)
+        if not lift >= float(a.newton_min_lift_deg_per_ma):
+            return None
+        return self.bounded(used_ma + min(self.max_step, error_deg / lift))
 
     def bounded(self, amplitude_ma: float) -> float:
         return min(self.hi, max(self.lo, amplitude_ma))
@@ -363,6 +386,7 @@ class AdaptiveStimulation:
         self._reached = False        # a learning stride of this walk reached its target
         self._settled = False        # ... and the approach is over (approach.settle_within_deg)
         self._below: tuple[float, float] | None = None   # (amplitude, error) of the last stride below it
+        self._last: tuple[float, float] | None = None    # (amplitude, error) of the walk's last learning stride
         self._onset_lost = 0
         self._onset_t_us = 0
         self._onset_flat_age_us = 0
@@ -383,6 +407,7 @@ class AdaptiveStimulation:
         self._reached = False
         self._settled = False
         self._below = None
+        self._last = None
         if self.floor is not None:
             self.floor.reset()
         self._request(self.amplitude_ma)
@@ -452,6 +477,11 @@ class AdaptiveStimulation:
         self._swings.append(f.swing_ms)
         self._errors.append(error)
         nxt = self.law.next_amplitude(used, error, self._median_error(), approaching=not self._settled)
+        if not self._settled:
+            # the climb: by this foot's own lift per mA where the last two strides measured it
+            climb = self.law.newton(self._last, used, error)
+            nxt = nxt if climb is None else climb
+        self._last = (used, error)
         a = self.profile.adaptive.approach
         if a is not None and a.settle_within_deg is not None:
             self._settled = self._settled or abs(error) <= a.settle_within_deg
