@@ -16,6 +16,10 @@ point with the best training score (recall + precision + onset-in-window, pooled
 training subjects; tilt: no quiet onset, then recall + precision) is chosen and scored on the
 held-out subjects; the held-out feet of all folds pooled give the published figures.
 
+Also, for the heel and the tilt group, stress tables (:data:`STRESS`): the group replayed with
+another insole scale, sensor noise, quantisation, sample rate; gyro bias, noise, scale, a rotated
+mounting, a slower IMU filter (what sources we do not have may differ in).
+
 Usage:  python bench/detection_report.py [--markdown docs/detection.md] [--only GROUP] [--no-cv]
 The run is deterministic (batch replay on the sensor clock); a few minutes with the CV grid.
 """
@@ -243,6 +247,144 @@ def preload_robustness(group: str = "heel", offsets_n=PRELOADS_N, *, implementat
     return "\n".join(lines)
 
 
+#: seed of the stress conditions' random parts (noise); each foot draws from (seed, name, side)
+STRESS_SEED = 11
+
+
+def _rotate_about_z(arr: np.ndarray, deg: float) -> np.ndarray:
+    """A vector channel (n, 3) read by a sensor turned by ``deg`` about the vertical (z) axis."""
+    c, s = np.cos(np.radians(deg)), np.sin(np.radians(deg))
+    out = arr.copy()
+    out[:, 0] = c * arr[:, 0] + s * arr[:, 1]
+    out[:, 1] = -s * arr[:, 0] + c * arr[:, 1]
+    return out
+
+
+def _lowpass(arr: np.ndarray, rate_hz: float, cutoff_hz: float) -> np.ndarray:
+    """Causal first-order low-pass along axis 0 (a slower sensor-side filter)."""
+    a = 1.0 - np.exp(-2.0 * np.pi * cutoff_hz / rate_hz)
+    out = np.empty_like(arr)
+    acc = arr[0].copy()
+    for i in range(arr.shape[0]):
+        acc += a * (arr[i] - acc)
+        out[i] = acc
+    return out
+
+
+def _heel(fn):
+    from dataclasses import replace as _replace
+    return lambda rec, rng: _replace(rec, heel_n=np.maximum(fn(rec.heel_n, rng), 0.0))
+
+
+def _gyro(fn):
+    from dataclasses import replace as _replace
+    return lambda rec, rng: _replace(rec, gyro_dps=fn(rec.gyro_dps, rng, rec.rate_hz))
+
+
+def _bias_pitch(dps: float):
+    """``dps`` added to the toe-up pitch rate (gyro y is its negative)."""
+    def f(g, rng, rate):
+        g = g.copy()
+        g[:, 1] -= dps
+        return g
+    return f
+
+
+def _mounted(deg: float):
+    """The IMU strapped on turned by ``deg`` about the vertical: gyro and accelerometer rotated."""
+    from dataclasses import replace as _replace
+    return lambda rec, rng: _replace(rec, gyro_dps=_rotate_about_z(rec.gyro_dps, deg),
+                                     acc_ms2=_rotate_about_z(rec.acc_ms2, deg))
+
+
+def _rate(rate_hz: float):
+    return lambda rec, rng: rec.resampled(rate_hz)
+
+
+#: the stress conditions of the robustness tables: (label, what it stands for, transform(rec, rng) -> rec,
+#: profile changes). Each row replays the whole group with the condition on every foot.
+HEEL_STRESS = (
+    ("none", "the shared walks as recorded", lambda rec, rng: rec, {}),
+    ("force × 0.5", "another insole calibration or a light walker: every heel sample halved",
+     _heel(lambda h, rng: 0.5 * h), {}),
+    ("force × 2", "a stiffer/other-unit insole or a heavy walker: every heel sample doubled",
+     _heel(lambda h, rng: 2.0 * h), {}),
+    ("noise 2 N rms", "white sensor noise, 2 N rms per sample (clipped at 0 N)",
+     _heel(lambda h, rng: h + rng.normal(0.0, 2.0, h.shape)), {}),
+    ("noise 5 N rms", "white sensor noise, 5 N rms per sample (clipped at 0 N)",
+     _heel(lambda h, rng: h + rng.normal(0.0, 5.0, h.shape)), {}),
+    ("quantised 10 N", "a coarse ADC: heel rounded to 10 N steps (the files: ~2.2 N)",
+     _heel(lambda h, rng: 10.0 * np.round(h / 10.0)), {}),
+    ("50 Hz", "recording resampled to 50 Hz, device.sample_rate_hz 50", _rate(50.0),
+     {"device.sample_rate_hz": 50.0}),
+    ("200 Hz", "recording resampled to 200 Hz, device.sample_rate_hz 200", _rate(200.0),
+     {"device.sample_rate_hz": 200.0}),
+)
+TILT_STRESS = (
+    ("none", "the shared walks as recorded", lambda rec, rng: rec, {}),
+    ("pitch bias +5 deg/s", "gyro offset: +5 deg/s on the toe-up pitch rate", _gyro(_bias_pitch(5.0)), {}),
+    ("pitch bias −5 deg/s", "gyro offset: −5 deg/s on the toe-up pitch rate", _gyro(_bias_pitch(-5.0)), {}),
+    ("gyro noise 2 deg/s rms", "white noise, 2 deg/s rms on each gyro axis",
+     _gyro(lambda g, rng, rate: g + rng.normal(0.0, 2.0, g.shape)), {}),
+    ("gyro × 0.8", "gyro scale error or another IMU's units: every rate × 0.8",
+     _gyro(lambda g, rng, rate: 0.8 * g), {}),
+    ("gyro × 1.2", "gyro scale error: every rate × 1.2", _gyro(lambda g, rng, rate: 1.2 * g), {}),
+    ("rotated 15° about vertical", "the unit strapped turned 15° on the foot: pitch and roll rates mixed",
+     _mounted(15.0), {}),
+    ("rotated 30° about vertical", "the unit strapped turned 30° on the foot", _mounted(30.0), {}),
+    ("low-pass 10 Hz", "a slower IMU: gyro through a causal first-order 10 Hz low-pass",
+     _gyro(lambda g, rng, rate: _lowpass(g, rate, 10.0)), {}),
+    ("low-pass 5 Hz", "a much slower IMU: gyro through a causal first-order 5 Hz low-pass",
+     _gyro(lambda g, rng, rate: _lowpass(g, rate, 5.0)), {}),
+    ("50 Hz", "recording resampled to 50 Hz, device.sample_rate_hz 50", _rate(50.0),
+     {"device.sample_rate_hz": 50.0}),
+    ("200 Hz", "recording resampled to 200 Hz, device.sample_rate_hz 200", _rate(200.0),
+     {"device.sample_rate_hz": 200.0}),
+)
+STRESS = {"heel": HEEL_STRESS, "tilt": TILT_STRESS}
+
+
+def _foot_rng(name: str, side: str, seed: int = STRESS_SEED) -> np.random.Generator:
+    """The random stream of one foot's stress noise: fixed by (seed, recording name, side)."""
+    import zlib
+    return np.random.default_rng([seed, zlib.crc32(name.encode()), ("left", "right").index(side)])
+
+
+def stress_robustness(group: str, conditions=None, *, implementation: str = "auto",
+                      only: tuple[str, ...] = ()) -> tuple[str, list[dict]]:
+    """The group (and its synthetic scenarios: quiet standing, sitting, turning, weight shifting)
+    replayed with each stress condition of :data:`STRESS` applied to every foot (seeded:
+    deterministic): pooled figures per condition, as a Markdown table, and the rows."""
+    conditions = STRESS[group] if conditions is None else conditions
+    base = load_profile(CONFIGS / GROUPS[group][0])
+    names = group_names(group)
+    synth = [f"synthetic:{s}" for s in SCENARIOS]
+    lines = [f"| {group} stress | stands for | recall | precision | quiet onsets | in window | worst-decile foot "
+             "| walks ending in a fault | synthetic recall | synthetic quiet onsets |", "|---" * 10 + "|"]
+    rows = []
+    for label, meaning, transform, changes in conditions:
+        if only and label not in only:
+            continue
+        profile = with_values(base, changes) if changes else base
+        reports, synth_reports = [], []
+        for n in names + synth:
+            for side in ("left", "right"):
+                rec = transform(load_any(n, side), _foot_rng(n, side))
+                res = replay(rec, profile, implementation=implementation)
+                rep = score(rec, res.bursts_s, faults=[f.text for f in res.faults])
+                (synth_reports if n in synth else reports).append(rep)
+        p, ps = pooled(reports), pooled(synth_reports)
+        row = {"label": label, "recall": p.swing_recall, "precision": p.swing_precision,
+               "quiet": p["quiet_onsets"]["total"], "in_window": p.onset_in_window_fraction,
+               "worst": worst_decile(reports)[0], "faulted": sum(1 for r in reports + synth_reports if r.faults),
+               "synth_recall": ps.swing_recall, "synth_quiet": ps["quiet_onsets"]["total"]}
+        rows.append(row)
+        lines.append(f"| {label} | {meaning} | {row['recall']:.4f} | {row['precision']:.4f} | {row['quiet']} | "
+                     f"{row['in_window']:.3f} | {row['worst']:.3f} | {row['faulted']} | "
+                     f"{row['synth_recall']:.4f} | {row['synth_quiet']} |")
+    return "\n".join(lines), rows
+
+
 def reference_sensitivity(threshold_n: float = FIXED_CONTACT_N, *, implementation: str = "auto") -> str:
     """The heel group scored against the gaitpdb reference as it was before issue 11's check of
     the yardstick: contact at a fixed ``threshold_n`` (20 N) instead of max(20 N, 6 % of the
@@ -325,6 +467,8 @@ def main(argv=None) -> int:
     ap.add_argument("--folds", type=int, default=FOLDS, help=f"cross-validation folds (default {FOLDS})")
     ap.add_argument("--no-preload", action="store_true",
                     help="skip the heel-preload robustness table (the heel group with 0..45 N added)")
+    ap.add_argument("--no-stress", action="store_true",
+                    help="skip the stress tables (heel, tilt: other insole scale, noise, rate, IMU bias, mounting...)")
     ap.add_argument("--no-reference-check", action="store_true",
                     help="skip scoring the heel group against the load-relative gaitpdb reference")
     ap.add_argument("--no-calibration", action="store_true",
@@ -376,6 +520,13 @@ def main(argv=None) -> int:
     if "heel" in groups and not args.no_preload:
         part = ("### heel — a sensor preload added to every heel sample (`configs/default.yaml`)\n\n"
                 + preload_robustness(implementation=args.kernel) + "\n")
+        print("\n" + part)
+        cv_text += "\n" + part
+    for group in [g for g in STRESS if g in groups and not args.no_stress]:
+        table, _ = stress_robustness(group, implementation=args.kernel)
+        part = (f"### {group} — stress: other sources' scale, noise, rate and mounting (`configs/{GROUPS[group][0]}`)"
+                f"\n\nEvery foot of the group (and of the synthetic scenarios, last two columns) replayed with the "
+                f"condition applied (seeded noise: deterministic):\n\n{table}\n")
         print("\n" + part)
         cv_text += "\n" + part
     if "heel" in groups and not args.no_reference_check:
