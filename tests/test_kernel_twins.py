@@ -120,6 +120,27 @@ def test_light_contact_identical():
     assert_same(py, cy)
 
 
+def test_low_reading_sensors_identical():
+    """The stress paths of docs/detection.md: a weight shift on an insole reading × 0.5 (the
+    walking-peak bound of the floor), a seated foot on a coarse one (a flat plateau waiting for a
+    heel strike) and a slow walker's swings on a gyro reading × 0.8 (a swing
+    under swing_rate_dps learned at the swing wait) take the same path in both builds."""
+    from fescontrol.sim.synthetic import named_scenario
+    shift = named_scenario("weight_shift")
+    py, cy = run_both(profile_with("default"), stream(0.5 * shift.heel_n, np.zeros(shift.n_samples)))
+    assert py["events"]
+    assert_same(py, cy)
+    sit = named_scenario("sit")       # a seated plateau waiting for a heel strike that never comes
+    coarse = 10.0 * np.round(0.5 * sit.heel_n / 10.0)
+    py, cy = run_both(profile_with("default"), stream(coarse, np.zeros(sit.n_samples)))
+    assert py["events"]
+    assert_same(py, cy)
+    slow = named_scenario("hemiparetic")
+    py, cy = run_both(profile_with("walkaide_tilt"), stream(None, 0.8 * slow.gyro_dps[:, 1]))
+    assert sum(1 for e in py["events"] if e.event == "heel_off") >= 30
+    assert_same(py, cy)
+
+
 def walk_bytes(strides: int = 30, seed: int = 7) -> bytes:
     rng = np.random.default_rng(seed)
     heel = heel_walk(strides) + rng.normal(0, 4, (strides + 2) * 100).clip(0)

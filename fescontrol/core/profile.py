@@ -164,6 +164,10 @@ class HeelTrigger(_Model):
     floor_max_n: Real = Field(20.0, ge=0.0, le=200.0,
                               description="nor above this force, unless a flat plateau (floor_flat_n) confirms "
                                           "it as the sensor's preload, N")
+    floor_walk_fraction: Real = Field(0.0, ge=0.0, le=0.2,
+                                      description="once learn_strides strides are learned, that minimum also stays "
+                                                  "under this fraction of the walking stance peak (the swing residual "
+                                                  "scales with the sensor and the walker; 0: off)")
     floor_flat_n: Real = Field(4.0, ge=0.0, le=20.0,
                                description="a heel force held within this band for floor_flat_ms (at most "
                                            "max_stim_ms), below floor_flat_max_fraction of the peak, then loaded "

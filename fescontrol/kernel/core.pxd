@@ -40,6 +40,7 @@ cdef class Kernel:
     cdef int heel_stuck_imu_strides, heel_learn_strides
     cdef int64_t heel_floor_bin_us, heel_onset_lead_us, heel_max_delay_us
     cdef double heel_floor_max_fraction, heel_floor_max_n, heel_on_max_fraction, heel_swing_fraction
+    cdef double heel_floor_walk_fraction
     cdef double heel_flat_n, heel_flat_max_fraction, heel_light_n
     cdef int64_t heel_flat_us, heel_floor_window_us
     cdef int64_t tilt_min_stance_us, tilt_debounce_us, tilt_swing_wait_us, stale_us, deliver_interval_us, period_us
@@ -87,14 +88,16 @@ cdef class Kernel:
     cdef int64_t heel_timer_us, heel_last_raw, heel_same_us, tilt_timer_us
     cdef readonly int64_t heel_unloaded_us
     # adaptive heel detector: swing floor ring (an array.array("d")), learned stride timing
-    cdef readonly double heel_floor, heel_stride_us, heel_unload_us
+    cdef readonly double heel_floor, heel_stride_us, heel_unload_us, heel_walk_peak, heel_off_peak
+    cdef readonly int heel_walk_learned
     cdef double[::1] floor_bins
     cdef int floor_idx, floor_filled
     cdef double floor_bin_min, floor_win_min
     cdef int64_t floor_bin_us, heel_since_on_us, heel_since_off_us, heel_pending_us
     # flat unloaded plateau (a foot in the air shows the sensor's constant preload)
     cdef readonly double flat_lo, flat_hi
-    cdef readonly int64_t flat_us, flat_seen_us
+    cdef readonly int64_t flat_us, flat_seen_us, flat_cand_us
+    cdef readonly double flat_cand_n
     cdef readonly int64_t heel_delay_us
     cdef readonly int heel_strides_learned, heel_pending
     # light contact: lowest heel force since the heel-off, the contact's base and (a light one only) its peak

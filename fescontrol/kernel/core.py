@@ -222,6 +222,7 @@ class Kernel:
         self.heel_floor_bin_us = p.heel_floor_bin_us
         self.heel_floor_max_fraction = p.heel_floor_max_fraction
         self.heel_floor_max_n = p.heel_floor_max_n
+        self.heel_floor_walk_fraction = p.heel_floor_walk_fraction
         self.heel_flat_n = p.heel_flat_n
         self.heel_flat_max_fraction = p.heel_flat_max_fraction
         self.heel_flat_us = p.heel_flat_us
@@ -364,11 +365,16 @@ class Kernel:
         self.flat_hi = 0.0
         self.flat_us = 0
         self.flat_seen_us = self.heel_floor_window_us     # no plateau seen yet
+        self.flat_cand_n = -1.0                           # no plateau waiting for its heel strike
+        self.flat_cand_us = 0
         self.heel_since_on_us = 0
         self.heel_since_off_us = 0
         self.heel_stride_us = 0.0
         self.heel_unload_us = 0.0
         self.heel_strides_learned = 0
+        self.heel_walk_peak = 0.0
+        self.heel_off_peak = 0.0
+        self.heel_walk_learned = 0
         self.heel_delay_us = 0
         self.heel_pending = 0
         self.heel_pending_us = 0
@@ -881,13 +887,37 @@ class Kernel:
             if (self.heel_flat_n > 0.0 and self.heel_lp > self.flat_hi and self.heel_flat_us <= self.flat_us
                     and self.flat_us <= self.heel_absent_us
                     and self.flat_hi <= self.heel_flat_max_fraction * self.heel_peak):
-                self.flat_seen_us = 0
+                # a plateau that ends upward: a swing only if the heel then loads past what the
+                # strike threshold would be with the plateau as the floor, within floor_flat_ms
+                # (a seated foot's plateau, flat under a fine or a coarse sensor alike, only
+                # wavers out of the band)
+                self.flat_cand_n = self.flat_hi
+                self.flat_cand_us = 0
             self.flat_lo = self.heel_lp
             self.flat_hi = self.heel_lp
             self.flat_us = 0
+        if self.flat_cand_n >= 0.0:
+            rise = _max(self.heel_peak - self.flat_cand_n, 0.0)
+            rise = _max(2.0 * self.heel_off_min_n, _min(_max(self.heel_on_min_n, self.heel_on_fraction * rise),
+                                                         self.heel_on_max_fraction * rise))
+            if self.heel_lp > self.flat_cand_n + rise:
+                self.flat_seen_us = 0
+                self.flat_cand_n = -1.0
+            else:
+                self.flat_cand_us += dt_us
+                if self.flat_cand_us > self.heel_absent_us:
+                    self.flat_cand_n = -1.0
         if self.flat_seen_us < self.heel_floor_window_us:
             self.flat_seen_us += dt_us
-        if (cand <= self.heel_floor_max_fraction * self.heel_peak and cand <= self.heel_floor_max_n) or (
+        # the swing residual is the sensor's, in proportion to the walker's loaded level when walking:
+        # once learned, the floor also stays under floor_walk_fraction of the walking stance peak
+        # (a light walker's or a low-scaled insole's weight shift nearly unloads the heel to a
+        # level under floor_max_n; the decaying peak follows the shift down, the walking one not)
+        floor_cap = self.heel_floor_max_n
+        if (self.heel_floor_walk_fraction > 0.0 and self.heel_walk_learned >= self.heel_learn_strides
+                and self.heel_floor_walk_fraction * self.heel_walk_peak < floor_cap):
+            floor_cap = self.heel_floor_walk_fraction * self.heel_walk_peak
+        if (cand <= self.heel_floor_max_fraction * self.heel_peak and cand <= floor_cap) or (
                 self.flat_seen_us < self.heel_floor_window_us and cand <= self.heel_flat_max_fraction * self.heel_peak):
             self.heel_floor = cand
         span = self.heel_peak - self.heel_floor
@@ -927,6 +957,7 @@ class Kernel:
                     self.heel_timer_us = 0
                     heel_edge_off = 1
                     self.heel_since_off_us = 0
+                    self.heel_off_peak = self.heel_peak
                     self.heel_unloaded_min = self.heel_lp
                     self.heel_light = 0
             else:
@@ -1044,6 +1075,7 @@ class Kernel:
                 if self.tilt_timer_us >= self.tilt_debounce_us:
                     self.tilt_state = TILT_ONSET
                     self.tilt_timer_us = 0
+                    self.tilt_swing_max = w
                     tilt_edge_onset = 1
             else:
                 self.tilt_timer_us = 0
@@ -1052,6 +1084,8 @@ class Kernel:
             self.tilt_timer_us += dt_us
             if w < self.tilt_push_min:
                 self.tilt_push_min = w
+            if w > self.tilt_swing_max:
+                self.tilt_swing_max = w
             if w > swing_thr:
                 self.tilt_state = TILT_SWING
                 self._learn_push(-self.tilt_push_min)
@@ -1060,6 +1094,13 @@ class Kernel:
                 # no swing after the "push-off" (a heel-strike spike, a stumble): end the
                 # stride now instead of stimulating through the next real push-off. Where the
                 # foot is now is unknown (maybe still in the air): no late onset in the next stance
+                if self.tilt_adapt_fraction > 0.0 and self.tilt_swing_max >= self.tilt_swing_min_dps:
+                    # ... but the toes did rise past swing_min_dps: a swing weaker than
+                    # swing_rate_dps (a slow walker, a low-reading gyro). Learned as a stride's
+                    # push-off and swing peaks, so that the adapted thresholds can come down to
+                    # them (else they never would: only confirmed swings were learned)
+                    self._learn_push(-self.tilt_push_min)
+                    self._learn_swing(self.tilt_swing_max)
                 self.tilt_state = TILT_STANCE_WAIT
                 self.tilt_timer_us = 0
                 self.tilt_late_ok = 0
@@ -1303,11 +1344,18 @@ class Kernel:
 
     def _learn_stride(self):
         """At a heel strike: learn the stride time (strike to strike) and the time the heel
-        was unloaded (heel-off to strike); from them the onset delay for the next strides."""
+        was unloaded (heel-off to strike); from them the onset delay for the next strides. The
+        stance peak at that heel-off is the walking stance peak (learned the same way)."""
         stride = self.heel_since_on_us
         unload = self.heel_since_off_us
         if stride >= STRIDE_MAX_US or unload >= stride:
             return
+        if self.heel_walk_learned == 0:
+            self.heel_walk_peak = self.heel_off_peak
+        else:
+            self.heel_walk_peak += 0.25 * (self.heel_off_peak - self.heel_walk_peak)
+        if self.heel_walk_learned < self.heel_learn_strides:
+            self.heel_walk_learned += 1
         if self.heel_strides_learned == 0:
             self.heel_stride_us = float(stride)
             self.heel_unload_us = float(unload)

@@ -60,6 +60,7 @@ class KernelParams:
         self.heel_floor_bin_us = heel.floor_window_ms * 1000 // FLOOR_BINS
         self.heel_floor_max_fraction = heel.floor_max_fraction
         self.heel_floor_max_n = heel.floor_max_n
+        self.heel_floor_walk_fraction = heel.floor_walk_fraction
         self.heel_flat_n = heel.floor_flat_n
         self.heel_flat_max_fraction = max(heel.floor_flat_max_fraction, heel.floor_max_fraction)
         self.heel_flat_us = heel.floor_flat_ms * 1000
