@@ -164,7 +164,7 @@ class HeelTrigger(_Model):
     floor_max_n: Real = Field(20.0, ge=0.0, le=200.0,
                               description="nor above this force, unless a flat plateau (floor_flat_n) confirms "
                                           "it as the sensor's preload, N")
-    floor_walk_fraction: Real = Field(0.0, ge=0.0, le=0.2,
+    floor_walk_fraction: Real = Field(0.05, ge=0.0, le=0.2,
                                       description="once learn_strides strides are learned, that minimum also stays "
                                                   "under this fraction of the walking stance peak (the swing residual "
                                                   "scales with the sensor and the walker; 0: off)")
