@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 class GaitState(str, enum.Enum):
     STANDBY = "standby"        # not running; output zero (ramped down)
     STANCE = "stance"          # walking, foot on the ground; output zero
+    DELAY = "delay"            # heel-off detected, output still zero for the learned onset delay
     RAMP_UP = "ramp_up"        # pre-swing: heel-off detected, output rising
     SWING = "swing"            # plateau
     EXTENSION = "extension"    # plateau kept for extension_ms after heel strike
@@ -67,7 +68,7 @@ class GaitState(str, enum.Enum):
 
 
 STIMULATING = (GaitState.RAMP_UP, GaitState.SWING, GaitState.EXTENSION, GaitState.RAMP_DOWN)
-WALKING = (GaitState.STANCE, *STIMULATING)
+WALKING = (GaitState.STANCE, GaitState.DELAY, *STIMULATING)
 TRAINING = (GaitState.TRAINING_RAMP_UP, GaitState.TRAINING_ON, GaitState.TRAINING_RAMP_DOWN,
             GaitState.TRAINING_REST)
 TESTING = (GaitState.TEST_RAMP_UP, GaitState.TEST_ON, GaitState.TEST_RAMP_DOWN)
@@ -97,7 +98,11 @@ S = GaitState
 TRANSITIONS = [
     # trigger,         source,                               dest
     ("start",          S.STANDBY,                            S.STANCE),
+    ("heel_off",       S.STANCE,                             S.DELAY),           # [delayed]
     ("heel_off",       [S.STANCE, S.RAMP_DOWN],              S.RAMP_UP),
+    ("hold_done",      S.DELAY,                              S.RAMP_UP),
+    ("heel_strike",    S.DELAY,                              S.STANCE),          # no burst at all
+    ("timeout",        S.DELAY,                              S.STANCE),
     ("ramp_up_done",   S.RAMP_UP,                            S.SWING),
     ("heel_strike",    [S.RAMP_UP, S.SWING],                 S.EXTENSION),
     ("hold_done",      S.EXTENSION,                          S.RAMP_DOWN),
@@ -132,6 +137,7 @@ GUARDS = {
     # A guarded edge comes first in TRANSITIONS; the unguarded edge after it is the fallback.
     ("ramp_down_done", S.TRAINING_RAMP_DOWN, S.TRAINING_REST): "time_left",
     ("hold_done", S.TRAINING_REST, S.TRAINING_RAMP_UP): "burst_fits",
+    ("heel_off", S.STANCE, S.DELAY): "delayed",
 }
 
 
@@ -191,6 +197,10 @@ class GaitMachine:
         self.ignored = 0
         self.transitions_done = 0
         self.program: BurstProgram | None = None
+        #: zero output this long after a heel-off from STANCE before the ramp starts (µs; set
+        #: between strides by the adaptive stimulation's learned onset delay, 0: none, the
+        #: heel-off goes straight to RAMP_UP as without it)
+        self.onset_delay_us = 0
         self._fault_code = int(Fault.EXCEPTION)
         self.dispatch = dispatch
         if dispatch == "table":
@@ -200,7 +210,7 @@ class GaitMachine:
             return
         if dispatch != "transitions":
             raise ValueError(f"dispatch {dispatch!r}; allowed: {', '.join(DISPATCH_CHOICES)}")
-        guards = {"time_left": self._time_left, "burst_fits": self._burst_fits}
+        guards = {"time_left": self._time_left, "burst_fits": self._burst_fits, "delayed": self._delayed}
         self.machine = Machine(
             model=self, states=GaitState, initial=GaitState.STANDBY,
             auto_transitions=False, ignore_invalid_triggers=False,
@@ -213,7 +223,8 @@ class GaitMachine:
             if states:
                 self.machine.add_transition(trigger, states, None, after=self._ignore)
         for state, enter in ((S.STANDBY, self._enter_standby), (S.STANCE, self._enter_stance),
-                             (S.RAMP_UP, self._enter_ramp_up), (S.SWING, self._enter_swing),
+                             (S.DELAY, self._enter_delay), (S.RAMP_UP, self._enter_ramp_up),
+                             (S.SWING, self._enter_swing),
                              (S.EXTENSION, self._enter_extension), (S.RAMP_DOWN, self._enter_ramp_down),
                              (S.PAUSED, self._enter_paused), (S.FAULT, self._enter_fault),
                              (S.TRAINING_RAMP_UP, self._enter_program_ramp_up),
@@ -249,6 +260,14 @@ class GaitMachine:
 
     def _enter_stance(self) -> None:
         self.kernel.set_phase(_FALL)
+
+    def _delayed(self, *_args) -> bool:
+        return self.onset_delay_us > 0
+
+    def _enter_delay(self) -> None:
+        # entered from STANCE only (level zero): a HOLD at level zero is the delay timer on the
+        # sensor clock; its HOLD_DONE starts the ramp. The output stays zero meanwhile.
+        self.kernel.set_phase(_HOLD, max(1, int(self.onset_delay_us)))
 
     def _enter_ramp_up(self) -> None:
         self.kernel.set_phase(_RISE)
