@@ -29,6 +29,11 @@ CHARGE_PER_PHASE_MAX_UC = 30.0
 MAX_STIM_MS_MAX = 3000
 """No burst may last longer than this (ms), whatever the profile says."""
 
+ONSET_DELAY_MS_MAX = 150
+"""The adaptive onset delay (zero output after the detected push-off) never exceeds this (ms):
+the push-off the detector fires on leads the toe-off by 80-200 ms, and the foot must be lifted
+as the toes leave the ground."""
+
 RAMP_MS_MAX = 2000
 """Longest ramp up or down (ms)."""
 

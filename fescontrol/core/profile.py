@@ -543,6 +543,38 @@ class AdaptiveApproach(_Model):
                                                  "the Newton step, mA")
 
 
+class AdaptiveOnsetDelay(_Model):
+    """The learned onset delay (docs/adaptive.md, "The onset delay"): after the detected push-off
+    the output stays zero this long before the ramp starts. Physical reason: the push-off the
+    detector fires on starts 80-200 ms before the toes leave the ground; current in that time
+    only builds activation the foot, still on the ground, does not need, and costs charge.
+    The delay may only lower the output (no burst is longer or stronger for it).
+
+    Per stride (event level): it lengthens by ``step_ms`` while the stride's pitch error stays
+    within ``lengthen_within_deg`` of target; it halves at once on a stride more than
+    ``back_off_beyond_deg`` below target (overall or at mid-swing) or an early contact with the
+    foot low; it never exceeds ``max_ms`` nor ``push_off`` − ``lead_ms``, where ``push_off`` is
+    the median time from the onset to the fastest toe-down rotation of the push-off (measured by
+    the foot IMU, just before toe-off) over the last strides: the ramp must start that long
+    before the toes leave the ground. Cold start 0 ms; frozen strides hold it."""
+
+    max_ms: Int = Field(..., ge=0, le=limits.ONSET_DELAY_MS_MAX,
+                        description="the learned delay never exceeds this, ms")
+    step_ms: Int = Field(10, ge=1, le=50, description="lengthened by this per stride, ms")
+    lead_ms: Int = Field(70, ge=0, le=300,
+                         description="the ramp starts at least this long before the push-off's fastest "
+                                     "toe-down rotation (the toes leave the ground just after), ms")
+    lengthen_within_deg: Real = Field(2.0, ge=0.0, le=20.0,
+                                      description="lengthen only after a stride this close to (or above) "
+                                                  "target, deg")
+    back_off_beyond_deg: Real = Field(6.0, ge=0.5, le=40.0,
+                                      description="a stride this far below target, overall or at mid-swing, "
+                                                  "halves the delay at once, deg")
+    hold_strides: Int = Field(20, ge=0, le=10_000,
+                              description="after a back-off the delay does not lengthen for this many "
+                                          "learning strides")
+
+
 class Adaptive(_Model):
     """Stride-to-stride learning of the plateau amplitude from the foot's own pitch in swing
     (run-to-run learning, Seel et al. 2016; docs/adaptive.md). Off unless ``enabled``; when
@@ -574,6 +606,9 @@ class Adaptive(_Model):
                                         "current above the amplitude that let it fall for a while (None: no)")
     saturation: AdaptiveSaturation | None = Field(None, description="wind-up guard (None: none): stop "
                                                   "climbing when more current no longer lifts the foot")
+    onset_delay: AdaptiveOnsetDelay | None = Field(None, description="learn a zero-output delay between "
+                                                   "the detected push-off and the ramp (None: none, the "
+                                                   "ramp starts at the push-off)")
     mid_swing_fraction: Real = Field(0.65, ge=0.3, le=0.9,
                                      description="mid-swing as a fraction of the time from the onset "
                                                  "(push-off) to the heel strike")

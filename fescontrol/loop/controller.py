@@ -65,7 +65,8 @@ class Controller:
         #: stride-to-stride learning of the amplitude (profile.adaptive), None when off
         self.adaptive: AdaptiveStimulation | None = None
         if profile.adaptive.enabled:
-            self.adaptive = AdaptiveStimulation(profile, self.kernel, self.supervisor, history=event_history)
+            self.adaptive = AdaptiveStimulation(profile, self.kernel, self.supervisor, history=event_history,
+                                                machine=self.machine)
 
     @property
     def implementation(self) -> str:

@@ -53,12 +53,15 @@ from dataclasses import dataclass
 from typing import Callable
 
 from fescontrol.core.profile import Adaptive, PatientBounds, Profile
+from fescontrol.machine.onset_delay import OnsetDelayLearner, push_off_ms
 from fescontrol.machine.stride_features import StrideFeatures, read_features
 
 #: accepted swings whose median is the "normal" swing length
 SWING_HISTORY = 5
 #: the patient's +/- holds the amplitude (no learning) for the rest of the walk
 PATIENT_CAUSES = frozenset({"up", "down", "set"})
+#: the reason of a stride that ended early with the foot low (too little current)
+EARLY_CONTACT = "early contact, foot low"
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class AdaptiveStride:
     status: str              # learn | hold | frozen
     reason: str = ""
     late_swing_deg: float = math.nan
+    onset_delay_ms: float = 0.0    # zero output after the push-off for the next stride (adaptive.onset_delay)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -364,8 +368,11 @@ class AdaptiveStimulation:
     ``records`` keeps the newest ``history`` :class:`AdaptiveStride` (all when None);
     ``listeners`` get every one (the session log, the patient modes)."""
 
-    def __init__(self, profile: Profile, kernel, supervisor, *, history: int | None = None):
+    def __init__(self, profile: Profile, kernel, supervisor, *, history: int | None = None, machine=None):
+        """``machine`` (the gait machine) gets the learned onset delay (``onset_delay_us``)
+        when ``adaptive.onset_delay`` is set; without it the delay is learned and logged only."""
         self.profile = profile
+        self.machine = machine
         self.kernel = kernel
         self.supervisor = supervisor
         self.law = LearningLaw(profile.adaptive, profile.patient)
@@ -373,6 +380,9 @@ class AdaptiveStimulation:
         self.guard = SaturationGuard(sat, self.law) if sat is not None else None
         fl = profile.adaptive.floor
         self.floor = LowCurrentFloor(fl) if fl is not None else None
+        od = profile.adaptive.onset_delay
+        self.onset_delay = OnsetDelayLearner(od) if od is not None else None
+        self._push_ms = math.nan
         self.records: list[AdaptiveStride] | deque[AdaptiveStride] = [] if history is None else deque(maxlen=history)
         self.listeners: list[Callable[[AdaptiveStride], None]] = []
         self.amplitude_ma = self.law.lo          # last good amplitude (what the next stride gets)
@@ -454,6 +464,8 @@ class AdaptiveStimulation:
         f = read_features(k, self._onset_flat_age_us, self._onset_t_us, cfg.mid_swing_fraction,
                           cfg.late_swing_fraction, self.law.curve_fractions)
         self.features = f
+        if self.onset_delay is not None:
+            self._push_ms = push_off_ms(k.swing_pitch, int(k.swing_n), int(k.p.period_us))
         used = float(k.amplitude_ma)
         if self.patient_hold:
             return self._frozen("patient intensity change (holds until the next walk)", f)
@@ -473,7 +485,7 @@ class AdaptiveStimulation:
                 return self._frozen("swing shorter than normal", f, error)
             # early toe contact with the foot low: too little current; one full step up
             nxt = self.law.bounded(used + self.law.max_step)
-            return self._record(used, nxt, error, f, "learn", "early contact, foot low")
+            return self._record(used, nxt, error, f, "learn", EARLY_CONTACT)
         self._swings.append(f.swing_ms)
         self._errors.append(error)
         nxt = self.law.next_amplitude(used, error, self._median_error(), approaching=not self._settled)
@@ -526,12 +538,14 @@ class AdaptiveStimulation:
         if learn:
             self.amplitude_ma = nxt
         self._request(self.amplitude_ma)
+        delay_ms = self._learn_delay(status, reason, error, f)
         self.strides += 1
         k = self.kernel
         nan = math.nan
         rec = AdaptiveStride(self.strides, int(k.frames), int(k.t_us), used, self.amplitude_ma,
                              float(error), f.mid_swing_deg if f else nan, f.heel_strike_deg if f else nan,
-                             f.swing_ms if f else nan, status, reason, f.late_swing_deg if f else nan)
+                             f.swing_ms if f else nan, status, reason, f.late_swing_deg if f else nan,
+                             delay_ms)
         self.records.append(rec)
         if status == "frozen":
             self.status = f"frozen at {self.amplitude_ma:g} mA: {reason}"
@@ -540,8 +554,28 @@ class AdaptiveStimulation:
                            f"(pitch error {error:+.1f}°)")
         else:
             self.status = f"{status} {self.amplitude_ma:.1f} mA (pitch error {error:+.1f}°)"
+        if self.onset_delay is not None:
+            self.status += f", onset delay {delay_ms:.0f} ms"
         for listener in self.listeners:
             listener(rec)
+
+    def _learn_delay(self, status: str, reason: str, error: float, f: StrideFeatures | None) -> float:
+        """The next stride's onset delay (ms) from this stride (``adaptive.onset_delay``; 0
+        without it), handed to the gait machine."""
+        od = self.onset_delay
+        if od is None:
+            return 0.0
+        if status == "frozen":
+            delay = od.frozen()
+        elif reason == EARLY_CONTACT:
+            delay = od.early_contact()
+        else:
+            mid_short = self.profile.adaptive.target.mid_swing_deg - f.mid_swing_deg
+            delay = od.learned(error, mid_short, self._push_ms)
+        self._push_ms = math.nan
+        if self.machine is not None:
+            self.machine.onset_delay_us = int(round(delay * 1000.0))
+        return delay
 
     def _request(self, amplitude_ma: float) -> None:
         if self.kernel.fault:

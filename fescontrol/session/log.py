@@ -49,7 +49,7 @@ from fescontrol.session.records import (BurstRecord, CommandRecord, FaultCleared
 log = logging.getLogger(__name__)
 
 APPLICATION_ID = 0x46455343  # "FESC": PRAGMA application_id of every session database
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 DB_ENV = "FES_DB"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -235,12 +235,19 @@ def _migrate_to_4(db: sqlite3.Connection) -> None:
     """)
 
 
+def _migrate_to_5(db: sqlite3.Connection) -> None:
+    _run_script(db, """
+        ALTER TABLE adaptive_strides ADD COLUMN onset_delay_ms REAL NOT NULL DEFAULT 0;  -- next stride's delay
+    """)
+
+
 #: (version reached, migration): applied in order, each in its own transaction
 MIGRATIONS: list[tuple[int, Callable[[sqlite3.Connection], None]]] = [
     (1, _migrate_to_1),
     (2, _migrate_to_2),
     (3, _migrate_to_3),
     (4, _migrate_to_4),
+    (5, _migrate_to_5),
 ]
 assert MIGRATIONS[-1][0] == SCHEMA_VERSION
 
@@ -527,11 +534,11 @@ class SessionLog:
         def num(x: float):
             return None if x != x else float(x)
         self.db.execute("INSERT INTO adaptive_strides (session_id, stride, frame, t_us, amplitude_ma, next_ma, "
-                        "error_deg, mid_swing_deg, heel_strike_deg, swing_ms, status, reason, late_swing_deg) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "error_deg, mid_swing_deg, heel_strike_deg, swing_ms, status, reason, late_swing_deg, "
+                        "onset_delay_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (session_id, r.stride, r.frame, r.t_us, r.amplitude_ma, r.next_ma, num(r.error_deg),
                          num(r.mid_swing_deg), num(r.heel_strike_deg), num(r.swing_ms), r.status, r.reason,
-                         num(r.late_swing_deg)))
+                         num(r.late_swing_deg), float(r.onset_delay_ms)))
 
     def adaptive_strides(self, session_id: int) -> list[dict]:
         """The learned state per stride of a session, in stride order."""
