@@ -238,3 +238,21 @@ def test_the_learned_delay_is_logged_and_replays_bit_identically(tmp_path, walk,
     out = replay_session(profile, data, commands)
     np.testing.assert_array_equal(out.current_ma.view(np.uint64), col.arrays()["current_ma"].view(np.uint64))
     assert [r.onset_delay_ms for r in out.controller.adaptive.records] == [r.onset_delay_ms for r in live]
+
+
+def test_a_new_delay_restarts_the_wind_up_guards_fit():
+    """Strides at two delays in one window: the foot is lower at the longer delay whatever the
+    current, and the fit would read that as no lift per mA (the guard would cap the current)."""
+    from fescontrol.machine.adaptive import LearningLaw, SaturationGuard
+    law = LearningLaw(ADAPTIVE.adaptive, ADAPTIVE.patient)
+    sat = ADAPTIVE.adaptive.saturation
+    ceilings = []
+    for forget in (False, True):
+        guard = SaturationGuard(sat, law)
+        for k in range(sat.window_strides):
+            if k == sat.window_strides // 2 and forget:
+                guard.forget_window()
+            used = 20.0 + 0.5 * k
+            guard.limit(used, -1.0 if k < sat.window_strides // 2 else 1.0, used + 0.5)
+        ceilings.append(guard.ceiling_ma)
+    assert ceilings[0] is not None and ceilings[1] is None

@@ -561,7 +561,7 @@ class AdaptiveOnsetDelay(_Model):
     max_ms: Int = Field(..., ge=0, le=limits.ONSET_DELAY_MS_MAX,
                         description="the learned delay never exceeds this, ms")
     step_ms: Int = Field(10, ge=1, le=50, description="lengthened by this per stride, ms")
-    lead_ms: Int = Field(70, ge=0, le=300,
+    lead_ms: Int = Field(80, ge=0, le=300,
                          description="the ramp starts at least this long before the push-off's fastest "
                                      "toe-down rotation (the toes leave the ground just after), ms")
     lengthen_within_deg: Real = Field(2.0, ge=0.0, le=20.0,

@@ -270,6 +270,14 @@ class SaturationGuard:
         if self.knee_ma is not None and self.ceiling_ma <= self.knee_ma:
             self.ceiling_ma, self.phase = self.knee_ma, "hold"
 
+    def forget_window(self) -> None:
+        """The next strides are stimulated with another onset delay: the lift per mA is fitted
+        again from them (a window spanning two delays mixes the delay's effect on the error
+        into the slope and can find "no lift per mA" where the current still lifts the foot)."""
+        self.points.clear()
+        if self.long is not None:
+            self.long.clear()
+
     def limit(self, used_ma: float, error_deg: float, nxt_ma: float) -> float:
         """The next amplitude after a stride the law learned from (used, error → nxt)."""
         cfg = self.cfg
@@ -383,6 +391,7 @@ class AdaptiveStimulation:
         od = profile.adaptive.onset_delay
         self.onset_delay = OnsetDelayLearner(od) if od is not None else None
         self._push_ms = math.nan
+        self._delay_ms = 0.0
         self.records: list[AdaptiveStride] | deque[AdaptiveStride] = [] if history is None else deque(maxlen=history)
         self.listeners: list[Callable[[AdaptiveStride], None]] = []
         self.amplitude_ma = self.law.lo          # last good amplitude (what the next stride gets)
@@ -573,6 +582,9 @@ class AdaptiveStimulation:
             mid_short = self.profile.adaptive.target.mid_swing_deg - f.mid_swing_deg
             delay = od.learned(error, mid_short, self._push_ms)
         self._push_ms = math.nan
+        if self.guard is not None and delay != self._delay_ms:
+            self.guard.forget_window()
+        self._delay_ms = delay
         if self.machine is not None:
             self.machine.onset_delay_us = int(round(delay * 1000.0))
         return delay
