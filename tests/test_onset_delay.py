@@ -35,7 +35,7 @@ SPEC = load_population_spec(BUNDLED_POPULATIONS["drop-foot"])
 ADAPTIVE = load_profile(bundled_profile_path("adaptive"))
 SECTION = ADAPTIVE.adaptive.model_dump(mode="json")
 CFG = AdaptiveOnsetDelay(max_ms=100, step_ms=10, lead_ms=70, lengthen_within_deg=2, back_off_beyond_deg=6,
-                         hold_strides=20)
+                         hold_strides=20, lengthen_every_strides=1)
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +118,20 @@ def test_the_delay_grows_on_a_walker_that_tolerates_it_up_to_the_push_off_bound(
     assert [d2.learned(0.5, -2.0, 300.0) for _ in range(20)][-1] == 100.0  # max_ms
 
 
+def test_the_delay_lengthens_at_most_once_per_window_and_not_in_the_first_climb():
+    d = OnsetDelayLearner(CFG.model_copy(update={"lengthen_every_strides": 4}))
+    assert [d.learned(0.0, 0.0, 140.0, may_lengthen=False) for _ in range(5)] == [0.0] * 5
+    out = [d.learned(0.0, 0.0, 140.0) for _ in range(12)]
+    assert out == [10.0] * 4 + [20.0] * 4 + [30.0] * 4
+
+
+def test_a_saturated_foot_gets_no_delay():
+    d = OnsetDelayLearner(CFG)
+    for _ in range(10):
+        d.learned(0.0, 0.0, 140.0)
+    assert d.delay_ms > 0 and d.saturated() == 0.0
+
+
 def test_a_short_push_off_allows_little_delay():
     d = OnsetDelayLearner(CFG)
     assert max(d.learned(0.0, 0.0, 80.0) for _ in range(20)) == 10.0
@@ -145,7 +159,7 @@ def test_frozen_strides_and_errors_outside_the_band_hold_the_delay():
 
 
 @settings(max_examples=300, deadline=None)
-@given(events=st.lists(st.tuples(st.sampled_from(["learn", "early", "frozen"]), st.floats(-1e3, 1e3),
+@given(events=st.lists(st.tuples(st.sampled_from(["learn", "early", "frozen", "saturated"]), st.floats(-1e3, 1e3),
                                  st.floats(-1e3, 1e3), st.floats(-1e4, 1e4) | st.just(math.nan)),
                        max_size=80),
        max_ms=st.integers(0, limits.ONSET_DELAY_MS_MAX), step=st.integers(1, 50), lead=st.integers(0, 300))
@@ -155,7 +169,7 @@ def test_the_delay_never_leaves_its_bounds(events, max_ms, step, lead):
     for kind, err, mid, push in events:
         bound_before = d.bound_ms()
         out = (d.frozen() if kind == "frozen" else d.early_contact() if kind == "early"
-               else d.learned(err, mid, push))
+               else d.saturated() if kind == "saturated" else d.learned(err, mid, push))
         assert 0.0 <= out <= max_ms <= limits.ONSET_DELAY_MS_MAX
         assert out <= max(prev, d.bound_ms(), bound_before)
         assert out - prev <= step
@@ -209,8 +223,10 @@ def test_adaptive_without_a_delay_is_the_same_as_a_delay_bounded_at_zero(walk, p
 
 def test_the_learned_delay_is_logged_and_replays_bit_identically(tmp_path, walk, profile):
     # the recorded foot does not answer the current (no patient model): a wide band lets it grow
-    profile = with_adaptive(profile, {**profile.adaptive.model_dump(mode="json"), "onset_delay": {
-        "max_ms": 100, "lengthen_within_deg": 20, "back_off_beyond_deg": 30}})
+    section = profile.adaptive.model_dump(mode="json")
+    profile = with_adaptive(profile, {**section, "approach": {**section["approach"], "settle_within_deg": 20},
+                                      "onset_delay": {"max_ms": 100, "lengthen_within_deg": 20,
+                                                      "back_off_beyond_deg": 30, "lengthen_every_strides": 1}})
     c = Controller(profile, trace_capacity=1024)
     col = TraceCollector()
     c.trace_sink = col

@@ -556,7 +556,9 @@ class AdaptiveOnsetDelay(_Model):
     foot low; it never exceeds ``max_ms`` nor ``push_off`` − ``lead_ms``, where ``push_off`` is
     the median time from the onset to the fastest toe-down rotation of the push-off (measured by
     the foot IMU, just before toe-off) over the last strides: the ramp must start that long
-    before the toes leave the ground. Cold start 0 ms; frozen strides hold it."""
+    before the toes leave the ground. Cold start 0 ms; frozen strides hold it; it lengthens only
+    after the walk's first climb, at most once per ``lengthen_every_strides``, and is 0 while
+    the wind-up guard holds the current."""
 
     max_ms: Int = Field(..., ge=0, le=limits.ONSET_DELAY_MS_MAX,
                         description="the learned delay never exceeds this, ms")
@@ -570,6 +572,9 @@ class AdaptiveOnsetDelay(_Model):
     back_off_beyond_deg: Real = Field(6.0, ge=0.5, le=40.0,
                                       description="a stride this far below target, overall or at mid-swing, "
                                                   "halves the delay at once, deg")
+    lengthen_every_strides: Int = Field(10, ge=1, le=1000,
+                                        description="lengthened at most once per this many learning strides "
+                                                    "(the wind-up guard fits its lift per mA at one delay)")
     hold_strides: Int = Field(20, ge=0, le=10_000,
                               description="after a back-off the delay does not lengthen for this many "
                                           "learning strides")

@@ -576,13 +576,17 @@ class AdaptiveStimulation:
             return 0.0
         if status == "frozen":
             delay = od.frozen()
+        elif self.guard is not None and self.guard.ceiling_ma is not None:
+            # more current no longer lifts the foot: what a delay takes from the lift cannot
+            # be made up with current
+            delay = od.saturated()
         elif reason == EARLY_CONTACT:
             delay = od.early_contact()
         else:
             mid_short = self.profile.adaptive.target.mid_swing_deg - f.mid_swing_deg
-            delay = od.learned(error, mid_short, self._push_ms)
+            delay = od.learned(error, mid_short, self._push_ms, may_lengthen=self._settled)
         self._push_ms = math.nan
-        if self.guard is not None and delay != self._delay_ms:
+        if self.guard is not None and delay > self._delay_ms:
             self.guard.forget_window()
         self._delay_ms = delay
         if self.machine is not None:

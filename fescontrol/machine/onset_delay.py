@@ -14,10 +14,14 @@ toe-off. The delay never exceeds the median of that time over the last strides m
 
 Per stride, at the event level (after the amplitude decision, from the same stride):
   * a frozen stride (any doubt the amplitude freezes on) holds the delay;
+  * while the wind-up guard holds the current (more current no longer lifts the foot) it is 0:
+    the lift a delay takes cannot be made up with current;
   * an early contact with the foot low, or a stride more than ``back_off_beyond_deg`` below
     target overall or at mid-swing, halves it at once and (when it was not 0) blocks
     lengthening for ``hold_strides`` learning strides;
-  * a stride within ``lengthen_within_deg`` of target (or above it) lengthens it by ``step_ms``;
+  * a stride within ``lengthen_within_deg`` of target (or above it), once the walk's first
+    climb is over, lengthens it by ``step_ms``, at most once per ``lengthen_every_strides``
+    learning strides (the wind-up guard fits its lift per mA over strides at one delay);
   * it is then clipped to [0, min(max_ms, push-off − lead_ms)].
 Cold start (a new session): 0 ms, and 0 until ``PUSH_STRIDES_MIN`` push-offs were measured.
 Invariant: 0 ≤ delay_ms ≤ max_ms ≤ limits.ONSET_DELAY_MS_MAX (tests/test_onset_delay.py).
@@ -79,14 +83,21 @@ class OnsetDelayLearner:
         self.last = "hold"
         return self.delay_ms
 
+    def saturated(self) -> float:
+        """The wind-up guard holds the current (more no longer lifts the foot): no delay."""
+        self.delay_ms = 0.0
+        self.last = "saturated"
+        return self.delay_ms
+
     def early_contact(self) -> float:
         """An early contact with the foot low: back off at once."""
         return self._back_off()
 
-    def learned(self, error_deg: float, mid_shortfall_deg: float, push_ms: float) -> float:
+    def learned(self, error_deg: float, mid_shortfall_deg: float, push_ms: float, may_lengthen: bool = True) -> float:
         """A learning stride: its pitch error (target − measured at the limiting point, deg),
         its shortfall at mid-swing (target − measured, deg) and its push-off time (ms, NaN:
-        not measured). Returns the next stride's delay."""
+        not measured); ``may_lengthen`` False (the walk's first climb is not over) holds it
+        where it would lengthen. Returns the next stride's delay."""
         if math.isfinite(push_ms):
             self.push.append(float(push_ms))
         cfg = self.cfg
@@ -96,8 +107,9 @@ class OnsetDelayLearner:
         self.last = "hold"
         if self.hold > 0:
             self.hold -= 1
-        elif error_deg <= float(cfg.lengthen_within_deg):
+        elif may_lengthen and error_deg <= float(cfg.lengthen_within_deg) and self.delay_ms < self.bound_ms():
             self.delay_ms += float(cfg.step_ms)
+            self.hold = int(cfg.lengthen_every_strides) - 1
             self.last = "lengthen"
         self.delay_ms = min(self.delay_ms, self.bound_ms())
         return self.delay_ms
