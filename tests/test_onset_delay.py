@@ -33,7 +33,10 @@ pytestmark = pytest.mark.timeout(180)
 S = GaitState
 SPEC = load_population_spec(BUNDLED_POPULATIONS["drop-foot"])
 ADAPTIVE = load_profile(bundled_profile_path("adaptive"))
-SECTION = ADAPTIVE.adaptive.model_dump(mode="json")
+#: the section as measured in docs/adaptive.md (not in the bundled profile: see there)
+ONSET_DELAY = {"max_ms": 100, "step_ms": 10, "lead_ms": 80, "lengthen_within_deg": 2, "lengthen_every_strides": 10,
+               "back_off_beyond_deg": 6, "hold_strides": 20}
+SECTION = {**ADAPTIVE.adaptive.model_dump(mode="json"), "onset_delay": ONSET_DELAY}
 CFG = AdaptiveOnsetDelay(max_ms=100, step_ms=10, lead_ms=70, lengthen_within_deg=2, back_off_beyond_deg=6,
                          hold_strides=20, lengthen_every_strides=1)
 
